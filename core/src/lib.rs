@@ -1,0 +1,20 @@
+//! `tlog-core`: the transport-free truth of the transparency log.
+//!
+//! - [`hash`]: RFC 9162 leaf and node hashes.
+//! - [`merkle`]: the RFC 9162 Merkle tree: the RFC's definitions, an
+//!   append-only tree over a tile-shaped storage trait, proofs over that
+//!   trait, and proof verification.
+//! - [`note`], [`checkpoint`], [`cosignature`]: C2SP signed notes, signed
+//!   tree heads (checkpoints) and witness cosignatures.
+//!
+//! What this crate is not: no networking, no async runtime, no database. It
+//! has no tokio, tonic or RocksDB dependency, so clients, monitors and
+//! auditors can verify with it anywhere.
+
+pub mod checkpoint;
+pub mod cosignature;
+pub mod hash;
+pub mod merkle;
+pub mod note;
+
+pub use hash::{Hash, empty_root, leaf_hash, node_hash};

@@ -1,0 +1,332 @@
+//! Inclusion and consistency proofs computed from stored hashes
+//! (RFC 9162 sections 2.1.3.1 and 2.1.4.1), for any tree size the log has
+//! had.
+//!
+//! A proof is a list of subtree hashes `MTH(D[a:b])`. The ranges follow the
+//! RFC's recursion (computed iteratively here); each range is split into
+//! perfect subtrees, and each perfect subtree is read from one tile of the
+//! store. Tiles are read once per proof, so a proof costs `O(log n)` reads.
+
+use super::store::{HashReader, StoreError};
+use super::{TILE_HEIGHT, TILE_WIDTH, split_point};
+use crate::hash::{Hash, node_hash};
+
+/// Why a proof could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum ProofError {
+    /// Inclusion asked for a leaf that is not in a tree of that size.
+    #[error("leaf index {index} is not below tree size {size}")]
+    IndexOutOfRange {
+        /// The index asked for.
+        index: u64,
+        /// The tree size asked for.
+        size: u64,
+    },
+    /// Consistency asked from a larger size to a smaller one.
+    #[error("size1 {size1} is larger than size2 {size2}")]
+    SizesReversed {
+        /// The first size.
+        size1: u64,
+        /// The second size.
+        size2: u64,
+    },
+    /// The store failed or lacks a hash the sizes require.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Computes perfect-subtree hashes from stored tiles of the tree of `size`
+/// leaves, reading each tile once, whole (as far as the tree of `size`
+/// leaves has filled it), and keeping it for its own lifetime (one proof).
+pub(crate) struct NodeReader<'a, R: ?Sized> {
+    reader: &'a R,
+    size: u64,
+    /// `(level, tile index)` -> the tile's hashes.
+    tiles: Vec<((u8, u64), Vec<Hash>)>,
+    scratch: Vec<Hash>,
+}
+
+impl<'a, R: HashReader + ?Sized> NodeReader<'a, R> {
+    pub(crate) fn new(reader: &'a R, size: u64) -> Self {
+        NodeReader {
+            reader,
+            size,
+            tiles: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The root of the perfect subtree of height `height` whose leftmost
+    /// leaf is `index << height`; it must lie inside the first `size` leaves.
+    pub(crate) fn node(&mut self, height: u32, index: u64) -> Result<Hash, StoreError> {
+        let level = (height / TILE_HEIGHT) as u8;
+        let sub = height % TILE_HEIGHT;
+        let first = index << sub;
+        let count = 1usize << sub;
+        let tile = first / TILE_WIDTH;
+        let offset = (first % TILE_WIDTH) as usize;
+
+        let pos = match self.tiles.iter().position(|(k, _)| *k == (level, tile)) {
+            Some(p) => p,
+            None => {
+                // Hashes stored in this row for a tree of `size` leaves.
+                let row_len = self.size >> (u32::from(level) * TILE_HEIGHT);
+                let width = row_len.saturating_sub(tile * TILE_WIDTH).min(TILE_WIDTH);
+                let mut hashes = Vec::with_capacity(width as usize);
+                self.reader
+                    .read_hashes(level, tile * TILE_WIDTH, width, &mut hashes)?;
+                if hashes.len() as u64 != width {
+                    return Err(StoreError::Backend(format!(
+                        "tile {level}/{tile}: read returned {} hashes, wanted {width}",
+                        hashes.len()
+                    )));
+                }
+                self.tiles.push(((level, tile), hashes));
+                self.tiles.len() - 1
+            }
+        };
+        let row = self.tiles[pos]
+            .1
+            .get(offset..offset + count)
+            .ok_or(StoreError::Missing {
+                level,
+                index: first,
+            })?;
+        if sub == 0 {
+            return Ok(row[0]);
+        }
+        // Fold the 2^sub stored hashes up `sub` levels.
+        self.scratch.clear();
+        self.scratch.extend_from_slice(row);
+        let mut width = count;
+        while width > 1 {
+            for i in 0..width / 2 {
+                self.scratch[i] = node_hash(&self.scratch[2 * i], &self.scratch[2 * i + 1]);
+            }
+            width /= 2;
+        }
+        Ok(self.scratch[0])
+    }
+
+    /// `MTH(D[a:b])` for `a < b`, split as the RFC splits it.
+    fn range(&mut self, a: u64, b: u64) -> Result<Hash, StoreError> {
+        let n = b - a;
+        if n.is_power_of_two() && a.is_multiple_of(n) {
+            return self.node(n.trailing_zeros(), a / n);
+        }
+        let k = split_point(n);
+        let left = self.range(a, a + k)?;
+        let right = self.range(a + k, b)?;
+        Ok(node_hash(&left, &right))
+    }
+}
+
+/// The ranges `[a, b)` whose hashes form `PATH(index, D[size])`, in proof
+/// order (deepest first). RFC 9162 section 2.1.3.1.
+fn inclusion_ranges(index: u64, size: u64) -> Vec<(u64, u64)> {
+    let mut ranges = Vec::new();
+    let (mut lo, mut hi, mut m) = (0u64, size, index);
+    while hi - lo > 1 {
+        let k = split_point(hi - lo);
+        if m < k {
+            // PATH(m, D[n]) = PATH(m, D[0:k]) : MTH(D[k:n])
+            ranges.push((lo + k, hi));
+            hi = lo + k;
+        } else {
+            // PATH(m, D[n]) = PATH(m - k, D[k:n]) : MTH(D[0:k])
+            ranges.push((lo, lo + k));
+            lo += k;
+            m -= k;
+        }
+    }
+    ranges.reverse();
+    ranges
+}
+
+/// The ranges whose hashes form `PROOF(size1, D[size2])` for
+/// `0 < size1 < size2`, in proof order. RFC 9162 section 2.1.4.1.
+fn consistency_ranges(size1: u64, size2: u64) -> Vec<(u64, u64)> {
+    let mut ranges = Vec::new();
+    let (mut lo, mut hi, mut m, mut b) = (0u64, size2, size1, true);
+    loop {
+        let n = hi - lo;
+        if m == n {
+            // SUBPROOF(m, D[m], true) = {}; SUBPROOF(m, D[m], false) = {MTH(D[m])}
+            if !b {
+                ranges.push((lo, hi));
+            }
+            break;
+        }
+        let k = split_point(n);
+        if m <= k {
+            // SUBPROOF(m, D[n], b) = SUBPROOF(m, D[0:k], b) : MTH(D[k:n])
+            ranges.push((lo + k, hi));
+            hi = lo + k;
+        } else {
+            // SUBPROOF(m, D[n], b) = SUBPROOF(m - k, D[k:n], false) : MTH(D[0:k])
+            ranges.push((lo, lo + k));
+            lo += k;
+            m -= k;
+            b = false;
+        }
+    }
+    ranges.reverse();
+    ranges
+}
+
+/// Proves over any [`HashReader`]. It does not know the log's current
+/// size: callers check that sizes are within the tree first (a size beyond
+/// what is stored surfaces as [`StoreError::Missing`]).
+#[derive(Debug, Clone)]
+pub struct Prover<R> {
+    reader: R,
+}
+
+impl<R: HashReader> Prover<R> {
+    /// A prover reading from `reader`.
+    pub fn new(reader: R) -> Self {
+        Prover { reader }
+    }
+
+    /// `PATH(index, D[size])`: the inclusion proof for leaf `index` in the
+    /// tree of the first `size` leaves.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
+        if index >= size {
+            return Err(ProofError::IndexOutOfRange { index, size });
+        }
+        let mut nodes = NodeReader::new(&self.reader, size);
+        inclusion_ranges(index, size)
+            .into_iter()
+            .map(|(a, b)| nodes.range(a, b).map_err(ProofError::from))
+            .collect()
+    }
+
+    /// `PROOF(size1, D[size2])`: the consistency proof between the trees of
+    /// the first `size1` and `size2` leaves. Empty when `size1` is 0 or
+    /// equals `size2` (see [`super::verify`] for the size-0 rules).
+    pub fn consistency_proof(&self, size1: u64, size2: u64) -> Result<Vec<Hash>, ProofError> {
+        if size1 > size2 {
+            return Err(ProofError::SizesReversed { size1, size2 });
+        }
+        if size1 == 0 || size1 == size2 {
+            return Ok(Vec::new());
+        }
+        let mut nodes = NodeReader::new(&self.reader, size2);
+        consistency_ranges(size1, size2)
+            .into_iter()
+            .map(|(a, b)| nodes.range(a, b).map_err(ProofError::from))
+            .collect()
+    }
+
+    /// `MTH(D[size])` for any size whose hashes are stored, from
+    /// `O(log size)` stored hashes.
+    pub fn root_at(&self, size: u64) -> Result<Hash, ProofError> {
+        if size == 0 {
+            return Ok(crate::hash::empty_root());
+        }
+        Ok(NodeReader::new(&self.reader, size).range(0, size)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::hash::leaf_hash;
+    use crate::merkle::reference;
+    use crate::merkle::store::MemoryStore;
+    use crate::merkle::tree::Tree;
+
+    /// A store that counts reads, to check the O(log n) read bound.
+    struct Counting<'a>(&'a MemoryStore, Cell<u64>);
+    impl HashReader for Counting<'_> {
+        fn read_hashes(
+            &self,
+            level: u8,
+            start: u64,
+            count: u64,
+            out: &mut Vec<Hash>,
+        ) -> Result<(), StoreError> {
+            self.1.set(self.1.get() + 1);
+            assert!(count <= TILE_WIDTH, "read spans more than a tile");
+            assert_eq!(start / TILE_WIDTH, (start + count - 1) / TILE_WIDTH);
+            self.0.read_hashes(level, start, count, out)
+        }
+    }
+
+    fn build(n: u64) -> (MemoryStore, Vec<Hash>) {
+        let mut tree = Tree::new();
+        let mut store = MemoryStore::new();
+        let mut out = Vec::new();
+        let leaves: Vec<Hash> = (0..n).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        for h in &leaves {
+            tree.append(*h, &mut out);
+        }
+        store.write(&out).expect("dense");
+        (store, leaves)
+    }
+
+    #[test]
+    fn proofs_match_reference_for_small_trees() {
+        let (store, leaves) = build(300);
+        let prover = Prover::new(&store);
+        for size in 1..=300u64 {
+            let d = &leaves[..size as usize];
+            assert_eq!(prover.root_at(size).expect("root"), reference::root(d));
+            for m in (0..size).step_by(7) {
+                assert_eq!(
+                    prover.inclusion_proof(m, size).expect("incl"),
+                    reference::inclusion_path(m as usize, d).expect("in range"),
+                );
+                if m > 0 {
+                    assert_eq!(
+                        prover.consistency_proof(m, size).expect("cons"),
+                        reference::consistency_proof(m as usize, d).expect("in range"),
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn proof_reads_are_logarithmic() {
+        let (store, _) = build(70_000);
+        let counting = Counting(&store, Cell::new(0));
+        let prover = Prover::new(&counting);
+        for (index, size) in [
+            (0u64, 70_000u64),
+            (12_345, 70_000),
+            (69_999, 70_000),
+            (5, 65_537),
+        ] {
+            counting.1.set(0);
+            prover.inclusion_proof(index, size).expect("proof");
+            // Three rows of tiles at this size; at most two tiles a row.
+            assert!(counting.1.get() <= 6, "{} reads", counting.1.get());
+        }
+        counting.1.set(0);
+        prover.consistency_proof(1_000, 70_000).expect("proof");
+        assert!(counting.1.get() <= 6, "{} reads", counting.1.get());
+    }
+
+    #[test]
+    fn errors_for_bad_arguments_and_missing_hashes() {
+        let (store, _) = build(10);
+        let prover = Prover::new(&store);
+        assert!(matches!(
+            prover.inclusion_proof(10, 10),
+            Err(ProofError::IndexOutOfRange { .. })
+        ));
+        assert!(matches!(
+            prover.consistency_proof(5, 4),
+            Err(ProofError::SizesReversed { .. })
+        ));
+        assert!(matches!(
+            prover.inclusion_proof(0, 11),
+            Err(ProofError::Store(StoreError::Missing { .. }))
+        ));
+        assert!(prover.consistency_proof(0, 10).expect("size 0").is_empty());
+        assert!(prover.consistency_proof(10, 10).expect("equal").is_empty());
+    }
+}

@@ -1,0 +1,197 @@
+//! Property tests: storage-backed proofs equal the RFC's recursive
+//! definitions and verify; any flipped bit fails; parsers never panic;
+//! signatures round-trip and detect any change.
+
+use std::sync::OnceLock;
+
+use proptest::prelude::*;
+use tlog_core::checkpoint::{self, Checkpoint};
+use tlog_core::merkle::prove::Prover;
+use tlog_core::merkle::reference;
+use tlog_core::merkle::store::MemoryStore;
+use tlog_core::merkle::tree::Tree;
+use tlog_core::merkle::verify::{parse_proof, verify_consistency, verify_inclusion};
+use tlog_core::note::{self, Signer, Verifier, Verifiers};
+use tlog_core::{Hash, leaf_hash};
+
+const MAX: u64 = 4_100;
+
+/// One tree of MAX leaves; proofs for every smaller size come from the same
+/// store, as a log serves proofs for past sizes.
+fn fixture() -> &'static (MemoryStore, Vec<Hash>) {
+    static F: OnceLock<(MemoryStore, Vec<Hash>)> = OnceLock::new();
+    F.get_or_init(|| {
+        let mut tree = Tree::new();
+        let mut store = MemoryStore::new();
+        let mut out = Vec::new();
+        let leaves: Vec<Hash> = (0..MAX).map(|i| leaf_hash(&i.to_le_bytes())).collect();
+        for h in &leaves {
+            tree.append(*h, &mut out);
+        }
+        store.write(&out).expect("dense");
+        (store, leaves)
+    })
+}
+
+fn flip(h: &Hash, bit: usize) -> Hash {
+    let mut b = h.0;
+    b[bit / 8 % 32] ^= 1 << (bit % 8);
+    Hash(b)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn inclusion_proofs_match_rfc_and_detect_flips(
+        size in 1..=MAX, index_seed in any::<u64>(), bit in any::<usize>(), target in 0usize..3,
+    ) {
+        let (store, leaves) = fixture();
+        let index = index_seed % size;
+        let d = &leaves[..size as usize];
+        let proof = Prover::new(store).inclusion_proof(index, size).expect("proof");
+        prop_assert_eq!(&proof, &reference::inclusion_path(index as usize, d).expect("in range"));
+        let root = reference::root(d);
+        prop_assert_eq!(Prover::new(store).root_at(size).expect("root"), root);
+        let leaf = leaves[index as usize];
+        prop_assert!(verify_inclusion(index, size, &leaf, &proof, &root).is_ok());
+
+        // Flip one bit of the leaf, of one proof element, or of the root.
+        let mut p = proof.clone();
+        let (l, r) = match target {
+            0 => (flip(&leaf, bit), root),
+            1 if !p.is_empty() => {
+                let i = bit / 256 % p.len();
+                p[i] = flip(&p[i], bit);
+                (leaf, root)
+            }
+            _ => (leaf, flip(&root, bit)),
+        };
+        prop_assert!(verify_inclusion(index, size, &l, &p, &r).is_err());
+        // A wrong index or size fails too.
+        if size > 1 {
+            prop_assert!(verify_inclusion((index + 1) % size, size, &leaf, &proof, &root).is_err());
+        }
+    }
+
+    #[test]
+    fn consistency_proofs_match_rfc_and_detect_flips(
+        size2 in 1..=MAX, seed in any::<u64>(), bit in any::<usize>(), target in 0usize..3,
+    ) {
+        let (store, leaves) = fixture();
+        let size1 = 1 + seed % size2;
+        let prover = Prover::new(store);
+        let proof = prover.consistency_proof(size1, size2).expect("proof");
+        let root1 = reference::root(&leaves[..size1 as usize]);
+        let root2 = reference::root(&leaves[..size2 as usize]);
+        if size1 < size2 {
+            let want = reference::consistency_proof(size1 as usize, &leaves[..size2 as usize]);
+            prop_assert_eq!(&proof, &want.expect("in range"));
+        } else {
+            prop_assert!(proof.is_empty());
+        }
+        prop_assert!(verify_consistency(size1, size2, &proof, &root1, &root2).is_ok());
+        let mut p = proof.clone();
+        let (a, b) = match target {
+            0 => (flip(&root1, bit), root2),
+            1 if !p.is_empty() => {
+                let i = bit / 256 % p.len();
+                p[i] = flip(&p[i], bit);
+                (root1, root2)
+            }
+            _ => (root1, flip(&root2, bit)),
+        };
+        prop_assert!(verify_consistency(size1, size2, &p, &a, &b).is_err());
+    }
+
+    #[test]
+    fn note_open_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let s = Signer::from_seed("k", &[5; 32]).expect("ok");
+        let _ = note::open(&bytes, &Verifiers::new([s.verifier()]));
+    }
+
+    #[test]
+    fn note_open_never_panics_on_note_like_text(
+        text in "[a-z\n]{0,40}", sig in "(\u{2014} [a-zA-Z+ ]{0,8} [A-Za-z0-9+/=]{0,100}\n){0,3}",
+    ) {
+        let s = Signer::from_seed("k", &[5; 32]).expect("ok");
+        let msg = format!("{text}\n{sig}");
+        let _ = note::open(msg.as_bytes(), &Verifiers::new([s.verifier()]));
+    }
+
+    #[test]
+    fn key_and_checkpoint_parsers_never_panic(text in "\\PC{0,120}") {
+        let _ = Verifier::from_vkey(&text);
+        let _ = Signer::from_skey(&text);
+        let _ = Checkpoint::parse(&text);
+        let _ = Hash::from_base64(&text);
+        let _ = Hash::from_hex(&text);
+    }
+
+    #[test]
+    fn checkpoint_parser_never_panics_on_checkpoint_like_text(
+        text in "[a-z./]{0,12}\n[0-9]{0,22}\n[A-Za-z0-9+/=]{0,48}\n([ -~]{0,10}\n){0,2}",
+    ) {
+        if let Ok(c) = Checkpoint::parse(&text) {
+            // Whatever parses re-encodes to exactly the same text.
+            prop_assert_eq!(c.to_text(), text);
+        }
+    }
+
+    #[test]
+    fn proof_parser_never_panics(elems in proptest::collection::vec(
+        proptest::collection::vec(any::<u8>(), 0..40), 0..70)) {
+        if let Ok(p) = parse_proof(&elems) {
+            prop_assert!(p.len() <= 64);
+        }
+    }
+
+    #[test]
+    fn sign_then_open_round_trips(text in "([ -~]{1,30}\n){1,5}", seed in any::<[u8; 32]>()) {
+        let s = Signer::from_seed("example.com/log", &seed).expect("ok");
+        let signed = note::sign(&text, &[&s]).expect("sign");
+        let opened = note::open(signed.as_bytes(), &Verifiers::new([s.verifier()])).expect("open");
+        prop_assert_eq!(opened.text, text);
+    }
+
+    #[test]
+    fn any_change_to_a_signed_checkpoint_fails(
+        size in any::<u64>(), root in any::<[u8; 32]>(), pos in any::<usize>(), byte in 0x20u8..0x7f,
+    ) {
+        let s = Signer::from_seed("example.com/log", &[11; 32]).expect("ok");
+        let vs = Verifiers::new([s.verifier()]);
+        let c = Checkpoint::new("example.com/log", size, Hash(root));
+        let signed = c.sign(&s).expect("sign");
+        let opened = checkpoint::open(signed.as_bytes(), &vs, "example.com/log").expect("open");
+        prop_assert_eq!(&opened.checkpoint, &c);
+        // Change one byte of the checkpoint text (never its final newline).
+        let text = c.to_text();
+        let i = pos % (text.len() - 1);
+        let mut bytes = text.into_bytes();
+        prop_assume!(bytes[i] != byte);
+        bytes[i] = byte;
+        let mut changed = bytes;
+        changed.extend_from_slice(&signed.as_bytes()[c.to_text().len()..]);
+        prop_assert!(checkpoint::open(&changed, &vs, "example.com/log").is_err());
+    }
+}
+
+#[test]
+fn every_single_bit_flip_fails_for_a_sample_proof() {
+    let (store, leaves) = fixture();
+    let (index, size) = (1234u64, 3001u64);
+    let proof = Prover::new(store)
+        .inclusion_proof(index, size)
+        .expect("proof");
+    let root = reference::root(&leaves[..size as usize]);
+    let leaf = leaves[index as usize];
+    for bit in 0..256 {
+        assert!(verify_inclusion(index, size, &flip(&leaf, bit), &proof, &root).is_err());
+        assert!(verify_inclusion(index, size, &leaf, &proof, &flip(&root, bit)).is_err());
+        for i in 0..proof.len() {
+            let mut p = proof.clone();
+            p[i] = flip(&p[i], bit);
+            assert!(verify_inclusion(index, size, &leaf, &p, &root).is_err());
+        }
+    }
+}

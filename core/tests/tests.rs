@@ -1,0 +1,28 @@
+//! Integration tests for `tlog-core`, one module per concern.
+
+/// RFC 9162 known-answer vectors from transparency-dev/merkle.
+mod known_answer;
+/// Signed-note vectors from Go's `sumdb/note`.
+mod note_vectors;
+/// `rs_merkle` as an independent oracle for roots and inclusion proofs.
+mod oracle;
+/// Property tests: proofs, parsers, signatures.
+mod properties;
+
+use std::path::PathBuf;
+
+/// The shared test data folder (`../shared/testdata` beside the clone), or
+/// `TLOG_TESTDATA` if set.
+pub fn testdata() -> PathBuf {
+    if let Some(p) = std::env::var_os("TLOG_TESTDATA") {
+        return PathBuf::from(p);
+    }
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata");
+    assert!(
+        p.is_dir(),
+        "test vectors not found at {}: the repository expects ../shared/testdata beside \
+         the clone, or set TLOG_TESTDATA",
+        p.display()
+    );
+    p
+}

@@ -1,0 +1,1 @@
+//! The `tlog.v1` protocol.

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs every test in the workspace (unit, integration, property, end-to-end),
+# after installing what a fresh machine lacks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+. scripts/env.sh
+cargo test --workspace --all-targets --locked "$@"

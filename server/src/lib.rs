@@ -1,0 +1,1 @@
+//! `tlog-server`: the log server.
