@@ -6,6 +6,8 @@
 //!   trait, and proof verification.
 //! - [`note`], [`checkpoint`], [`cosignature`]: C2SP signed notes, signed
 //!   tree heads (checkpoints) and witness cosignatures.
+//! - [`event`], [`leaf`]: the artifact-event domain types, their
+//!   validation, and the versioned, deterministic leaf encoding.
 //!
 //! What this crate is not: no networking, no async runtime, no database. It
 //! has no tokio, tonic or RocksDB dependency, so clients, monitors and
@@ -13,7 +15,9 @@
 
 pub mod checkpoint;
 pub mod cosignature;
+pub mod event;
 pub mod hash;
+pub mod leaf;
 pub mod merkle;
 pub mod note;
 

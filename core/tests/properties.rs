@@ -4,8 +4,13 @@
 
 use std::sync::OnceLock;
 
+use proptest::option;
 use proptest::prelude::*;
 use tlog_core::checkpoint::{self, Checkpoint};
+use tlog_core::event::{
+    Action, Artifact, ArtifactEvent, Attestation, Digest, Interface, Timestamp,
+};
+use tlog_core::leaf::{Leaf, Submitter};
 use tlog_core::merkle::prove::Prover;
 use tlog_core::merkle::reference;
 use tlog_core::merkle::store::MemoryStore;
@@ -39,8 +44,104 @@ fn flip(h: &Hash, bit: usize) -> Hash {
     Hash(b)
 }
 
+fn arb_event() -> impl Strategy<Value = ArtifactEvent> {
+    (
+        (
+            "\\PC{0,20}",
+            "\\PC{0,20}",
+            0usize..11,
+            "\\PC{0,30}",
+            "\\PC{0,10}",
+        ),
+        (
+            proptest::collection::vec(("[a-z0-9]{0,8}", "[0-9a-f]{0,64}"), 0..3),
+            any::<bool>(),
+        ),
+        (
+            option::of((any::<i64>(), 0u32..1_000_000_000)),
+            0usize..7,
+            "\\PC{0,10}",
+        ),
+        proptest::collection::vec(
+            (
+                "[a-z]{0,6}",
+                "\\PC{0,8}",
+                proptest::collection::vec(any::<u8>(), 0..70),
+            ),
+            0..2,
+        ),
+    )
+        .prop_map(
+            |((id, source, action, name, version), (digests, _), (t, iface, env), atts)| {
+                ArtifactEvent {
+                    event_id: id,
+                    source,
+                    action: Action::ALL[action],
+                    artifact: Artifact {
+                        name,
+                        version,
+                        digests: digests
+                            .into_iter()
+                            .map(|(algorithm, hex)| Digest { algorithm, hex })
+                            .collect(),
+                        media_type: String::new(),
+                        uri: String::new(),
+                    },
+                    actor: "a".into(),
+                    interface: Interface::from_code(iface as i64).expect("code"),
+                    environment: env,
+                    client_time: t.map(|(seconds, nanos)| Timestamp { seconds, nanos }),
+                    provenance: None,
+                    justification: String::new(),
+                    ticket: String::new(),
+                    attestations: atts
+                        .into_iter()
+                        .map(|(scheme, key_id, signature)| Attestation {
+                            scheme,
+                            key_id,
+                            signature,
+                        })
+                        .collect(),
+                }
+            },
+        )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn leaf_encoding_round_trips(event in arb_event(), principal in "\\PC{0,20}", secs in any::<i64>()) {
+        let leaf = Leaf {
+            event,
+            submitter: Submitter { principal, auth_method: "mtls".into(), peer: "p".into() },
+            integrated_at: Timestamp { seconds: secs, nanos: 7 },
+        };
+        let bytes = leaf.encode();
+        let back = Leaf::decode(&bytes).expect("decodes");
+        prop_assert_eq!(back.encode(), bytes);
+        prop_assert_eq!(back, leaf);
+    }
+
+    #[test]
+    fn leaf_decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        if let Ok(l) = Leaf::decode(&bytes) {
+            prop_assert_eq!(l.encode(), bytes);
+        }
+    }
+
+    #[test]
+    fn leaf_decoder_never_panics_on_mutated_leaves(
+        event in arb_event(), pos in any::<usize>(), byte in any::<u8>(),
+    ) {
+        let leaf = Leaf { event, submitter: Submitter::default(), integrated_at: Timestamp::default() };
+        let mut bytes = leaf.encode();
+        let i = pos % bytes.len();
+        bytes[i] = byte;
+        if let Ok(l) = Leaf::decode(&bytes) {
+            prop_assert_eq!(l.encode(), bytes);
+        }
+    }
 
     #[test]
     fn inclusion_proofs_match_rfc_and_detect_flips(

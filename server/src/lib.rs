@@ -1,1 +1,177 @@
-//! `tlog-server`: the log server.
+//! `tlog-server`: the transparency log server.
+//!
+//! - [`storage`]: the storage trait and its RocksDB implementation.
+//! - [`sequencer`]: the single owner of the tree; batches appends into one
+//!   synced write and signed checkpoint each.
+//! - [`service`]: the `tlog.v1.Log` gRPC service; [`error`] maps every
+//!   error to a gRPC status in one place; [`convert`] turns wire types into
+//!   core types.
+//! - [`auth`]: the authentication slot; [`metrics`]: Prometheus metrics.
+//! - [`keys`]: `init` and signing-key loading; [`config`]: settings.
+//!
+//! Tests start a server in-process with [`run`] on a listener they bound
+//! (`127.0.0.1:0`) and stop it through the shutdown future they own.
+
+pub mod auth;
+pub mod config;
+pub mod convert;
+pub mod error;
+pub mod keys;
+pub mod metrics;
+pub mod sequencer;
+pub mod service;
+pub mod storage;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::sequencer::BatchConfig;
+use crate::service::LogService;
+use crate::storage::{LogStore, RocksStore};
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A setting is wrong.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The signing key could not be used.
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+    /// The store could not be opened.
+    #[error("cannot open the data directory's store: {0}")]
+    Storage(#[from] storage::StorageError),
+    /// The log failed its start checks.
+    #[error(transparent)]
+    Start(#[from] sequencer::StartError),
+    /// The gRPC transport failed.
+    #[error("gRPC transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Runs the server on `listener` until `shutdown` resolves, with metrics on
+/// `config.metrics_listen` if set.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => {
+            Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| config::ConfigError::Invalid {
+                        setting: "metrics_listen",
+                        reason: format!("cannot bind {addr}: {e}"),
+                    })?,
+            )
+        }
+        None => None,
+    };
+    run_with(listener, metrics_listener, config, shutdown).await
+}
+
+/// Like [`run`], with the metrics listener bound by the caller.
+pub async fn run_with(
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    config.validate()?;
+    let signer = keys::load_signer(&config.key_path())?;
+    let store = Arc::new(RocksStore::open(&keys::db_path(&config.data_dir))?);
+    let meta = store.meta()?.ok_or(sequencer::StartError::NotInitialized)?;
+    let metrics = Arc::new(Metrics::default());
+    let (seq, seq_task) = sequencer::start(
+        store.clone(),
+        signer,
+        BatchConfig {
+            max_events: config.batch.max_events,
+            max_wait: config.batch.max_wait,
+            queue_depth: config.queue.depth,
+            enqueue_timeout: config.queue.enqueue_timeout,
+        },
+        metrics.clone(),
+    )?;
+    tracing::info!(
+        origin = %meta.origin,
+        size = meta.size,
+        addr = ?listener.local_addr().ok(),
+        "log opened; stored tree matches the last checkpoint"
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let auth = Arc::new(auth::DefaultPrincipal {
+        principal: config.default_principal.clone(),
+    });
+    let max_message = config.limits.max_event_bytes as usize
+        * config.limits.max_batch_events as usize
+        + 64 * 1024;
+    let svc = LogService::new(
+        store.clone(),
+        seq,
+        meta.origin,
+        meta.vkey,
+        config.limits.clone(),
+        config.queue.max_inflight_bytes,
+        metrics.clone(),
+        auth,
+        stop_rx.clone(),
+    );
+    let log = tlog_proto::v1::log_server::LogServer::new(svc)
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(64 << 20);
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<tlog_proto::v1::log_server::LogServer<LogService<RocksStore>>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tlog_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| config::ConfigError::Invalid {
+            setting: "reflection",
+            reason: e.to_string(),
+        })?;
+
+    if let Some(l) = metrics_listener {
+        tracing::info!(addr = ?l.local_addr().ok(), "metrics on /metrics");
+        let mut stop = stop_rx.clone();
+        tokio::spawn(metrics::serve(l, metrics.clone(), async move {
+            let _ = stop.changed().await;
+        }));
+    }
+
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new requests; finishing the batch in flight");
+        // Ends server streams (entries, checkpoint watches) so the
+        // transport can finish its in-flight requests and return.
+        let _ = stop_tx.send(true);
+    };
+    let served = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(log)
+        .serve_with_incoming_shutdown(
+            // Without TCP_NODELAY, small answers wait for delayed ACKs (40 ms).
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            signal,
+        )
+        .await;
+    // The service (and with it the sequencer's queue) is dropped: the
+    // sequencer finishes what was queued, then stops.
+    if let Err(e) = seq_task.await {
+        tracing::error!(error = %e, "sequencer task failed");
+    }
+    served?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}

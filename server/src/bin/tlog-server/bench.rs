@@ -1,0 +1,269 @@
+//! `tlog-server bench`: a load generator for a running log.
+//!
+//! N concurrent clients append for a fixed time (single events or batches),
+//! each answer verified as a client would (checkpoint signature and
+//! inclusion proof); then N clients fetch inclusion proofs for random
+//! indexes. Reports appends/s, latency percentiles and proofs/s.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tlog_core::Hash;
+use tlog_core::merkle::verify::{parse_proof, verify_inclusion};
+use tlog_core::note::{Verifier, Verifiers};
+use tlog_proto::v1 as pb;
+use tlog_proto::v1::log_client::LogClient;
+use tonic::transport::Channel;
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Server address, e.g. http://127.0.0.1:7400.
+    #[arg(long, default_value = "http://127.0.0.1:7400")]
+    addr: String,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// How long to append, e.g. 10s.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Events per append call (1: Append; more: AppendBatch).
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Target total appends (events) per second; 0 for as fast as possible.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// How long to fetch inclusion proofs afterwards; 0 to skip.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    proof_duration: Duration,
+    /// HTTP/2 connections shared by the clients.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn event(run: u64, client: usize, seq: u64) -> pb::ArtifactEvent {
+    let hex = format!("{:016x}{:016x}{:032x}", run, seq, client as u128);
+    pb::ArtifactEvent {
+        event_id: format!("bench-{run:x}-{client}-{seq}"),
+        source: "bench.tlog".into(),
+        action: pb::Action::Upload as i32,
+        artifact: Some(pb::Artifact {
+            name: format!("bench/model-{}", client % 16),
+            version: format!("1.0.{seq}"),
+            digests: vec![pb::Digest {
+                algorithm: "sha256".into(),
+                hex,
+            }],
+            media_type: "application/octet-stream".into(),
+            uri: String::new(),
+        }),
+        actor: "bench".into(),
+        interface: pb::Interface::Api as i32,
+        environment: "bench".into(),
+        ..Default::default()
+    }
+}
+
+struct Verify {
+    verifiers: Verifiers,
+    origin: String,
+}
+
+impl Verify {
+    fn check(&self, r: &pb::AppendResponse) -> anyhow::Result<()> {
+        let cp = r.checkpoint.as_ref().context("answer without checkpoint")?;
+        let opened =
+            tlog_core::checkpoint::open(cp.note.as_bytes(), &self.verifiers, &self.origin)?;
+        let leaf = Hash::from_slice(&r.leaf_hash)?;
+        anyhow::ensure!(tlog_core::leaf_hash(&r.leaf) == leaf, "leaf hash mismatch");
+        let proof = parse_proof(&r.inclusion_proof)?;
+        verify_inclusion(
+            r.index,
+            opened.checkpoint.size,
+            &leaf,
+            &proof,
+            &opened.checkpoint.root,
+        )?;
+        Ok(())
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1e3
+}
+
+pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.clients > 0, "--clients must be at least 1");
+    anyhow::ensure!(a.batch > 0, "--batch must be at least 1");
+    let mut channels = Vec::new();
+    for _ in 0..a.connections.max(1) {
+        channels.push(
+            Channel::from_shared(a.addr.clone())
+                .context("--addr is not a URL like http://127.0.0.1:7400")?
+                .connect()
+                .await
+                .with_context(|| format!("cannot connect to {}", a.addr))?,
+        );
+    }
+    let info = LogClient::new(channels[0].clone())
+        .get_log_info(pb::GetLogInfoRequest {})
+        .await?
+        .into_inner();
+    let verify = Arc::new(Verify {
+        verifiers: Verifiers::new([Verifier::from_vkey(&info.verifier_key)?]),
+        origin: info.origin.clone(),
+    });
+    let run_id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as u64;
+
+    // Append phase.
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let per_client_interval = (a.rate > 0)
+        .then(|| Duration::from_secs_f64(a.clients as f64 * a.batch as f64 / a.rate as f64));
+    let mut tasks = Vec::new();
+    for c in 0..a.clients {
+        let mut client = LogClient::new(channels[c % channels.len()].clone())
+            .max_decoding_message_size(64 << 20);
+        let (stop, verify, batch) = (stop.clone(), verify.clone(), a.batch);
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            let mut seq = 0u64;
+            let mut next = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(iv) = per_client_interval {
+                    tokio::time::sleep_until(next.into()).await;
+                    next += iv;
+                }
+                let t = Instant::now();
+                let ok = if batch == 1 {
+                    seq += 1;
+                    match client
+                        .append(pb::AppendRequest {
+                            event: Some(event(run_id, c, seq)),
+                        })
+                        .await
+                    {
+                        Ok(r) => verify.check(&r.into_inner()).is_ok(),
+                        Err(_) => false,
+                    }
+                } else {
+                    let events = (0..batch)
+                        .map(|_| {
+                            seq += 1;
+                            event(run_id, c, seq)
+                        })
+                        .collect();
+                    match client.append_batch(pb::AppendBatchRequest { events }).await {
+                        Ok(r) => r
+                            .into_inner()
+                            .results
+                            .iter()
+                            .all(|x| verify.check(x).is_ok()),
+                        Err(_) => false,
+                    }
+                };
+                if ok {
+                    lat.push(t.elapsed());
+                } else {
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    tokio::time::sleep(a.duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await?;
+        lat.extend(l);
+        errors += e;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    lat.sort();
+    let calls = lat.len() as f64;
+    let appends_per_s = calls * a.batch as f64 / elapsed;
+
+    // Proof phase.
+    let mut proofs_per_s = 0.0;
+    let mut proof_errors = 0u64;
+    if !a.proof_duration.is_zero() {
+        let size = LogClient::new(channels[0].clone())
+            .get_checkpoint(pb::GetCheckpointRequest { size: 0 })
+            .await?
+            .into_inner()
+            .checkpoint
+            .context("no checkpoint")?
+            .size;
+        anyhow::ensure!(size > 0, "the log is empty; nothing to prove");
+        let stop = Arc::new(AtomicBool::new(false));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..a.clients {
+            let mut client = LogClient::new(channels[c % channels.len()].clone());
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                let (mut n, mut errs) = (0u64, 0u64);
+                let mut x = (c as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                while !stop.load(Ordering::Relaxed) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let req = pb::GetInclusionProofRequest {
+                        leaf: Some(pb::get_inclusion_proof_request::Leaf::Index(x % size)),
+                        tree_size: size,
+                    };
+                    match client.get_inclusion_proof(req).await {
+                        Ok(_) => n += 1,
+                        Err(_) => errs += 1,
+                    }
+                }
+                (n, errs)
+            }));
+        }
+        tokio::time::sleep(a.proof_duration).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut n = 0;
+        for t in tasks {
+            let (k, e) = t.await?;
+            n += k;
+            proof_errors += e;
+        }
+        proofs_per_s = n as f64 / start.elapsed().as_secs_f64();
+    }
+
+    let (p50, p99, p999) = (
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+        percentile(&lat, 0.999),
+    );
+    if a.json {
+        println!(
+            "{{\"clients\":{},\"batch\":{},\"rate\":{},\"seconds\":{elapsed:.3},\
+             \"appends_per_s\":{appends_per_s:.1},\"calls\":{calls},\"errors\":{errors},\
+             \"p50_ms\":{p50:.3},\"p99_ms\":{p99:.3},\"p999_ms\":{p999:.3},\
+             \"proofs_per_s\":{proofs_per_s:.1},\"proof_errors\":{proof_errors}}}",
+            a.clients, a.batch, a.rate
+        );
+    } else {
+        println!(
+            "appends: {appends_per_s:.0}/s ({} calls of {} event(s), {} clients, {elapsed:.1}s, \
+             {errors} errors)\nlatency to verified proof: p50 {p50:.2} ms, p99 {p99:.2} ms, \
+             p999 {p999:.2} ms\ninclusion proofs: {proofs_per_s:.0}/s ({proof_errors} errors)",
+            calls, a.batch, a.clients
+        );
+    }
+    Ok(())
+}

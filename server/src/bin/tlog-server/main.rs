@@ -1,0 +1,198 @@
+//! `tlog-server`: create a log (`init`), run it (`serve`), or load-test a
+//! running one (`bench`).
+
+mod bench;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tlog_server::config::{Config, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "tlog-server",
+    version,
+    about = "Transparency log server for model artifacts"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a data directory with a new Ed25519 signing key and print the
+    /// log's verifier key.
+    Init {
+        /// Data directory to create.
+        #[arg(long, env = "TLOG_DATA_DIR")]
+        data_dir: PathBuf,
+        /// The log's origin (checkpoint first line and key name), e.g.
+        /// `models.example.com/log`.
+        #[arg(long, env = "TLOG_ORIGIN")]
+        origin: String,
+        /// Where to write the signing key (default `<data-dir>/log.key`).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
+    /// Run the log.
+    Serve(ServeArgs),
+    /// Drive a running log with concurrent clients and report throughput
+    /// and latency.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML configuration file; flags and environment override it.
+    #[arg(long, env = "TLOG_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory.
+    #[arg(long, env = "TLOG_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Signing key file.
+    #[arg(long, env = "TLOG_KEY_FILE")]
+    key_file: Option<PathBuf>,
+    /// gRPC listen address (port 0 picks a free port).
+    #[arg(long, env = "TLOG_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Prometheus /metrics listen address.
+    #[arg(long, env = "TLOG_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// Principal recorded for callers until authentication is configured.
+    #[arg(long, env = "TLOG_DEFAULT_PRINCIPAL")]
+    default_principal: Option<String>,
+    /// Log format: human or json.
+    #[arg(long, env = "TLOG_LOG_FORMAT")]
+    log_format: Option<String>,
+    /// Write the bound gRPC address to this file once listening (for
+    /// scripts and tests that use port 0).
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.init(),
+    }
+}
+
+fn load_config(a: &ServeArgs) -> anyhow::Result<Config> {
+    let mut c = match &a.config {
+        Some(p) => Config::from_file(p)?,
+        None => Config::default(),
+    };
+    if let Some(v) = &a.data_dir {
+        c.data_dir = v.clone();
+    }
+    if let Some(v) = &a.key_file {
+        c.key_file = Some(v.clone());
+    }
+    if let Some(v) = a.listen {
+        c.listen = v;
+    }
+    if let Some(v) = a.metrics_listen {
+        c.metrics_listen = Some(v);
+    }
+    if let Some(v) = &a.default_principal {
+        c.default_principal = v.clone();
+    }
+    if let Some(v) = &a.log_format {
+        c.log_format = match v.as_str() {
+            "human" => LogFormat::Human,
+            "json" => LogFormat::Json,
+            other => anyhow::bail!("--log-format: {other:?} is not human or json"),
+        };
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the process still stops on SIGKILL.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let config = load_config(&a)?;
+    init_tracing(config.log_format);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let metrics = match config.metrics_listen {
+        Some(m) => Some(
+            tokio::net::TcpListener::bind(m)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {m}"))?,
+        ),
+        None => None,
+    };
+    if let Some(path) = &a.ready_file {
+        let mut text = format!("{addr}\n");
+        if let Some(m) = &metrics {
+            text.push_str(&format!("{}\n", m.local_addr()?));
+        }
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).with_context(|| format!("write {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))?;
+    }
+    tracing::info!(%addr, "listening");
+    tlog_server::run_with(listener, metrics, config, shutdown_signal()).await?;
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Init {
+            data_dir,
+            origin,
+            key_file,
+        } => tlog_server::keys::init(&data_dir, &origin, key_file.as_deref())
+            .map(|vkey| {
+                println!("{vkey}");
+                eprintln!(
+                    "created log {origin} in {}; its verifier key (above) is also in {}",
+                    data_dir.display(),
+                    data_dir.join("verifier.key").display()
+                );
+            })
+            .map_err(anyhow::Error::from),
+        Command::Serve(a) => runtime().and_then(|rt| rt.block_on(serve(a))),
+        Command::Bench(a) => runtime().and_then(|rt| rt.block_on(bench::run(a))),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tlog-server: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}

@@ -1,0 +1,251 @@
+//! Server configuration: a TOML file, overridden by flags and environment
+//! variables (in the binary), validated at start with messages that name
+//! the setting.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A setting that is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (with line and column).
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("setting `{setting}`: {reason}")]
+    Invalid {
+        /// The setting's name as written in the file.
+        setting: &'static str,
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
+}
+
+/// Output format of the server's log.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Batching of appends.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchSection {
+    /// Most events in one commit.
+    pub max_events: usize,
+    /// How long to wait for more appends once one arrived.
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+}
+
+impl Default for BatchSection {
+    fn default() -> Self {
+        BatchSection {
+            max_events: 1024,
+            max_wait: Duration::from_micros(500),
+        }
+    }
+}
+
+/// The append queue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueSection {
+    /// Append jobs that may wait for the sequencer.
+    pub depth: usize,
+    /// Bytes of events that may be in flight (queued or being written).
+    pub max_inflight_bytes: usize,
+    /// How long a caller waits for room before `RESOURCE_EXHAUSTED`.
+    #[serde(with = "humantime_serde")]
+    pub enqueue_timeout: Duration,
+}
+
+impl Default for QueueSection {
+    fn default() -> Self {
+        QueueSection {
+            depth: 1024,
+            max_inflight_bytes: 128 << 20,
+            enqueue_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Request limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest event, in bytes of its protobuf encoding.
+    pub max_event_bytes: u32,
+    /// Most events in one `AppendBatch`.
+    pub max_batch_events: u32,
+    /// Most entries in one page of `GetEntries` or `QueryArtifact`.
+    pub max_page_size: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_event_bytes: 64 * 1024,
+            max_batch_events: 256,
+            max_page_size: 1000,
+        }
+    }
+}
+
+/// The whole server configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Data directory (created by `tlog-server init`).
+    pub data_dir: PathBuf,
+    /// Signing key file; default `<data_dir>/log.key`.
+    pub key_file: Option<PathBuf>,
+    /// gRPC listen address.
+    pub listen: SocketAddr,
+    /// Prometheus `/metrics` listen address; none to disable.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Principal recorded for callers until authentication is configured.
+    pub default_principal: String,
+    /// Log output format.
+    pub log_format: LogFormat,
+    /// Batching.
+    pub batch: BatchSection,
+    /// Queue.
+    pub queue: QueueSection,
+    /// Limits.
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("tlog-data"),
+            key_file: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 7400)),
+            metrics_listen: None,
+            default_principal: "unauthenticated".into(),
+            log_format: LogFormat::Human,
+            batch: BatchSection::default(),
+            queue: QueueSection::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file (unknown settings are errors).
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The signing key file.
+    pub fn key_path(&self) -> PathBuf {
+        self.key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("log.key"))
+    }
+
+    /// Checks every setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |setting, reason: &str| {
+            Err(ConfigError::Invalid {
+                setting,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.data_dir.as_os_str().is_empty() {
+            return bad("data_dir", "must not be empty");
+        }
+        if self.default_principal.trim().is_empty() {
+            return bad("default_principal", "must not be empty");
+        }
+        if !(1..=65_536).contains(&self.batch.max_events) {
+            return bad("batch.max_events", "must be between 1 and 65536");
+        }
+        if self.batch.max_wait > Duration::from_secs(1) {
+            return bad(
+                "batch.max_wait",
+                "must be at most 1s (it delays every append)",
+            );
+        }
+        if self.queue.depth == 0 {
+            return bad("queue.depth", "must be at least 1");
+        }
+        if self.queue.enqueue_timeout.is_zero() {
+            return bad("queue.enqueue_timeout", "must be more than 0");
+        }
+        if !(1024..=16 << 20).contains(&self.limits.max_event_bytes) {
+            return bad(
+                "limits.max_event_bytes",
+                "must be between 1024 and 16777216",
+            );
+        }
+        if (self.queue.max_inflight_bytes as u64) < u64::from(self.limits.max_event_bytes) {
+            return bad(
+                "queue.max_inflight_bytes",
+                "must be at least limits.max_event_bytes",
+            );
+        }
+        if !(1..=10_000).contains(&self.limits.max_batch_events) {
+            return bad("limits.max_batch_events", "must be between 1 and 10000");
+        }
+        if !(1..=100_000).contains(&self.limits.max_page_size) {
+            return bad("limits.max_page_size", "must be between 1 and 100000");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_files_parse() {
+        Config::default().validate().expect("defaults valid");
+        let c: Config = toml::from_str(
+            "data_dir = \"/d\"\nlisten = \"127.0.0.1:0\"\n[batch]\nmax_wait = \"2ms\"\n",
+        )
+        .expect("parses");
+        assert_eq!(c.batch.max_wait, Duration::from_millis(2));
+        c.validate().expect("valid");
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let e = toml::from_str::<Config>("nope = 1").expect_err("unknown key");
+        assert!(e.to_string().contains("nope"), "{e}");
+        let mut c = Config::default();
+        c.limits.max_batch_events = 0;
+        let e = c.validate().expect_err("invalid");
+        assert!(e.to_string().contains("limits.max_batch_events"), "{e}");
+    }
+}

@@ -1,0 +1,118 @@
+//! The one place where errors become gRPC statuses.
+//!
+//! Codes are precise (`INVALID_ARGUMENT` names the field, `OUT_OF_RANGE`
+//! for sizes and indexes beyond the tree, `NOT_FOUND`, `ALREADY_EXISTS`
+//! naming the original index, `RESOURCE_EXHAUSTED` when the queue is full,
+//! `UNAVAILABLE` when storage fails). Internal detail is logged, not sent.
+
+use tlog_core::event::EventError;
+use tlog_core::merkle::prove::ProofError;
+use tlog_core::merkle::store::StoreError;
+use tonic::Status;
+
+use crate::sequencer::AppendError;
+use crate::storage::StorageError;
+
+/// An error a request can end with.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// A request field is wrong.
+    #[error("{field}: {reason}")]
+    InvalidArgument {
+        /// Path of the field.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An index or size beyond the tree.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// Nothing matches.
+    #[error("{0}")]
+    NotFound(String),
+    /// The idempotency key exists with different content.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The queue stayed full.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// Storage or the sequencer is unavailable; retry later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or corruption; details are logged only.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    /// An `INVALID_ARGUMENT` about `field`.
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        ServiceError::InvalidArgument {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<ServiceError> for Status {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::InvalidArgument { field, reason } => {
+                Status::invalid_argument(format!("{field}: {reason}"))
+            }
+            ServiceError::OutOfRange(m) => Status::out_of_range(m),
+            ServiceError::NotFound(m) => Status::not_found(m),
+            ServiceError::AlreadyExists(m) => Status::already_exists(m),
+            ServiceError::ResourceExhausted(m) => Status::resource_exhausted(m),
+            ServiceError::Unavailable(m) => {
+                tracing::warn!(error = %m, "unavailable");
+                Status::unavailable(format!("the log cannot serve this now: {m}; retry later"))
+            }
+            ServiceError::Internal(m) => {
+                tracing::error!(error = %m, "internal error");
+                Status::internal("internal error; the server log has details")
+            }
+        }
+    }
+}
+
+impl From<EventError> for ServiceError {
+    fn from(e: EventError) -> Self {
+        ServiceError::InvalidArgument {
+            field: e.field,
+            reason: e.reason,
+        }
+    }
+}
+
+impl From<AppendError> for ServiceError {
+    fn from(e: AppendError) -> Self {
+        match e {
+            AppendError::Conflict { .. } => ServiceError::AlreadyExists(e.to_string()),
+            AppendError::Overloaded(_) => ServiceError::ResourceExhausted(e.to_string()),
+            AppendError::Unavailable(_) | AppendError::ShuttingDown => {
+                ServiceError::Unavailable(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<StorageError> for ServiceError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Db(_) => ServiceError::Unavailable(e.to_string()),
+            StorageError::Corrupt(_) => ServiceError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ProofError> for ServiceError {
+    fn from(e: ProofError) -> Self {
+        match e {
+            ProofError::IndexOutOfRange { .. } => ServiceError::OutOfRange(e.to_string()),
+            ProofError::SizesReversed { .. } => ServiceError::invalid("size1", e.to_string()),
+            ProofError::Store(StoreError::Missing { .. }) => ServiceError::Internal(e.to_string()),
+            ProofError::Store(StoreError::Backend(_)) => ServiceError::Unavailable(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,552 @@
+//! The sequencer: the one owner of the tree.
+//!
+//! Appends queue to it through a bounded channel. It takes a batch (bounded
+//! by event count and by a short wait), checks idempotency keys, builds the
+//! leaves, appends them to the tree, signs the new checkpoint, writes it all
+//! in one synced write batch, and only then answers every caller in the
+//! batch (zero merge delay: no answer before the entry is durable and
+//! covered by a signed checkpoint). Proofs are computed by the callers'
+//! tasks from storage, off the sequencer's path.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tlog_core::checkpoint::Checkpoint;
+use tlog_core::event::{ArtifactEvent, Timestamp};
+use tlog_core::leaf::{Leaf, Submitter};
+use tlog_core::merkle::tree::Tree;
+use tlog_core::note::Signer;
+use tlog_core::{Hash, leaf_hash};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::metrics::Metrics;
+use crate::storage::{ArtifactMeta, CommitBatch, LogStore, NewEntry};
+
+/// A signed checkpoint the log has issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// Tree size.
+    pub size: u64,
+    /// Root hash.
+    pub root: Hash,
+    /// The signed note.
+    pub note: String,
+}
+
+/// One appended (or found, for a retry) entry.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    /// Index in the log.
+    pub index: u64,
+    /// Leaf bytes.
+    pub leaf: Vec<u8>,
+    /// `SHA-256(0x00 || leaf)`.
+    pub leaf_hash: Hash,
+    /// True if this was a retry of an existing entry.
+    pub duplicate: bool,
+}
+
+/// The answer to one append job.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// One per submitted event, in order.
+    pub entries: Vec<Appended>,
+    /// The checkpoint that covers every entry.
+    pub checkpoint: Arc<Signed>,
+}
+
+/// Why an append failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AppendError {
+    /// The (source, event id) exists with different content.
+    #[error(
+        "event (source {event_source:?}, event_id {event_id:?}) already exists at index \
+         {index} with different content"
+    )]
+    Conflict {
+        /// Index of the original entry.
+        index: u64,
+        /// The event's source system.
+        event_source: String,
+        /// The event id.
+        event_id: String,
+    },
+    /// Storage failed; nothing of this batch was acknowledged.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The queue stayed full past the enqueue deadline.
+    #[error("the log is overloaded: append queue full for {0:?}")]
+    Overloaded(Duration),
+    /// The server is shutting down.
+    #[error("the log is shutting down")]
+    ShuttingDown,
+}
+
+struct Job {
+    events: Vec<ArtifactEvent>,
+    submitter: Submitter,
+    reply: oneshot::Sender<Result<Outcome, AppendError>>,
+}
+
+/// Batching settings.
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+    /// Most events in one commit.
+    pub max_events: usize,
+    /// How long to wait for more jobs once one arrived.
+    pub max_wait: Duration,
+    /// Capacity of the job queue.
+    pub queue_depth: usize,
+    /// How long a caller waits for room in a full queue.
+    pub enqueue_timeout: Duration,
+}
+
+/// The handle callers append through.
+#[derive(Clone)]
+pub struct Sequencer {
+    tx: mpsc::Sender<Job>,
+    enqueue_timeout: Duration,
+    latest: watch::Receiver<Arc<Signed>>,
+}
+
+impl Sequencer {
+    /// Queues `events` (already validated) and waits for the durable answer.
+    pub async fn append(
+        &self,
+        events: Vec<ArtifactEvent>,
+        submitter: Submitter,
+    ) -> Result<Outcome, AppendError> {
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            events,
+            submitter,
+            reply,
+        };
+        match tokio::time::timeout(self.enqueue_timeout, self.tx.send(job)).await {
+            Err(_) => return Err(AppendError::Overloaded(self.enqueue_timeout)),
+            Ok(Err(_)) => return Err(AppendError::ShuttingDown),
+            Ok(Ok(())) => {}
+        }
+        rx.await.unwrap_or(Err(AppendError::ShuttingDown))
+    }
+
+    /// How long callers wait for room in the queue.
+    pub fn enqueue_timeout(&self) -> Duration {
+        self.enqueue_timeout
+    }
+
+    /// The latest checkpoint.
+    pub fn latest(&self) -> Arc<Signed> {
+        self.latest.borrow().clone()
+    }
+
+    /// A receiver that sees every new checkpoint.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Signed>> {
+        self.latest.clone()
+    }
+
+    /// Jobs waiting in the queue.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+/// Why the sequencer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store has no log in it.
+    #[error("the data directory holds no log: run `tlog-server init` first")]
+    NotInitialized,
+    /// The signing key does not belong to this log.
+    #[error("the signing key {key} does not match this log's verifier key {stored}")]
+    WrongKey {
+        /// The key's verifier key.
+        key: String,
+        /// The log's stored verifier key.
+        stored: String,
+    },
+    /// The stored tree does not match the last checkpoint.
+    #[error(
+        "stored tree hashes give root {computed} at size {size}, but the last checkpoint \
+         says {signed}: refusing to start (possible corruption)"
+    )]
+    RootMismatch {
+        /// Tree size.
+        size: u64,
+        /// Root computed from stored hashes.
+        computed: Hash,
+        /// Root in the last checkpoint.
+        signed: Hash,
+    },
+    /// The last checkpoint is missing or does not verify.
+    #[error("last checkpoint at size {size}: {reason}")]
+    BadCheckpoint {
+        /// Tree size.
+        size: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Storage failed.
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+struct State<S> {
+    store: Arc<S>,
+    tree: Tree,
+    signer: Signer,
+    origin: String,
+    latest: Arc<Signed>,
+    watch: watch::Sender<Arc<Signed>>,
+    metrics: Arc<Metrics>,
+}
+
+/// Opens the log in `store` with `signer`, checks that the stored tree
+/// matches the last signed checkpoint, and starts the sequencer task.
+pub fn start<S: LogStore>(
+    store: Arc<S>,
+    signer: Signer,
+    cfg: BatchConfig,
+    metrics: Arc<Metrics>,
+) -> Result<(Sequencer, tokio::task::JoinHandle<()>), StartError> {
+    let meta = store
+        .meta()
+        .map_err(|e| StartError::Storage(e.to_string()))?
+        .ok_or(StartError::NotInitialized)?;
+    let key = signer.verifier().to_vkey();
+    if key != meta.vkey {
+        return Err(StartError::WrongKey {
+            key,
+            stored: meta.vkey,
+        });
+    }
+    let latest = load_latest(store.as_ref(), &signer, &meta.origin, meta.size)?;
+    let tree =
+        Tree::open(store.as_ref(), meta.size).map_err(|e| StartError::Storage(e.to_string()))?;
+    if tree.root() != latest.root {
+        return Err(StartError::RootMismatch {
+            size: meta.size,
+            computed: tree.root(),
+            signed: latest.root,
+        });
+    }
+    metrics.tree_size.set(meta.size);
+    let latest = Arc::new(latest);
+    let (watch_tx, watch_rx) = watch::channel(latest.clone());
+    let (tx, rx) = mpsc::channel(cfg.queue_depth.max(1));
+    let state = State {
+        store,
+        tree,
+        signer,
+        origin: meta.origin,
+        latest,
+        watch: watch_tx,
+        metrics,
+    };
+    let handle = tokio::spawn(run(rx, state, cfg.clone()));
+    Ok((
+        Sequencer {
+            tx,
+            enqueue_timeout: cfg.enqueue_timeout,
+            latest: watch_rx,
+        },
+        handle,
+    ))
+}
+
+fn load_latest<S: LogStore>(
+    store: &S,
+    signer: &Signer,
+    origin: &str,
+    size: u64,
+) -> Result<Signed, StartError> {
+    let bad = |reason: String| StartError::BadCheckpoint { size, reason };
+    let note = store
+        .checkpoint(size)
+        .map_err(|e| StartError::Storage(e.to_string()))?
+        .ok_or_else(|| bad("missing".into()))?;
+    let verifiers = tlog_core::note::Verifiers::new([signer.verifier()]);
+    let opened = tlog_core::checkpoint::open(note.as_bytes(), &verifiers, origin)
+        .map_err(|e| bad(e.to_string()))?;
+    if opened.checkpoint.size != size {
+        return Err(bad(format!("it says size {}", opened.checkpoint.size)));
+    }
+    Ok(Signed {
+        size,
+        root: opened.checkpoint.root,
+        note,
+    })
+}
+
+async fn run<S: LogStore>(mut rx: mpsc::Receiver<Job>, mut state: State<S>, cfg: BatchConfig) {
+    while let Some(first) = rx.recv().await {
+        let mut count = first.events.len();
+        let mut jobs = vec![first];
+        let deadline = tokio::time::Instant::now() + cfg.max_wait;
+        while count < cfg.max_events {
+            let next = match rx.try_recv() {
+                Ok(j) => Some(j),
+                Err(mpsc::error::TryRecvError::Empty) if !cfg.max_wait.is_zero() => {
+                    tokio::time::timeout_at(deadline, rx.recv())
+                        .await
+                        .ok()
+                        .flatten()
+                }
+                Err(_) => None,
+            };
+            let Some(j) = next else { break };
+            count += j.events.len();
+            jobs.push(j);
+        }
+        state.metrics.queue_depth.set(rx.len() as u64);
+        let started = Instant::now();
+        let joined = tokio::task::spawn_blocking(move || {
+            state.process(jobs);
+            state
+        })
+        .await;
+        match joined {
+            Ok(s) => {
+                state = s;
+                state
+                    .metrics
+                    .batch_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                state.metrics.batch_events.observe(count as f64);
+            }
+            Err(e) => {
+                // The tree state went with the failed task: stop appending
+                // rather than guess. Callers of queued jobs see ShuttingDown.
+                tracing::error!(error = %e, "sequencer batch panicked; appends stop");
+                return;
+            }
+        }
+    }
+    tracing::info!("sequencer stopped: queue closed and drained");
+}
+
+enum Slot {
+    New(u64),
+    Dup(u64),
+}
+
+impl<S: LogStore> State<S> {
+    fn process(&mut self, jobs: Vec<Job>) {
+        let saved = self.tree.clone();
+        let base = self.tree.size();
+        let now = Timestamp::now();
+        let mut batch = CommitBatch::default();
+        let mut pending: HashMap<(String, String), (u64, [u8; 32])> = HashMap::new();
+        let mut answers: Vec<(oneshot::Sender<_>, Result<Vec<Slot>, AppendError>)> =
+            Vec::with_capacity(jobs.len());
+
+        for job in jobs {
+            let Job {
+                events,
+                submitter,
+                reply,
+            } = job;
+            match self.plan(&events, &pending, base + batch.entries.len() as u64) {
+                Err(e) => answers.push((reply, Err(e))),
+                Ok((slots, local)) => {
+                    for (event, slot) in events.into_iter().zip(&slots) {
+                        if let Slot::New(index) = slot {
+                            self.add(&mut batch, *index, event, &submitter, now);
+                        }
+                    }
+                    pending.extend(local);
+                    answers.push((reply, Ok(slots)));
+                }
+            }
+        }
+
+        let checkpoint = if batch.entries.is_empty() {
+            Ok(self.latest.clone())
+        } else {
+            self.commit(&mut batch, saved)
+        };
+
+        for (reply, result) in answers {
+            let outcome = match (result, &checkpoint) {
+                (Err(e), _) => Err(e),
+                (Ok(_), Err(e)) => Err(e.clone()),
+                (Ok(slots), Ok(cp)) => self.answer(slots, &batch, base, cp.clone()),
+            };
+            // A caller that gave up is not an error.
+            let _ = reply.send(outcome);
+        }
+    }
+
+    /// Decides, for one job, which events are new and which are retries;
+    /// all-or-nothing: one conflict fails the whole job.
+    #[allow(clippy::type_complexity)]
+    fn plan(
+        &self,
+        events: &[ArtifactEvent],
+        pending: &HashMap<(String, String), (u64, [u8; 32])>,
+        next: u64,
+    ) -> Result<(Vec<Slot>, HashMap<(String, String), (u64, [u8; 32])>), AppendError> {
+        let mut local: HashMap<(String, String), (u64, [u8; 32])> = HashMap::new();
+        let mut slots = Vec::with_capacity(events.len());
+        let mut new_count = 0u64;
+        for e in events {
+            let key = (e.source.clone(), e.event_id.clone());
+            let digest = e.content_digest();
+            let found = match local.get(&key).or_else(|| pending.get(&key)) {
+                Some(v) => Some(*v),
+                None => self
+                    .store
+                    .idempotency(&e.source, &e.event_id)
+                    .map_err(|err| AppendError::Unavailable(err.to_string()))?,
+            };
+            match found {
+                Some((index, d)) if d == digest => slots.push(Slot::Dup(index)),
+                Some((index, _)) => {
+                    return Err(AppendError::Conflict {
+                        index,
+                        event_source: e.source.clone(),
+                        event_id: e.event_id.clone(),
+                    });
+                }
+                None => {
+                    let index = next + new_count;
+                    new_count += 1;
+                    local.insert(key, (index, digest));
+                    slots.push(Slot::New(index));
+                }
+            }
+        }
+        Ok((slots, local))
+    }
+
+    fn add(
+        &mut self,
+        batch: &mut CommitBatch,
+        index: u64,
+        event: ArtifactEvent,
+        submitter: &Submitter,
+        now: Timestamp,
+    ) {
+        debug_assert_eq!(index, self.tree.size());
+        let content_digest = event.content_digest();
+        let (source, event_id) = (event.source.clone(), event.event_id.clone());
+        let artifact_name = event.artifact.name.clone();
+        let artifact_meta = ArtifactMeta {
+            action: event.action.code(),
+            seconds: now.seconds,
+            nanos: now.nanos,
+            version: event.artifact.version.clone(),
+        };
+        let leaf = Leaf {
+            event,
+            submitter: submitter.clone(),
+            integrated_at: now,
+        }
+        .encode();
+        let lh = leaf_hash(&leaf);
+        self.tree.append(lh, &mut batch.hashes);
+        batch.entries.push(NewEntry {
+            index,
+            leaf,
+            leaf_hash: lh,
+            source,
+            event_id,
+            content_digest,
+            artifact_name,
+            artifact_meta,
+        });
+    }
+
+    /// Signs the new checkpoint and writes the batch durably.
+    fn commit(&mut self, batch: &mut CommitBatch, saved: Tree) -> Result<Arc<Signed>, AppendError> {
+        let size = self.tree.size();
+        let root = self.tree.root();
+        let note = Checkpoint::new(&self.origin, size, root)
+            .sign(&self.signer)
+            .map_err(|e| AppendError::Unavailable(format!("signing failed: {e}")))?;
+        batch.size = size;
+        batch.checkpoint = note.clone();
+        if let Err(e) = self.store.commit(batch) {
+            tracing::error!(error = %e, size, "commit failed; batch not acknowledged");
+            self.metrics.commit_failures.inc();
+            self.recover_after_failed_commit(saved);
+            return Err(AppendError::Unavailable(e.to_string()));
+        }
+        let signed = Arc::new(Signed { size, root, note });
+        self.latest = signed.clone();
+        self.watch.send_replace(signed.clone());
+        self.metrics.appends.add(batch.entries.len() as u64);
+        self.metrics.tree_size.set(size);
+        Ok(signed)
+    }
+
+    /// After a failed write, trust only what storage says: if the write
+    /// did land despite the error, continue from it (its checkpoint is the
+    /// one we signed for it); otherwise roll the tree back.
+    fn recover_after_failed_commit(&mut self, saved: Tree) {
+        match self.store.meta() {
+            Ok(Some(meta)) if meta.size == saved.size() => self.tree = saved,
+            Ok(Some(meta)) => {
+                match (
+                    Tree::open(self.store.as_ref(), meta.size),
+                    load_latest(self.store.as_ref(), &self.signer, &self.origin, meta.size),
+                ) {
+                    (Ok(tree), Ok(latest)) if tree.root() == latest.root => {
+                        self.tree = tree;
+                        let latest = Arc::new(latest);
+                        self.latest = latest.clone();
+                        self.watch.send_replace(latest);
+                    }
+                    _ => {
+                        tracing::error!("storage state unreadable after failed commit");
+                        self.tree = saved;
+                    }
+                }
+            }
+            _ => self.tree = saved,
+        }
+    }
+
+    fn answer(
+        &self,
+        slots: Vec<Slot>,
+        batch: &CommitBatch,
+        base: u64,
+        checkpoint: Arc<Signed>,
+    ) -> Result<Outcome, AppendError> {
+        let mut entries = Vec::with_capacity(slots.len());
+        for slot in slots {
+            let (index, duplicate) = match slot {
+                Slot::New(i) => (i, false),
+                Slot::Dup(i) => (i, true),
+            };
+            let appended = if index >= base {
+                let e = &batch.entries[(index - base) as usize];
+                Appended {
+                    index,
+                    leaf: e.leaf.clone(),
+                    leaf_hash: e.leaf_hash,
+                    duplicate,
+                }
+            } else {
+                let leaf = self
+                    .store
+                    .entry(index)
+                    .map_err(|e| AppendError::Unavailable(e.to_string()))?
+                    .ok_or_else(|| AppendError::Unavailable(format!("entry {index} missing")))?;
+                Appended {
+                    index,
+                    leaf_hash: leaf_hash(&leaf),
+                    leaf,
+                    duplicate,
+                }
+            };
+            entries.push(appended);
+        }
+        Ok(Outcome {
+            entries,
+            checkpoint,
+        })
+    }
+}

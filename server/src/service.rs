@@ -1,0 +1,647 @@
+//! The `tlog.v1.Log` gRPC service.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tlog_core::Hash;
+use tlog_core::merkle::prove::Prover;
+use tlog_proto::v1 as pb;
+use tlog_proto::v1::log_server::Log;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
+
+use crate::auth::{Authenticator, RequestFacts};
+use crate::config::Limits;
+use crate::convert;
+use crate::error::ServiceError;
+use crate::metrics::Metrics;
+use crate::sequencer::{Outcome, Sequencer};
+use crate::storage::LogStore;
+
+type Result<T> = std::result::Result<T, ServiceError>;
+type BoxStream<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send>>;
+
+/// Default page size of `QueryArtifact`.
+const DEFAULT_QUERY_PAGE: u32 = 100;
+
+/// The service state shared by all requests.
+pub struct LogService<S> {
+    store: Arc<S>,
+    seq: Sequencer,
+    origin: String,
+    vkey: String,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    auth: Arc<dyn Authenticator>,
+    inflight: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl<S: LogStore> LogService<S> {
+    /// Builds the service.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<S>,
+        seq: Sequencer,
+        origin: String,
+        vkey: String,
+        limits: Limits,
+        max_inflight_bytes: usize,
+        metrics: Arc<Metrics>,
+        auth: Arc<dyn Authenticator>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        LogService {
+            store,
+            seq,
+            origin,
+            vkey,
+            limits,
+            metrics,
+            auth,
+            // One permit per KiB, so the semaphore's range suffices.
+            inflight: Arc::new(Semaphore::new((max_inflight_bytes / 1024).max(1))),
+            shutdown,
+        }
+    }
+
+    /// Authenticates, runs `f` in a span, logs and counts the outcome.
+    async fn handle<T, Req, F, Fut>(
+        &self,
+        method: &'static str,
+        req: Request<Req>,
+        f: F,
+    ) -> std::result::Result<Response<T>, Status>
+    where
+        F: FnOnce(Req, tlog_core::leaf::Submitter) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let start = Instant::now();
+        let facts = RequestFacts {
+            peer: req.remote_addr(),
+            metadata: req.metadata(),
+        };
+        let who = match self.auth.authenticate(&facts) {
+            Ok(w) => w,
+            Err(status) => {
+                self.metrics.response(method, status.code());
+                tracing::info!(method, peer = ?facts.peer, code = ?status.code(), "unauthenticated");
+                return Err(status);
+            }
+        };
+        let span = tracing::info_span!(
+            "rpc",
+            method,
+            peer = %who.peer,
+            principal = %who.principal,
+        );
+        let result = f(req.into_inner(), who).instrument(span.clone()).await;
+        let latency_ms = start.elapsed().as_secs_f64() * 1e3;
+        let _guard = span.enter();
+        match result {
+            Ok(v) => {
+                self.metrics.response(method, tonic::Code::Ok);
+                tracing::info!(latency_ms, code = "OK", "request");
+                Ok(Response::new(v))
+            }
+            Err(e) => {
+                let status = Status::from(e);
+                self.metrics.response(method, status.code());
+                tracing::info!(latency_ms, code = ?status.code(), message = status.message(), "request");
+                Err(status)
+            }
+        }
+    }
+
+    fn validate_events(
+        &self,
+        events: Vec<pb::ArtifactEvent>,
+        batch: bool,
+    ) -> Result<(Vec<tlog_core::event::ArtifactEvent>, usize)> {
+        let mut out = Vec::with_capacity(events.len());
+        let mut bytes = 0usize;
+        for (i, e) in events.into_iter().enumerate() {
+            let prefix = if batch {
+                format!("events[{i}]")
+            } else {
+                "event".to_owned()
+            };
+            let len = prost::Message::encoded_len(&e);
+            if len > self.limits.max_event_bytes as usize {
+                return Err(ServiceError::invalid(
+                    prefix,
+                    format!(
+                        "is {len} bytes, the limit is {}",
+                        self.limits.max_event_bytes
+                    ),
+                ));
+            }
+            bytes += len;
+            let event = convert::event(e)
+                .and_then(|ev| ev.validate().map(|()| ev))
+                .map_err(|err| {
+                    ServiceError::invalid(format!("{prefix}.{}", err.field), err.reason)
+                })?;
+            out.push(event);
+        }
+        Ok((out, bytes))
+    }
+
+    async fn append_events(
+        &self,
+        events: Vec<tlog_core::event::ArtifactEvent>,
+        bytes: usize,
+        who: tlog_core::leaf::Submitter,
+    ) -> Result<Vec<pb::AppendResponse>> {
+        let start = Instant::now();
+        let permits = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        let _permit = tokio::time::timeout(
+            self.queue_timeout(),
+            self.inflight.clone().acquire_many_owned(permits),
+        )
+        .await
+        .map_err(|_| {
+            ServiceError::ResourceExhausted(
+                "the log is overloaded: too many bytes of events in flight; retry with backoff"
+                    .into(),
+            )
+        })?
+        .map_err(|_| ServiceError::Unavailable("shutting down".into()))?;
+        let outcome = self.seq.append(events, who).await?;
+        let answers = self.with_proofs(outcome).await?;
+        self.metrics
+            .append_seconds
+            .observe(start.elapsed().as_secs_f64());
+        Ok(answers)
+    }
+
+    fn queue_timeout(&self) -> std::time::Duration {
+        self.seq.enqueue_timeout()
+    }
+
+    /// Adds an inclusion proof against the outcome's checkpoint to each
+    /// entry (computed from storage, off the sequencer).
+    async fn with_proofs(&self, outcome: Outcome) -> Result<Vec<pb::AppendResponse>> {
+        let store = self.store.clone();
+        let metrics = self.metrics.clone();
+        tokio::task::spawn_blocking(move || {
+            let cp = convert::checkpoint(&outcome.checkpoint);
+            let prover = Prover::new(store.as_ref());
+            outcome
+                .entries
+                .into_iter()
+                .map(|e| {
+                    let proof = prover.inclusion_proof(e.index, outcome.checkpoint.size)?;
+                    metrics.inclusion_proofs.inc();
+                    Ok(pb::AppendResponse {
+                        index: e.index,
+                        leaf_hash: e.leaf_hash.as_bytes().to_vec(),
+                        leaf: e.leaf,
+                        checkpoint: Some(cp.clone()),
+                        inclusion_proof: proof.iter().map(|h| h.as_bytes().to_vec()).collect(),
+                        duplicate: e.duplicate,
+                    })
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("proof task failed: {e}")))?
+    }
+
+    /// Runs blocking storage work off the async threads.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&S) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("storage task failed: {e}")))?
+    }
+
+    fn latest_size(&self) -> u64 {
+        self.seq.latest().size
+    }
+}
+
+fn parse_hash(field: &str, bytes: &[u8]) -> Result<Hash> {
+    Hash::from_slice(bytes).map_err(|e| ServiceError::invalid(field, e.to_string()))
+}
+
+/// A checkpoint note from storage, with the size and root it states.
+fn stored_checkpoint(note: String, size: u64) -> Result<pb::SignedCheckpoint> {
+    let text = note
+        .rfind("\n\n")
+        .map(|i| &note[..=i])
+        .ok_or_else(|| ServiceError::Internal(format!("stored checkpoint {size} is not a note")))?;
+    let cp = tlog_core::checkpoint::Checkpoint::parse(text)
+        .map_err(|e| ServiceError::Internal(format!("stored checkpoint {size}: {e}")))?;
+    if cp.size != size {
+        return Err(ServiceError::Internal(format!(
+            "stored checkpoint {size} says size {}",
+            cp.size
+        )));
+    }
+    Ok(pb::SignedCheckpoint {
+        root_hash: cp.root.as_bytes().to_vec(),
+        size,
+        note,
+    })
+}
+
+fn entry(index: u64, leaf: Vec<u8>) -> pb::Entry {
+    pb::Entry {
+        index,
+        leaf_hash: tlog_core::leaf_hash(&leaf).as_bytes().to_vec(),
+        leaf,
+    }
+}
+
+fn check_query_name(name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(ServiceError::invalid("name", "is required"));
+    }
+    if name.len() > tlog_core::event::MAX_NAME_LEN {
+        return Err(ServiceError::invalid(
+            "name",
+            "is longer than any artifact name",
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ServiceError::invalid(
+            "name",
+            "contains a control character",
+        ));
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl<S: LogStore> Log for LogService<S> {
+    async fn append(
+        &self,
+        req: Request<pb::AppendRequest>,
+    ) -> std::result::Result<Response<pb::AppendResponse>, Status> {
+        self.handle("Append", req, |r, who| async move {
+            let e = r
+                .event
+                .ok_or_else(|| ServiceError::invalid("event", "is required"))?;
+            let (events, bytes) = self.validate_events(vec![e], false)?;
+            let mut answers = self.append_events(events, bytes, who).await?;
+            answers
+                .pop()
+                .ok_or_else(|| ServiceError::Internal("append returned no entry".into()))
+        })
+        .await
+    }
+
+    async fn append_batch(
+        &self,
+        req: Request<pb::AppendBatchRequest>,
+    ) -> std::result::Result<Response<pb::AppendBatchResponse>, Status> {
+        self.handle("AppendBatch", req, |r, who| async move {
+            if r.events.is_empty() {
+                return Err(ServiceError::invalid(
+                    "events",
+                    "must hold at least one event",
+                ));
+            }
+            if r.events.len() > self.limits.max_batch_events as usize {
+                return Err(ServiceError::invalid(
+                    "events",
+                    format!(
+                        "holds {} events, the limit is {}",
+                        r.events.len(),
+                        self.limits.max_batch_events
+                    ),
+                ));
+            }
+            let (events, bytes) = self.validate_events(r.events, true)?;
+            let results = self.append_events(events, bytes, who).await?;
+            Ok(pb::AppendBatchResponse { results })
+        })
+        .await
+    }
+
+    async fn get_checkpoint(
+        &self,
+        req: Request<pb::GetCheckpointRequest>,
+    ) -> std::result::Result<Response<pb::GetCheckpointResponse>, Status> {
+        self.handle("GetCheckpoint", req, |r, _| async move {
+            let latest = self.seq.latest();
+            if r.size == 0 || r.size == latest.size {
+                return Ok(pb::GetCheckpointResponse {
+                    checkpoint: Some(convert::checkpoint(&latest)),
+                });
+            }
+            if r.size > latest.size {
+                return Err(ServiceError::OutOfRange(format!(
+                    "size {} is beyond the tree size {}",
+                    r.size, latest.size
+                )));
+            }
+            let size = r.size;
+            let note = self
+                .blocking(move |s| Ok(s.checkpoint(size)?))
+                .await?
+                .ok_or_else(|| {
+                    ServiceError::NotFound(format!("the log signed no checkpoint at size {size}"))
+                })?;
+            Ok(pb::GetCheckpointResponse {
+                checkpoint: Some(stored_checkpoint(note, size)?),
+            })
+        })
+        .await
+    }
+
+    type GetEntriesStream = BoxStream<pb::GetEntriesResponse>;
+
+    async fn get_entries(
+        &self,
+        req: Request<pb::GetEntriesRequest>,
+    ) -> std::result::Result<Response<Self::GetEntriesStream>, Status> {
+        self.handle("GetEntries", req, |r, _| async move {
+            let size = self.latest_size();
+            if r.start >= r.end {
+                return Err(ServiceError::invalid(
+                    "end",
+                    format!("must be greater than start ({} >= {})", r.start, r.end),
+                ));
+            }
+            if r.end > size {
+                return Err(ServiceError::OutOfRange(format!(
+                    "end {} is beyond the tree size {size}",
+                    r.end
+                )));
+            }
+            let page = u64::from(self.limits.max_page_size);
+            let store = self.store.clone();
+            let mut shutdown = self.shutdown.clone();
+            let (tx, rx) = mpsc::channel(2);
+            tokio::spawn(async move {
+                let mut start = r.start;
+                while start < r.end {
+                    let end = r.end.min(start + page);
+                    let s = store.clone();
+                    let read = tokio::task::spawn_blocking(move || s.entries(start, end)).await;
+                    let msg = match read {
+                        Ok(Ok(rows)) => Ok(pb::GetEntriesResponse {
+                            entries: rows.into_iter().map(|(i, l)| entry(i, l)).collect(),
+                        }),
+                        Ok(Err(e)) => Err(Status::from(ServiceError::from(e))),
+                        Err(e) => Err(Status::from(ServiceError::Internal(e.to_string()))),
+                    };
+                    let failed = msg.is_err();
+                    tokio::select! {
+                        sent = tx.send(msg) => if sent.is_err() || failed { return },
+                        _ = shutdown.changed() => return,
+                    }
+                    start = end;
+                }
+            });
+            Ok(Box::pin(ReceiverStream::new(rx)) as Self::GetEntriesStream)
+        })
+        .await
+    }
+
+    async fn get_entry_by_hash(
+        &self,
+        req: Request<pb::GetEntryByHashRequest>,
+    ) -> std::result::Result<Response<pb::Entry>, Status> {
+        self.handle("GetEntryByHash", req, |r, _| async move {
+            let h = parse_hash("leaf_hash", &r.leaf_hash)?;
+            let size = self.latest_size();
+            self.blocking(move |s| {
+                let index = s
+                    .index_of(&h)?
+                    .filter(|i| *i < size)
+                    .ok_or_else(|| ServiceError::NotFound(format!("no entry has leaf hash {h}")))?;
+                let leaf = s
+                    .entry(index)?
+                    .ok_or_else(|| ServiceError::Internal(format!("entry {index} missing")))?;
+                Ok(entry(index, leaf))
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        req: Request<pb::GetInclusionProofRequest>,
+    ) -> std::result::Result<Response<pb::InclusionProof>, Status> {
+        self.handle("GetInclusionProof", req, |r, _| async move {
+            let latest = self.latest_size();
+            let tree_size = if r.tree_size == 0 {
+                latest
+            } else {
+                r.tree_size
+            };
+            if tree_size > latest {
+                return Err(ServiceError::OutOfRange(format!(
+                    "tree_size {tree_size} is beyond the tree size {latest}"
+                )));
+            }
+            let leaf = r
+                .leaf
+                .ok_or_else(|| ServiceError::invalid("leaf", "give an index or a leaf_hash"))?;
+            let by_hash = match leaf {
+                pb::get_inclusion_proof_request::Leaf::Index(i) => Err(i),
+                pb::get_inclusion_proof_request::Leaf::LeafHash(h) => {
+                    Ok(parse_hash("leaf_hash", &h)?)
+                }
+            };
+            let metrics = self.metrics.clone();
+            self.blocking(move |s| {
+                let index = match by_hash {
+                    Err(i) => i,
+                    Ok(h) => s.index_of(&h)?.filter(|i| *i < latest).ok_or_else(|| {
+                        ServiceError::NotFound(format!("no entry has leaf hash {h}"))
+                    })?,
+                };
+                if index >= tree_size {
+                    return Err(ServiceError::OutOfRange(format!(
+                        "leaf index {index} is not in a tree of size {tree_size}"
+                    )));
+                }
+                let leaf = s
+                    .entry(index)?
+                    .ok_or_else(|| ServiceError::Internal(format!("entry {index} missing")))?;
+                let hashes = Prover::new(s).inclusion_proof(index, tree_size)?;
+                metrics.inclusion_proofs.inc();
+                let checkpoint = s
+                    .checkpoint(tree_size)?
+                    .map(|note| stored_checkpoint(note, tree_size))
+                    .transpose()?;
+                Ok(pb::InclusionProof {
+                    index,
+                    tree_size,
+                    leaf_hash: tlog_core::leaf_hash(&leaf).as_bytes().to_vec(),
+                    hashes: hashes.iter().map(|h| h.as_bytes().to_vec()).collect(),
+                    checkpoint,
+                })
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        req: Request<pb::GetConsistencyProofRequest>,
+    ) -> std::result::Result<Response<pb::ConsistencyProof>, Status> {
+        self.handle("GetConsistencyProof", req, |r, _| async move {
+            let latest = self.latest_size();
+            let size2 = if r.size2 == 0 { latest } else { r.size2 };
+            if size2 > latest {
+                return Err(ServiceError::OutOfRange(format!(
+                    "size2 {size2} is beyond the tree size {latest}"
+                )));
+            }
+            if r.size1 > size2 {
+                return Err(ServiceError::invalid(
+                    "size1",
+                    format!("must not exceed size2 ({} > {size2})", r.size1),
+                ));
+            }
+            let size1 = r.size1;
+            let metrics = self.metrics.clone();
+            self.blocking(move |s| {
+                let hashes = Prover::new(s).consistency_proof(size1, size2)?;
+                metrics.consistency_proofs.inc();
+                Ok(pb::ConsistencyProof {
+                    size1,
+                    size2,
+                    hashes: hashes.iter().map(|h| h.as_bytes().to_vec()).collect(),
+                })
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn query_artifact(
+        &self,
+        req: Request<pb::QueryArtifactRequest>,
+    ) -> std::result::Result<Response<pb::QueryArtifactResponse>, Status> {
+        self.handle("QueryArtifact", req, |r, _| async move {
+            check_query_name(&r.name)?;
+            let action = match r.action {
+                0 => None,
+                c => Some(
+                    tlog_core::event::Action::from_code(i64::from(c))
+                        .ok_or_else(|| {
+                            ServiceError::invalid("action", format!("unknown action code {c}"))
+                        })?
+                        .code(),
+                ),
+            };
+            let since = r
+                .since
+                .map(|t| convert::timestamp("since", t))
+                .transpose()?
+                .map(|t| t.as_nanos());
+            let until = r
+                .until
+                .map(|t| convert::timestamp("until", t))
+                .transpose()?
+                .map(|t| t.as_nanos());
+            let after = if r.cursor.is_empty() {
+                None
+            } else {
+                Some(
+                    r.cursor
+                        .strip_prefix("i:")
+                        .and_then(|c| c.parse::<u64>().ok())
+                        .ok_or_else(|| {
+                            ServiceError::invalid("cursor", "not a cursor this server returned")
+                        })?,
+                )
+            };
+            let limit = match r.page_size {
+                0 => DEFAULT_QUERY_PAGE.min(self.limits.max_page_size),
+                n => n.min(self.limits.max_page_size),
+            } as usize;
+            let size = self.latest_size();
+            let (name, version) = (r.name, r.version);
+            self.blocking(move |s| {
+                let filter = |m: &crate::storage::ArtifactMeta| {
+                    (version.is_empty() || m.version == version)
+                        && action.is_none_or(|a| a == m.action)
+                        && since.is_none_or(|t| m.time_nanos() >= t)
+                        && until.is_none_or(|t| m.time_nanos() < t)
+                };
+                let rows = s.artifact_entries(&name, after, limit, &filter)?;
+                let full = rows.len() == limit;
+                let mut entries = Vec::with_capacity(rows.len());
+                for (index, _) in rows.into_iter().filter(|(i, _)| *i < size) {
+                    let leaf = s
+                        .entry(index)?
+                        .ok_or_else(|| ServiceError::Internal(format!("entry {index} missing")))?;
+                    entries.push(entry(index, leaf));
+                }
+                let next_cursor = match entries.last() {
+                    Some(e) if full => format!("i:{}", e.index),
+                    _ => String::new(),
+                };
+                Ok(pb::QueryArtifactResponse {
+                    entries,
+                    next_cursor,
+                })
+            })
+            .await
+        })
+        .await
+    }
+
+    type WatchCheckpointsStream = BoxStream<pb::SignedCheckpoint>;
+
+    async fn watch_checkpoints(
+        &self,
+        req: Request<pb::WatchCheckpointsRequest>,
+    ) -> std::result::Result<Response<Self::WatchCheckpointsStream>, Status> {
+        self.handle("WatchCheckpoints", req, |_, _| async move {
+            let mut w = self.seq.subscribe();
+            let mut shutdown = self.shutdown.clone();
+            let (tx, rx) = mpsc::channel(4);
+            tokio::spawn(async move {
+                loop {
+                    let cp = convert::checkpoint(&w.borrow_and_update().clone());
+                    tokio::select! {
+                        sent = tx.send(Ok(cp)) => if sent.is_err() { return },
+                        _ = shutdown.changed() => return,
+                    }
+                    tokio::select! {
+                        changed = w.changed() => if changed.is_err() { return },
+                        _ = shutdown.changed() => return,
+                        _ = tx.closed() => return,
+                    }
+                }
+            });
+            Ok(Box::pin(ReceiverStream::new(rx)) as Self::WatchCheckpointsStream)
+        })
+        .await
+    }
+
+    async fn get_log_info(
+        &self,
+        req: Request<pb::GetLogInfoRequest>,
+    ) -> std::result::Result<Response<pb::LogInfo>, Status> {
+        self.handle("GetLogInfo", req, |_, _| async move {
+            Ok(pb::LogInfo {
+                origin: self.origin.clone(),
+                verifier_key: self.vkey.clone(),
+                tree_size: self.latest_size(),
+                max_event_bytes: self.limits.max_event_bytes,
+                max_batch_events: self.limits.max_batch_events,
+                max_page_size: self.limits.max_page_size,
+                leaf_version: u32::from(tlog_core::leaf::LEAF_VERSION),
+            })
+        })
+        .await
+    }
+}

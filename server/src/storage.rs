@@ -1,0 +1,500 @@
+//! Storage behind a narrow trait, with RocksDB as the embedded default.
+//!
+//! Column families (all keys big-endian so iteration follows index order):
+//!
+//! | family        | key                                   | value                              |
+//! |---------------|---------------------------------------|------------------------------------|
+//! | `entries`     | index (u64)                           | leaf bytes, verbatim               |
+//! | `hashes`      | row level (u8) ‖ index (u64)          | 32-byte hash (tile rows, see core) |
+//! | `checkpoints` | tree size (u64)                       | signed checkpoint note             |
+//! | `leaf_hashes` | leaf hash (32)                        | index (u64)                        |
+//! | `idempotency` | len(source) (u32) ‖ source ‖ event id | index (u64) ‖ content digest (32)  |
+//! | `artifacts`   | name ‖ 0x00 ‖ index (u64)             | action (u8) ‖ time (i64 s, u32 ns) ‖ version |
+//! | `meta`        | `origin`, `vkey`, `size`              | text / u64                         |
+//!
+//! One append batch is one synced `WriteBatch`: entries, hashes, indexes,
+//! the new checkpoint and the new size land together or not at all.
+
+use std::path::Path;
+
+use rocksdb::{
+    BlockBasedOptions, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch,
+    WriteOptions,
+};
+use tlog_core::Hash;
+use tlog_core::merkle::store::{HashReader, StoreError, StoredHash};
+
+const CF_ENTRIES: &str = "entries";
+const CF_HASHES: &str = "hashes";
+const CF_CHECKPOINTS: &str = "checkpoints";
+const CF_LEAF_HASHES: &str = "leaf_hashes";
+const CF_IDEMPOTENCY: &str = "idempotency";
+const CF_ARTIFACTS: &str = "artifacts";
+const CF_META: &str = "meta";
+const ALL_CFS: [&str; 7] = [
+    CF_ENTRIES,
+    CF_HASHES,
+    CF_CHECKPOINTS,
+    CF_LEAF_HASHES,
+    CF_IDEMPOTENCY,
+    CF_ARTIFACTS,
+    CF_META,
+];
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The database reported an error (I/O, full disk, corruption).
+    #[error("database: {0}")]
+    Db(#[from] rocksdb::Error),
+    /// Stored bytes are not what this code wrote.
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+}
+
+impl From<StorageError> for StoreError {
+    fn from(e: StorageError) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+/// The log's identity, stored at `init`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogMeta {
+    /// Checkpoint origin line.
+    pub origin: String,
+    /// Verifier key of the log's signing key.
+    pub vkey: String,
+    /// Current tree size.
+    pub size: u64,
+}
+
+/// One new entry of a commit.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    /// Its index.
+    pub index: u64,
+    /// The leaf bytes.
+    pub leaf: Vec<u8>,
+    /// `SHA-256(0x00 || leaf)`.
+    pub leaf_hash: Hash,
+    /// The event's source (idempotency key part).
+    pub source: String,
+    /// The event's id (idempotency key part).
+    pub event_id: String,
+    /// SHA-256 of the event's encoding.
+    pub content_digest: [u8; 32],
+    /// The artifact name (query index).
+    pub artifact_name: String,
+    /// Query index value: action, integration time, version.
+    pub artifact_meta: ArtifactMeta,
+}
+
+/// What the artifact index keeps per entry, so queries filter without
+/// reading leaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactMeta {
+    /// Action code.
+    pub action: u8,
+    /// Integration time, seconds.
+    pub seconds: i64,
+    /// Integration time, nanoseconds.
+    pub nanos: u32,
+    /// Artifact version.
+    pub version: String,
+}
+
+impl ArtifactMeta {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(13 + self.version.len());
+        v.push(self.action);
+        v.extend_from_slice(&self.seconds.to_be_bytes());
+        v.extend_from_slice(&self.nanos.to_be_bytes());
+        v.extend_from_slice(self.version.as_bytes());
+        v
+    }
+
+    fn decode(b: &[u8]) -> Result<Self, StorageError> {
+        if b.len() < 13 {
+            return Err(StorageError::Corrupt(
+                "artifact index value too short".into(),
+            ));
+        }
+        let mut s = [0u8; 8];
+        s.copy_from_slice(&b[1..9]);
+        Ok(ArtifactMeta {
+            action: b[0],
+            seconds: i64::from_be_bytes(s),
+            nanos: u32::from_be_bytes([b[9], b[10], b[11], b[12]]),
+            version: String::from_utf8(b[13..].to_vec())
+                .map_err(|_| StorageError::Corrupt("artifact version not UTF-8".into()))?,
+        })
+    }
+
+    /// Integration time in nanoseconds since the epoch.
+    pub fn time_nanos(&self) -> i128 {
+        i128::from(self.seconds) * 1_000_000_000 + i128::from(self.nanos)
+    }
+}
+
+/// Everything one sequencer batch writes, atomically.
+#[derive(Debug, Clone, Default)]
+pub struct CommitBatch {
+    /// New entries, in index order.
+    pub entries: Vec<NewEntry>,
+    /// New stored tree hashes.
+    pub hashes: Vec<StoredHash>,
+    /// The new tree size.
+    pub size: u64,
+    /// The checkpoint signed at `size`.
+    pub checkpoint: String,
+}
+
+/// The storage a log needs. Implementations must make [`LogStore::commit`]
+/// atomic and durable (synced) before returning.
+pub trait LogStore: HashReader + Send + Sync + 'static {
+    /// The stored identity and size, or `None` for an uninitialized store.
+    fn meta(&self) -> Result<Option<LogMeta>, StorageError>;
+    /// Writes identity and the first checkpoint (size 0) of a new log.
+    fn init(&self, origin: &str, vkey: &str, checkpoint: &str) -> Result<(), StorageError>;
+    /// Writes one batch atomically and durably.
+    fn commit(&self, batch: &CommitBatch) -> Result<(), StorageError>;
+    /// The leaf at `index`.
+    fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Leaves with indexes in `[start, end)`, in order.
+    fn entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StorageError>;
+    /// The index of the leaf with this leaf hash.
+    fn index_of(&self, leaf_hash: &Hash) -> Result<Option<u64>, StorageError>;
+    /// The entry recorded for (source, event id): index and content digest.
+    fn idempotency(
+        &self,
+        source: &str,
+        event_id: &str,
+    ) -> Result<Option<(u64, [u8; 32])>, StorageError>;
+    /// The checkpoint signed at exactly `size`.
+    fn checkpoint(&self, size: u64) -> Result<Option<String>, StorageError>;
+    /// Up to `limit` entries about artifact `name` with index above `after`
+    /// (or from the start), oldest first, with their index metadata.
+    fn artifact_entries(
+        &self,
+        name: &str,
+        after: Option<u64>,
+        limit: usize,
+        filter: &dyn Fn(&ArtifactMeta) -> bool,
+    ) -> Result<Vec<(u64, ArtifactMeta)>, StorageError>;
+}
+
+/// The RocksDB store.
+pub struct RocksStore {
+    db: DB,
+}
+
+impl std::fmt::Debug for RocksStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RocksStore({})", self.db.path().display())
+    }
+}
+
+fn idem_key(source: &str, event_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + source.len() + event_id.len());
+    k.extend_from_slice(
+        &u32::try_from(source.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    k.extend_from_slice(source.as_bytes());
+    k.extend_from_slice(event_id.as_bytes());
+    k
+}
+
+fn hash_key(level: u8, index: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = level;
+    k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn artifact_prefix(name: &str) -> Vec<u8> {
+    let mut k = name.as_bytes().to_vec();
+    k.push(0);
+    k
+}
+
+fn u64_value(b: &[u8], what: &str) -> Result<u64, StorageError> {
+    let arr: [u8; 8] = b
+        .get(..8)
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| StorageError::Corrupt(format!("{what}: not 8 bytes")))?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+impl RocksStore {
+    /// Opens (creating if needed) the store under `path`.
+    pub fn open(path: &Path) -> Result<Self, StorageError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_keep_log_file_num(4);
+        let mut entries_opts = Options::default();
+        entries_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let mut point = BlockBasedOptions::default();
+        point.set_bloom_filter(10.0, false);
+        let mut lookup_opts = Options::default();
+        lookup_opts.set_block_based_table_factory(&point);
+        let cfs = ALL_CFS.iter().map(|name| {
+            let o = match *name {
+                CF_ENTRIES => entries_opts.clone(),
+                CF_LEAF_HASHES | CF_IDEMPOTENCY => lookup_opts.clone(),
+                _ => Options::default(),
+            };
+            ColumnFamilyDescriptor::new(*name, o)
+        });
+        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        Ok(RocksStore { db })
+    }
+
+    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StorageError> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| StorageError::Corrupt(format!("column family {name} missing")))
+    }
+
+    fn synced() -> WriteOptions {
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        w
+    }
+
+    /// Overwrites one stored value (test hook for corruption tests).
+    #[doc(hidden)]
+    pub fn corrupt_hash_for_tests(
+        &self,
+        level: u8,
+        index: u64,
+        value: &[u8],
+    ) -> Result<(), StorageError> {
+        self.db.put_cf_opt(
+            self.cf(CF_HASHES)?,
+            hash_key(level, index),
+            value,
+            &Self::synced(),
+        )?;
+        Ok(())
+    }
+}
+
+impl HashReader for RocksStore {
+    fn read_hashes(
+        &self,
+        level: u8,
+        start: u64,
+        count: u64,
+        out: &mut Vec<Hash>,
+    ) -> Result<(), StoreError> {
+        if count == 0 {
+            return Ok(());
+        }
+        let cf = self.cf(CF_HASHES)?;
+        let first = hash_key(level, start);
+        let iter = self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&first, Direction::Forward));
+        let mut want = start;
+        for item in iter {
+            let (k, v) = item.map_err(StorageError::from)?;
+            if want == start.saturating_add(count) {
+                break;
+            }
+            let expected = hash_key(level, want);
+            if *k != expected[..] {
+                return Err(StoreError::Missing { level, index: want });
+            }
+            let h = Hash::from_slice(&v).map_err(|_| {
+                StoreError::Backend(format!("stored hash {level}/{want} is {} bytes", v.len()))
+            })?;
+            out.push(h);
+            want += 1;
+        }
+        if want != start.saturating_add(count) {
+            return Err(StoreError::Missing { level, index: want });
+        }
+        Ok(())
+    }
+}
+
+impl LogStore for RocksStore {
+    fn meta(&self) -> Result<Option<LogMeta>, StorageError> {
+        let cf = self.cf(CF_META)?;
+        let Some(origin) = self.db.get_cf(cf, b"origin")? else {
+            return Ok(None);
+        };
+        let vkey = self
+            .db
+            .get_cf(cf, b"vkey")?
+            .ok_or_else(|| StorageError::Corrupt("meta: vkey missing".into()))?;
+        let size = self
+            .db
+            .get_cf(cf, b"size")?
+            .ok_or_else(|| StorageError::Corrupt("meta: size missing".into()))?;
+        let text = |b: Vec<u8>, what: &str| {
+            String::from_utf8(b)
+                .map_err(|_| StorageError::Corrupt(format!("meta: {what} not UTF-8")))
+        };
+        Ok(Some(LogMeta {
+            origin: text(origin, "origin")?,
+            vkey: text(vkey, "vkey")?,
+            size: u64_value(&size, "meta size")?,
+        }))
+    }
+
+    fn init(&self, origin: &str, vkey: &str, checkpoint: &str) -> Result<(), StorageError> {
+        let mut b = WriteBatch::default();
+        let meta = self.cf(CF_META)?;
+        b.put_cf(meta, b"origin", origin.as_bytes());
+        b.put_cf(meta, b"vkey", vkey.as_bytes());
+        b.put_cf(meta, b"size", 0u64.to_be_bytes());
+        b.put_cf(
+            self.cf(CF_CHECKPOINTS)?,
+            0u64.to_be_bytes(),
+            checkpoint.as_bytes(),
+        );
+        self.db.write_opt(b, &Self::synced())?;
+        Ok(())
+    }
+
+    fn commit(&self, batch: &CommitBatch) -> Result<(), StorageError> {
+        let (entries, hashes, leaf_hashes, idem, artifacts) = (
+            self.cf(CF_ENTRIES)?,
+            self.cf(CF_HASHES)?,
+            self.cf(CF_LEAF_HASHES)?,
+            self.cf(CF_IDEMPOTENCY)?,
+            self.cf(CF_ARTIFACTS)?,
+        );
+        let mut b = WriteBatch::default();
+        for e in &batch.entries {
+            let idx = e.index.to_be_bytes();
+            b.put_cf(entries, idx, &e.leaf);
+            b.put_cf(leaf_hashes, e.leaf_hash.as_bytes(), idx);
+            let mut v = idx.to_vec();
+            v.extend_from_slice(&e.content_digest);
+            b.put_cf(idem, idem_key(&e.source, &e.event_id), v);
+            let mut k = artifact_prefix(&e.artifact_name);
+            k.extend_from_slice(&idx);
+            b.put_cf(artifacts, k, e.artifact_meta.encode());
+        }
+        for h in &batch.hashes {
+            b.put_cf(hashes, hash_key(h.level, h.index), h.hash.as_bytes());
+        }
+        b.put_cf(
+            self.cf(CF_CHECKPOINTS)?,
+            batch.size.to_be_bytes(),
+            batch.checkpoint.as_bytes(),
+        );
+        b.put_cf(self.cf(CF_META)?, b"size", batch.size.to_be_bytes());
+        self.db.write_opt(b, &Self::synced())?;
+        Ok(())
+    }
+
+    fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.db.get_cf(self.cf(CF_ENTRIES)?, index.to_be_bytes())?)
+    }
+
+    fn entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+        let cf = self.cf(CF_ENTRIES)?;
+        let first = start.to_be_bytes();
+        let mut out = Vec::with_capacity(end.saturating_sub(start).min(4096) as usize);
+        let iter = self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&first, Direction::Forward));
+        let mut want = start;
+        for item in iter {
+            if want >= end {
+                break;
+            }
+            let (k, v) = item?;
+            let idx = u64_value(&k, "entry key")?;
+            if idx != want {
+                return Err(StorageError::Corrupt(format!("entry {want} missing")));
+            }
+            out.push((idx, v.into_vec()));
+            want += 1;
+        }
+        if want < end {
+            return Err(StorageError::Corrupt(format!("entry {want} missing")));
+        }
+        Ok(out)
+    }
+
+    fn index_of(&self, leaf_hash: &Hash) -> Result<Option<u64>, StorageError> {
+        self.db
+            .get_cf(self.cf(CF_LEAF_HASHES)?, leaf_hash.as_bytes())?
+            .map(|v| u64_value(&v, "leaf hash index"))
+            .transpose()
+    }
+
+    fn idempotency(
+        &self,
+        source: &str,
+        event_id: &str,
+    ) -> Result<Option<(u64, [u8; 32])>, StorageError> {
+        let Some(v) = self
+            .db
+            .get_cf(self.cf(CF_IDEMPOTENCY)?, idem_key(source, event_id))?
+        else {
+            return Ok(None);
+        };
+        let digest: [u8; 32] = v
+            .get(8..40)
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(|| StorageError::Corrupt("idempotency value length".into()))?;
+        Ok(Some((u64_value(&v, "idempotency index")?, digest)))
+    }
+
+    fn checkpoint(&self, size: u64) -> Result<Option<String>, StorageError> {
+        self.db
+            .get_cf(self.cf(CF_CHECKPOINTS)?, size.to_be_bytes())?
+            .map(|v| {
+                String::from_utf8(v)
+                    .map_err(|_| StorageError::Corrupt(format!("checkpoint {size} not UTF-8")))
+            })
+            .transpose()
+    }
+
+    fn artifact_entries(
+        &self,
+        name: &str,
+        after: Option<u64>,
+        limit: usize,
+        filter: &dyn Fn(&ArtifactMeta) -> bool,
+    ) -> Result<Vec<(u64, ArtifactMeta)>, StorageError> {
+        let cf = self.cf(CF_ARTIFACTS)?;
+        let prefix = artifact_prefix(name);
+        let mut from = prefix.clone();
+        match after {
+            Some(i) => match i.checked_add(1) {
+                Some(next) => from.extend_from_slice(&next.to_be_bytes()),
+                None => return Ok(Vec::new()),
+            },
+            None => from.extend_from_slice(&0u64.to_be_bytes()),
+        }
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&from, Direction::Forward))
+        {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) || k.len() != prefix.len() + 8 {
+                break;
+            }
+            let idx = u64_value(&k[prefix.len()..], "artifact key")?;
+            let meta = ArtifactMeta::decode(&v)?;
+            if filter(&meta) {
+                out.push((idx, meta));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
