@@ -1,0 +1,155 @@
+//! Start an in-process server on 127.0.0.1:0 and talk to it.
+
+use std::net::SocketAddr;
+
+use tlog_core::Hash;
+use tlog_core::checkpoint::{self, SignedCheckpoint};
+use tlog_core::merkle::verify::{parse_proof, verify_consistency, verify_inclusion};
+use tlog_core::note::{Verifier, Verifiers};
+use tlog_proto::v1 as pb;
+use tlog_proto::v1::log_client::LogClient;
+use tlog_server::config::Config;
+use tonic::transport::Channel;
+
+pub const ORIGIN: &str = "test.example/log";
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub vkey: String,
+    pub dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), tlog_server::ServerError>>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vkey = tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
+        Self::start_in(dir, vkey, tweak).await
+    }
+
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        vkey: String,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
+        let mut config = Config {
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(tlog_server::run_with(listener, None, config, async move {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            addr,
+            vkey,
+            dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub async fn client(&self) -> LogClient<Channel> {
+        let url = format!("http://{}", self.addr);
+        for _ in 0..100 {
+            if let Ok(ch) = Channel::from_shared(url.clone()).expect("url").connect().await {
+                return LogClient::new(ch).max_decoding_message_size(64 << 20);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("server at {url} did not come up");
+    }
+
+    pub fn verifiers(&self) -> Verifiers {
+        Verifiers::new([Verifier::from_vkey(&self.vkey).expect("vkey")])
+    }
+
+    /// Stops the server and returns its data directory.
+    pub async fn stop(mut self) -> (tempfile::TempDir, String) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("join").expect("server exited cleanly");
+        }
+        (self.dir, self.vkey)
+    }
+}
+
+pub fn event(source: &str, id: &str) -> pb::ArtifactEvent {
+    pb::ArtifactEvent {
+        event_id: id.into(),
+        source: source.into(),
+        action: pb::Action::Register as i32,
+        artifact: Some(pb::Artifact {
+            name: "team-a/fraud-model".into(),
+            version: "1.0.0".into(),
+            digests: vec![pb::Digest {
+                algorithm: "sha256".into(),
+                hex: "ab".repeat(32),
+            }],
+            media_type: "application/vnd.onnx".into(),
+            uri: "s3://models/fraud/1.0.0".into(),
+        }),
+        actor: "alice@example.com".into(),
+        interface: pb::Interface::Api as i32,
+        environment: String::new(),
+        ..Default::default()
+    }
+}
+
+/// Opens a signed checkpoint with the server's key.
+pub fn open_checkpoint(server: &TestServer, cp: &pb::SignedCheckpoint) -> SignedCheckpoint {
+    let opened = checkpoint::open(cp.note.as_bytes(), &server.verifiers(), ORIGIN)
+        .expect("checkpoint signature verifies with the printed key");
+    assert_eq!(opened.checkpoint.size, cp.size);
+    assert_eq!(opened.checkpoint.root.as_bytes()[..], cp.root_hash[..]);
+    opened
+}
+
+/// Verifies an append answer completely: leaf hash, checkpoint signature,
+/// inclusion proof. Returns the checkpoint.
+pub fn verify_append(server: &TestServer, r: &pb::AppendResponse) -> SignedCheckpoint {
+    let leaf = Hash::from_slice(&r.leaf_hash).expect("32 bytes");
+    assert_eq!(tlog_core::leaf_hash(&r.leaf), leaf, "served leaf hashes to leaf_hash");
+    let cp = open_checkpoint(server, r.checkpoint.as_ref().expect("checkpoint"));
+    let proof = parse_proof(&r.inclusion_proof).expect("proof parses");
+    verify_inclusion(r.index, cp.checkpoint.size, &leaf, &proof, &cp.checkpoint.root)
+        .expect("inclusion proof verifies");
+    cp
+}
+
+/// Asks the server for a consistency proof between two checkpoints and
+/// verifies it.
+pub async fn check_consistent(
+    client: &mut LogClient<Channel>,
+    a: &SignedCheckpoint,
+    b: &SignedCheckpoint,
+) {
+    let (a, b) = if a.checkpoint.size <= b.checkpoint.size { (a, b) } else { (b, a) };
+    let p = client
+        .get_consistency_proof(pb::GetConsistencyProofRequest {
+            size1: a.checkpoint.size,
+            size2: b.checkpoint.size,
+        })
+        .await
+        .expect("consistency proof")
+        .into_inner();
+    let proof = parse_proof(&p.hashes).expect("parses");
+    verify_consistency(
+        a.checkpoint.size,
+        b.checkpoint.size,
+        &proof,
+        &a.checkpoint.root,
+        &b.checkpoint.root,
+    )
+    .expect("checkpoints are consistent");
+}

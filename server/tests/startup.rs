@@ -1,0 +1,107 @@
+//! Start-up checks: a restart serves everything with valid proofs; a store
+//! whose hashes no longer match the last checkpoint, a wrong key or a key
+//! readable by others is refused.
+
+use std::os::unix::fs::PermissionsExt as _;
+
+use tlog_proto::v1 as pb;
+use tlog_server::sequencer::StartError;
+use tlog_server::{ServerError, keys};
+
+use crate::common::{ORIGIN, TestServer, check_consistent, event, verify_append};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_everything_and_stays_consistent() {
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    let mut before = Vec::new();
+    for i in 0..300 {
+        before.push(
+            c.append(pb::AppendRequest { event: Some(event("s", &format!("{i}"))) })
+                .await
+                .expect("append")
+                .into_inner(),
+        );
+    }
+    let old = verify_append(&server, before.last().expect("some"));
+    let (dir, vkey) = server.stop().await;
+
+    let server = TestServer::start_in(dir, vkey, |_| {}).await;
+    let mut c = server.client().await;
+    let r = c
+        .append(pb::AppendRequest { event: Some(event("s", "after")) })
+        .await
+        .expect("append after restart")
+        .into_inner();
+    assert_eq!(r.index, 300);
+    let new = verify_append(&server, &r);
+    check_consistent(&mut c, &old, &new).await;
+    // Old entries are still there, with proofs against the new checkpoint.
+    for b in before.iter().step_by(37) {
+        let again = c
+            .append(pb::AppendRequest { event: Some(event("s", &format!("{}", b.index))) })
+            .await
+            .expect("retry")
+            .into_inner();
+        assert!(again.duplicate);
+        assert_eq!(again.leaf, b.leaf);
+        verify_append(&server, &again);
+    }
+    server.stop().await;
+}
+
+async fn start_err(dir: &std::path::Path) -> ServerError {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let config = tlog_server::config::Config {
+        data_dir: dir.to_owned(),
+        ..Default::default()
+    };
+    tlog_server::run_with(listener, None, config, std::future::pending())
+        .await
+        .expect_err("must refuse to start")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_hashes_are_refused_at_start() {
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    for i in 0..10 {
+        c.append(pb::AppendRequest { event: Some(event("s", &format!("{i}"))) })
+            .await
+            .expect("append");
+    }
+    let (dir, _) = server.stop().await;
+    {
+        let store = tlog_server::storage::RocksStore::open(&keys::db_path(dir.path())).expect("open");
+        store.corrupt_hash_for_tests(0, 9, &[0u8; 32]).expect("corrupt");
+    }
+    let err = start_err(dir.path()).await;
+    assert!(matches!(err, ServerError::Start(StartError::RootMismatch { size: 10, .. })), "{err}");
+    assert!(err.to_string().contains("refusing to start"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_or_exposed_keys_are_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    keys::init(dir.path(), ORIGIN, None).expect("init");
+    let key = dir.path().join("log.key");
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let err = start_err(dir.path()).await;
+    assert!(err.to_string().contains("chmod 600"), "{err}");
+
+    // A key of another log, correctly protected.
+    let other = tempfile::tempdir().expect("tmp");
+    keys::init(other.path(), ORIGIN, None).expect("init");
+    std::fs::copy(other.path().join("log.key"), &key).expect("copy");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let err = start_err(dir.path()).await;
+    assert!(matches!(err, ServerError::Start(StartError::WrongKey { .. })), "{err}");
+
+    // init refuses to overwrite.
+    assert!(keys::init(dir.path(), ORIGIN, None).is_err());
+    // A directory that was never initialized.
+    let empty = tempfile::tempdir().expect("tmp");
+    let err = start_err(empty.path()).await;
+    assert!(err.to_string().contains("signing key"), "{err}");
+}
