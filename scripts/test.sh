@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 . scripts/env.sh
+# The end-to-end tests start the real binaries: build them first.
+cargo build --workspace --bins --locked
 cargo test --workspace --all-targets --locked "$@"

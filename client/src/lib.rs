@@ -1,6 +1,280 @@
-//! `tlog-client`: the Rust client library and the `tlog` command-line tool.
+//! `tlog-client`: a client of the transparency log that trusts nothing it
+//! is told.
 //!
-//! Not built yet (issue [4/8]). It will connect to a log server, verify every
-//! checkpoint signature and proof it receives against a pinned verifier key,
-//! keep a trusted-state file, and offer `submit`, `prove`, `query`, `export`
-//! and `verify-bundle` to registries, CI jobs and investigators.
+//! Every checkpoint it returns has had its C2SP signature verified with the
+//! pinned verifier key, and every entry comes with an RFC 9162 inclusion
+//! proof that was verified against such a checkpoint. Errors tell a
+//! verification failure (the log misbehaved or was tampered with) apart from
+//! a transport failure or a refusal by the server.
+//!
+//! The `tlog` command-line tool is built on this library.
+
+pub mod convert;
+
+use tlog_core::Hash;
+use tlog_core::checkpoint::{self, SignedCheckpoint};
+use tlog_core::event::ArtifactEvent;
+use tlog_core::merkle::verify::{parse_proof, verify_consistency, verify_inclusion};
+use tlog_core::note::{Verifier, Verifiers};
+use tlog_proto::v1 as pb;
+use tonic::transport::Channel;
+
+/// What went wrong talking to a log.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server could not be reached.
+    #[error("cannot reach the log at {url}: {source}")]
+    Connect {
+        /// The address used.
+        url: String,
+        /// The transport error.
+        source: tonic::transport::Error,
+    },
+    /// The server answered with an error status (bad input, policy,
+    /// overload, unavailable ...).
+    #[error("the log refused: {code:?}: {message}")]
+    Refused {
+        /// The gRPC status code.
+        code: tonic::Code,
+        /// The server's message.
+        message: String,
+    },
+    /// What the server sent does not verify: a bad signature, a proof that
+    /// does not lead to the signed root, a leaf that does not hash to its
+    /// leaf hash. This is evidence of misbehavior or tampering.
+    #[error("verification failed: {0}")]
+    Verification(String),
+    /// A local argument is wrong (for example a verifier key).
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(s: tonic::Status) -> Self {
+        ClientError::Refused {
+            code: s.code(),
+            message: s.message().to_owned(),
+        }
+    }
+}
+
+fn verification(e: impl std::fmt::Display) -> ClientError {
+    ClientError::Verification(e.to_string())
+}
+
+/// An entry whose inclusion in a verified checkpoint was proven.
+#[derive(Debug, Clone)]
+pub struct VerifiedEntry {
+    /// Index in the log.
+    pub index: u64,
+    /// The exact leaf bytes.
+    pub leaf: Vec<u8>,
+    /// `SHA-256(0x00 || leaf)`.
+    pub leaf_hash: Hash,
+    /// The inclusion proof.
+    pub proof: Vec<Hash>,
+    /// The verified checkpoint the proof is against.
+    pub checkpoint: SignedCheckpoint,
+    /// True when the log returned an existing entry for a retry.
+    pub duplicate: bool,
+}
+
+/// A connection to one log, pinned to its verifier key.
+#[derive(Debug, Clone)]
+pub struct Client {
+    rpc: pb::log_client::LogClient<Channel>,
+    origin: String,
+    verifiers: Verifiers,
+}
+
+impl Client {
+    /// Connects to `url` (e.g. `http://127.0.0.1:7400`) and pins `vkey`
+    /// (`name+hexid+base64key`); the key's name is the log's origin.
+    pub async fn connect(url: &str, vkey: &str) -> Result<Self, ClientError> {
+        let verifier = Verifier::from_vkey(vkey.trim())
+            .map_err(|e| ClientError::Usage(format!("verifier key: {e}")))?;
+        let channel = Channel::from_shared(url.to_owned())
+            .map_err(|e| ClientError::Usage(format!("server address {url:?}: {e}")))?
+            .connect()
+            .await
+            .map_err(|source| ClientError::Connect {
+                url: url.to_owned(),
+                source,
+            })?;
+        Ok(Client {
+            rpc: pb::log_client::LogClient::new(channel).max_decoding_message_size(64 << 20),
+            origin: verifier.name().to_owned(),
+            verifiers: Verifiers::new([verifier]),
+        })
+    }
+
+    /// The log's origin (from the pinned key).
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Verifies a signed checkpoint from the wire.
+    pub fn verify_checkpoint(
+        &self,
+        cp: &pb::SignedCheckpoint,
+    ) -> Result<SignedCheckpoint, ClientError> {
+        let opened = checkpoint::open(cp.note.as_bytes(), &self.verifiers, &self.origin)
+            .map_err(verification)?;
+        if opened.checkpoint.size != cp.size
+            || opened.checkpoint.root.as_bytes()[..] != cp.root_hash[..]
+        {
+            return Err(ClientError::Verification(
+                "checkpoint fields differ from the signed note".into(),
+            ));
+        }
+        Ok(opened)
+    }
+
+    fn verify_append(&self, r: pb::AppendResponse) -> Result<VerifiedEntry, ClientError> {
+        let cp = self.verify_checkpoint(
+            r.checkpoint
+                .as_ref()
+                .ok_or_else(|| verification("append answer without a checkpoint"))?,
+        )?;
+        self.verify_entry(
+            r.index,
+            r.leaf,
+            &r.leaf_hash,
+            &r.inclusion_proof,
+            cp,
+            r.duplicate,
+        )
+    }
+
+    fn verify_entry(
+        &self,
+        index: u64,
+        leaf: Vec<u8>,
+        claimed_hash: &[u8],
+        proof: &[Vec<u8>],
+        checkpoint: SignedCheckpoint,
+        duplicate: bool,
+    ) -> Result<VerifiedEntry, ClientError> {
+        let leaf_hash = tlog_core::leaf_hash(&leaf);
+        if leaf_hash.as_bytes()[..] != claimed_hash[..] {
+            return Err(verification(format!(
+                "entry {index}: the served leaf hashes to {leaf_hash}, not to the leaf hash given"
+            )));
+        }
+        let proof = parse_proof(proof).map_err(verification)?;
+        verify_inclusion(
+            index,
+            checkpoint.checkpoint.size,
+            &leaf_hash,
+            &proof,
+            &checkpoint.checkpoint.root,
+        )
+        .map_err(|e| verification(format!("entry {index}: inclusion proof: {e}")))?;
+        Ok(VerifiedEntry {
+            index,
+            leaf,
+            leaf_hash,
+            proof,
+            checkpoint,
+            duplicate,
+        })
+    }
+
+    /// Appends one event; returns it with its verified proof.
+    pub async fn append(&mut self, event: &ArtifactEvent) -> Result<VerifiedEntry, ClientError> {
+        let r = self
+            .rpc
+            .append(pb::AppendRequest {
+                event: Some(convert::event(event)),
+            })
+            .await?
+            .into_inner();
+        self.verify_append(r)
+    }
+
+    /// Appends events in one call; each comes back verified.
+    pub async fn append_batch(
+        &mut self,
+        events: &[ArtifactEvent],
+    ) -> Result<Vec<VerifiedEntry>, ClientError> {
+        let r = self
+            .rpc
+            .append_batch(pb::AppendBatchRequest {
+                events: events.iter().map(convert::event).collect(),
+            })
+            .await?
+            .into_inner();
+        if r.results.len() != events.len() {
+            return Err(verification("batch answer has the wrong number of results"));
+        }
+        r.results
+            .into_iter()
+            .map(|x| self.verify_append(x))
+            .collect()
+    }
+
+    /// The latest checkpoint, verified.
+    pub async fn checkpoint(&mut self) -> Result<SignedCheckpoint, ClientError> {
+        let r = self
+            .rpc
+            .get_checkpoint(pb::GetCheckpointRequest { size: 0 })
+            .await?
+            .into_inner();
+        self.verify_checkpoint(&r.checkpoint.ok_or_else(|| verification("no checkpoint"))?)
+    }
+
+    /// Fetches entry `index` and proves it in the latest checkpoint.
+    pub async fn prove_index(&mut self, index: u64) -> Result<VerifiedEntry, ClientError> {
+        let cp = self.checkpoint().await?;
+        let p = self
+            .rpc
+            .get_inclusion_proof(pb::GetInclusionProofRequest {
+                leaf: Some(pb::get_inclusion_proof_request::Leaf::Index(index)),
+                tree_size: cp.checkpoint.size,
+            })
+            .await?
+            .into_inner();
+        let mut entries = self
+            .rpc
+            .get_entries(pb::GetEntriesRequest {
+                start: index,
+                end: index + 1,
+            })
+            .await?
+            .into_inner();
+        let entry = entries
+            .message()
+            .await?
+            .and_then(|page| page.entries.into_iter().next())
+            .ok_or_else(|| verification(format!("entry {index} was not served")))?;
+        if p.index != index || entry.index != index {
+            return Err(verification("the server answered for another index"));
+        }
+        self.verify_entry(index, entry.leaf, &p.leaf_hash, &p.hashes, cp, false)
+    }
+
+    /// Proves that `new` extends `old` (fetching the proof from the log).
+    pub async fn prove_consistency(
+        &mut self,
+        old: &SignedCheckpoint,
+        new: &SignedCheckpoint,
+    ) -> Result<(), ClientError> {
+        let (s1, s2) = (old.checkpoint.size, new.checkpoint.size);
+        if s1 > s2 {
+            return Err(verification(format!(
+                "the log shows size {s2} after size {s1}: it went backwards"
+            )));
+        }
+        let p = self
+            .rpc
+            .get_consistency_proof(pb::GetConsistencyProofRequest {
+                size1: s1,
+                size2: s2,
+            })
+            .await?
+            .into_inner();
+        let proof = parse_proof(&p.hashes).map_err(verification)?;
+        verify_consistency(s1, s2, &proof, &old.checkpoint.root, &new.checkpoint.root)
+            .map_err(|e| verification(format!("checkpoints {s1} and {s2} are not consistent: {e}")))
+    }
+}

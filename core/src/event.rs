@@ -561,7 +561,8 @@ pub(crate) mod tests {
 
     #[test]
     fn each_rule_names_its_field() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut ArtifactEvent)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut ArtifactEvent)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("event_id", Box::new(|e| e.event_id.clear())),
             ("source", Box::new(|e| e.source = "a\u{0}b".into())),
             (

@@ -129,6 +129,9 @@ pub struct Config {
     pub default_principal: String,
     /// Log output format.
     pub log_format: LogFormat,
+    /// How long a graceful shutdown waits for open connections.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
     /// Batching.
     pub batch: BatchSection,
     /// Queue.
@@ -146,6 +149,7 @@ impl Default for Config {
             metrics_listen: None,
             default_principal: "unauthenticated".into(),
             log_format: LogFormat::Human,
+            shutdown_grace: Duration::from_secs(5),
             batch: BatchSection::default(),
             queue: QueueSection::default(),
             limits: Limits::default(),

@@ -88,6 +88,7 @@ pub async fn run_with(
     let store = Arc::new(RocksStore::open(&keys::db_path(&config.data_dir))?);
     let meta = store.meta()?.ok_or(sequencer::StartError::NotInitialized)?;
     let metrics = Arc::new(Metrics::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (seq, seq_task) = sequencer::start(
         store.clone(),
         signer,
@@ -98,6 +99,7 @@ pub async fn run_with(
             enqueue_timeout: config.queue.enqueue_timeout,
         },
         metrics.clone(),
+        stop_rx.clone(),
     )?;
     tracing::info!(
         origin = %meta.origin,
@@ -106,7 +108,6 @@ pub async fn run_with(
         "log opened; stored tree matches the last checkpoint"
     );
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let auth = Arc::new(auth::DefaultPrincipal {
         principal: config.default_principal.clone(),
     });
@@ -149,14 +150,17 @@ pub async fn run_with(
         }));
     }
 
+    let (fired_tx, fired_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: no new requests; finishing the batch in flight");
         // Ends server streams (entries, checkpoint watches) so the
         // transport can finish its in-flight requests and return.
         let _ = stop_tx.send(true);
+        let _ = fired_tx.send(());
     };
-    let served = tonic::transport::Server::builder()
+    let grace = config.shutdown_grace;
+    let serve = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(reflection)
         .add_service(log)
@@ -164,8 +168,22 @@ pub async fn run_with(
             // Without TCP_NODELAY, small answers wait for delayed ACKs (40 ms).
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             signal,
-        )
-        .await;
+        );
+    // HTTP/2 graceful shutdown waits for each client to acknowledge a ping;
+    // a stuck client must not keep the server up forever.
+    let served = tokio::select! {
+        r = serve => r,
+        () = async {
+            if fired_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(?grace, "connections still open after the grace period; closing them");
+            Ok(())
+        }
+    };
     // The service (and with it the sequencer's queue) is dropped: the
     // sequencer finishes what was queued, then stops.
     if let Err(e) = seq_task.await {

@@ -267,7 +267,7 @@ pub async fn serve(
                 hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let metrics = metrics.clone();
                     async move {
-                        let resp = if req.uri().path() == "/metrics" {
+                        if req.uri().path() == "/metrics" {
                             Response::builder()
                                 .header("content-type", "text/plain; version=0.0.4")
                                 .body(Full::new(Bytes::from(metrics.render())))
@@ -275,8 +275,7 @@ pub async fn serve(
                             Response::builder()
                                 .status(StatusCode::NOT_FOUND)
                                 .body(Full::new(Bytes::from_static(b"not found; try /metrics\n")))
-                        };
-                        resp
+                        }
                     }
                 });
             let io = hyper_util::rt::TokioIo::new(stream);

@@ -204,11 +204,15 @@ struct State<S> {
 
 /// Opens the log in `store` with `signer`, checks that the stored tree
 /// matches the last signed checkpoint, and starts the sequencer task.
+///
+/// When `stop` turns true the queue closes: jobs already queued are still
+/// committed and answered, new ones get [`AppendError::ShuttingDown`].
 pub fn start<S: LogStore>(
     store: Arc<S>,
     signer: Signer,
     cfg: BatchConfig,
     metrics: Arc<Metrics>,
+    stop: watch::Receiver<bool>,
 ) -> Result<(Sequencer, tokio::task::JoinHandle<()>), StartError> {
     let meta = store
         .meta()
@@ -244,7 +248,7 @@ pub fn start<S: LogStore>(
         watch: watch_tx,
         metrics,
     };
-    let handle = tokio::spawn(run(rx, state, cfg.clone()));
+    let handle = tokio::spawn(run(rx, state, cfg.clone(), stop));
     Ok((
         Sequencer {
             tx,
@@ -279,8 +283,24 @@ fn load_latest<S: LogStore>(
     })
 }
 
-async fn run<S: LogStore>(mut rx: mpsc::Receiver<Job>, mut state: State<S>, cfg: BatchConfig) {
-    while let Some(first) = rx.recv().await {
+async fn run<S: LogStore>(
+    mut rx: mpsc::Receiver<Job>,
+    mut state: State<S>,
+    cfg: BatchConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let first = tokio::select! {
+            job = rx.recv() => job,
+            changed = stop.changed(), if !*stop.borrow() => {
+                if changed.is_err() || *stop.borrow() {
+                    // Refuse new jobs; the loop drains the queued ones.
+                    rx.close();
+                }
+                continue;
+            }
+        };
+        let Some(first) = first else { break };
         let mut count = first.events.len();
         let mut jobs = vec![first];
         let deadline = tokio::time::Instant::now() + cfg.max_wait;

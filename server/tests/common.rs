@@ -42,7 +42,9 @@ impl TestServer {
             ..Config::default()
         };
         tweak(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(tlog_server::run_with(listener, None, config, async move {
@@ -60,7 +62,11 @@ impl TestServer {
     pub async fn client(&self) -> LogClient<Channel> {
         let url = format!("http://{}", self.addr);
         for _ in 0..100 {
-            if let Ok(ch) = Channel::from_shared(url.clone()).expect("url").connect().await {
+            if let Ok(ch) = Channel::from_shared(url.clone())
+                .expect("url")
+                .connect()
+                .await
+            {
                 return LogClient::new(ch).max_decoding_message_size(64 << 20);
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -119,11 +125,21 @@ pub fn open_checkpoint(server: &TestServer, cp: &pb::SignedCheckpoint) -> Signed
 /// inclusion proof. Returns the checkpoint.
 pub fn verify_append(server: &TestServer, r: &pb::AppendResponse) -> SignedCheckpoint {
     let leaf = Hash::from_slice(&r.leaf_hash).expect("32 bytes");
-    assert_eq!(tlog_core::leaf_hash(&r.leaf), leaf, "served leaf hashes to leaf_hash");
+    assert_eq!(
+        tlog_core::leaf_hash(&r.leaf),
+        leaf,
+        "served leaf hashes to leaf_hash"
+    );
     let cp = open_checkpoint(server, r.checkpoint.as_ref().expect("checkpoint"));
     let proof = parse_proof(&r.inclusion_proof).expect("proof parses");
-    verify_inclusion(r.index, cp.checkpoint.size, &leaf, &proof, &cp.checkpoint.root)
-        .expect("inclusion proof verifies");
+    verify_inclusion(
+        r.index,
+        cp.checkpoint.size,
+        &leaf,
+        &proof,
+        &cp.checkpoint.root,
+    )
+    .expect("inclusion proof verifies");
     cp
 }
 
@@ -134,7 +150,11 @@ pub async fn check_consistent(
     a: &SignedCheckpoint,
     b: &SignedCheckpoint,
 ) {
-    let (a, b) = if a.checkpoint.size <= b.checkpoint.size { (a, b) } else { (b, a) };
+    let (a, b) = if a.checkpoint.size <= b.checkpoint.size {
+        (a, b)
+    } else {
+        (b, a)
+    };
     let p = client
         .get_consistency_proof(pb::GetConsistencyProofRequest {
             size1: a.checkpoint.size,

@@ -41,9 +41,17 @@ async fn sixty_four_clients_five_thousand_events() {
         }
     }
     indexes.sort_unstable();
-    assert_eq!(indexes, (0..EVENTS as u64).collect::<Vec<_>>(), "unique and dense");
+    assert_eq!(
+        indexes,
+        (0..EVENTS as u64).collect::<Vec<_>>(),
+        "unique and dense"
+    );
     // Batching happened: far fewer checkpoints than events.
-    assert!(checkpoints.len() < EVENTS, "{} checkpoints", checkpoints.len());
+    assert!(
+        checkpoints.len() < EVENTS,
+        "{} checkpoints",
+        checkpoints.len()
+    );
 
     // Consistency: each checkpoint with the next and with the last; by
     // transitivity of append-only extension that covers every pair.

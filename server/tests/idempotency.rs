@@ -9,19 +9,25 @@ async fn retries_return_the_original_and_conflicts_are_refused() {
     let mut c = server.client().await;
     let e = event("registry", "evt-1");
     let first = c
-        .append(pb::AppendRequest { event: Some(e.clone()) })
+        .append(pb::AppendRequest {
+            event: Some(e.clone()),
+        })
         .await
         .expect("append")
         .into_inner();
     assert!(!first.duplicate);
-    c.append(pb::AppendRequest { event: Some(event("registry", "evt-2")) })
-        .await
-        .expect("append");
+    c.append(pb::AppendRequest {
+        event: Some(event("registry", "evt-2")),
+    })
+    .await
+    .expect("append");
 
     // The same event again: the original entry, with a proof against the
     // current checkpoint.
     let again = c
-        .append(pb::AppendRequest { event: Some(e.clone()) })
+        .append(pb::AppendRequest {
+            event: Some(e.clone()),
+        })
         .await
         .expect("retry")
         .into_inner();
@@ -35,7 +41,9 @@ async fn retries_return_the_original_and_conflicts_are_refused() {
     let mut changed = e.clone();
     changed.actor = "mallory@example.com".into();
     let err = c
-        .append(pb::AppendRequest { event: Some(changed.clone()) })
+        .append(pb::AppendRequest {
+            event: Some(changed.clone()),
+        })
         .await
         .expect_err("conflict");
     assert_eq!(err.code(), tonic::Code::AlreadyExists, "{err:?}");
@@ -49,8 +57,15 @@ async fn retries_return_the_original_and_conflicts_are_refused() {
         .await
         .expect_err("conflict in batch");
     assert_eq!(err.code(), tonic::Code::AlreadyExists);
-    let info = c.get_log_info(pb::GetLogInfoRequest {}).await.expect("info").into_inner();
-    assert_eq!(info.tree_size, 2, "nothing of the failed batch was appended");
+    let info = c
+        .get_log_info(pb::GetLogInfoRequest {})
+        .await
+        .expect("info")
+        .into_inner();
+    assert_eq!(
+        info.tree_size, 2,
+        "nothing of the failed batch was appended"
+    );
 
     // Duplicates inside one batch resolve to one entry.
     let r = c
@@ -77,11 +92,13 @@ async fn concurrent_retries_of_one_event_get_one_index() {
     for _ in 0..16 {
         let mut c = server.client().await;
         handles.push(tokio::spawn(async move {
-            c.append(pb::AppendRequest { event: Some(event("ci", "same")) })
-                .await
-                .expect("append")
-                .into_inner()
-                .index
+            c.append(pb::AppendRequest {
+                event: Some(event("ci", "same")),
+            })
+            .await
+            .expect("append")
+            .into_inner()
+            .index
         }));
     }
     for h in handles {

@@ -31,7 +31,11 @@ async fn entries_proofs_queries_and_watch() {
         .await
         .expect("watch")
         .into_inner();
-    let first = watch.message().await.expect("stream").expect("current checkpoint");
+    let first = watch
+        .message()
+        .await
+        .expect("stream")
+        .expect("current checkpoint");
     assert_eq!(first.size, 0);
 
     let mut answers = Vec::new();
@@ -48,7 +52,9 @@ async fn entries_proofs_queries_and_watch() {
     .enumerate()
     {
         let r = c
-            .append(pb::AppendRequest { event: Some(versioned(&format!("q{i}"), v, a)) })
+            .append(pb::AppendRequest {
+                event: Some(versioned(&format!("q{i}"), v, a)),
+            })
             .await
             .expect("append")
             .into_inner();
@@ -60,7 +66,9 @@ async fn entries_proofs_queries_and_watch() {
     if let Some(a) = other.artifact.as_mut() {
         a.name = "team-b/other".into();
     }
-    c.append(pb::AppendRequest { event: Some(other) }).await.expect("append");
+    c.append(pb::AppendRequest { event: Some(other) })
+        .await
+        .expect("append");
 
     // The watch stream saw the growth, and what it saw is consistent.
     let mut seen = vec![open_checkpoint(&server, &first)];
@@ -82,14 +90,24 @@ async fn entries_proofs_queries_and_watch() {
     while let Some(page) = stream.message().await.expect("page") {
         pages.push(page.entries);
     }
-    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 3, 2]);
+    assert_eq!(
+        pages.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![3, 3, 2]
+    );
     let entries: Vec<_> = pages.into_iter().flatten().collect();
     for (i, e) in entries.iter().enumerate() {
         assert_eq!(e.index, i as u64);
-        assert_eq!(tlog_core::leaf_hash(&e.leaf).as_bytes()[..], e.leaf_hash[..]);
+        assert_eq!(
+            tlog_core::leaf_hash(&e.leaf).as_bytes()[..],
+            e.leaf_hash[..]
+        );
         let leaf = Leaf::decode(&e.leaf).expect("leaf decodes");
         assert_eq!(leaf.submitter.principal, "registry-svc");
-        assert!(leaf.submitter.peer.starts_with("127.0.0.1:"), "{}", leaf.submitter.peer);
+        assert!(
+            leaf.submitter.peer.starts_with("127.0.0.1:"),
+            "{}",
+            leaf.submitter.peer
+        );
         if i < answers.len() {
             assert_eq!(e.leaf, answers[i].leaf, "served verbatim");
         }
@@ -97,7 +115,9 @@ async fn entries_proofs_queries_and_watch() {
 
     // By leaf hash.
     let by_hash = c
-        .get_entry_by_hash(pb::GetEntryByHashRequest { leaf_hash: entries[4].leaf_hash.clone() })
+        .get_entry_by_hash(pb::GetEntryByHashRequest {
+            leaf_hash: entries[4].leaf_hash.clone(),
+        })
         .await
         .expect("by hash")
         .into_inner();
@@ -107,7 +127,9 @@ async fn entries_proofs_queries_and_watch() {
     // against the checkpoint for that size.
     let p = c
         .get_inclusion_proof(pb::GetInclusionProofRequest {
-            leaf: Some(pb::get_inclusion_proof_request::Leaf::LeafHash(entries[2].leaf_hash.clone())),
+            leaf: Some(pb::get_inclusion_proof_request::Leaf::LeafHash(
+                entries[2].leaf_hash.clone(),
+            )),
             tree_size: 5,
         })
         .await
@@ -125,26 +147,52 @@ async fn entries_proofs_queries_and_watch() {
     .expect("verifies");
 
     // Queries: all of the artifact, then filtered, then paged.
-    let q = |version: &str, action: pb::Action, page: u32, cursor: String| pb::QueryArtifactRequest {
-        name: "team-a/fraud-model".into(),
-        version: version.into(),
-        action: action as i32,
-        page_size: page,
-        cursor,
-        ..Default::default()
-    };
-    let all = c.query_artifact(q("", pb::Action::Unspecified, 0, String::new())).await.expect("q").into_inner();
+    let q =
+        |version: &str, action: pb::Action, page: u32, cursor: String| pb::QueryArtifactRequest {
+            name: "team-a/fraud-model".into(),
+            version: version.into(),
+            action: action as i32,
+            page_size: page,
+            cursor,
+            ..Default::default()
+        };
+    let all = c
+        .query_artifact(q("", pb::Action::Unspecified, 0, String::new()))
+        .await
+        .expect("q")
+        .into_inner();
     // The page is capped at max_page_size (3 here), with a cursor for more.
-    assert_eq!(all.entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert_eq!(
+        all.entries.iter().map(|e| e.index).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
     assert!(!all.next_cursor.is_empty());
-    let v11 = c.query_artifact(q("1.1.0", pb::Action::Unspecified, 0, String::new())).await.expect("q").into_inner();
-    assert_eq!(v11.entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![3, 5, 6]);
-    let regs = c.query_artifact(q("", pb::Action::Register, 0, String::new())).await.expect("q").into_inner();
-    assert_eq!(regs.entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![0, 3]);
+    let v11 = c
+        .query_artifact(q("1.1.0", pb::Action::Unspecified, 0, String::new()))
+        .await
+        .expect("q")
+        .into_inner();
+    assert_eq!(
+        v11.entries.iter().map(|e| e.index).collect::<Vec<_>>(),
+        vec![3, 5, 6]
+    );
+    let regs = c
+        .query_artifact(q("", pb::Action::Register, 0, String::new()))
+        .await
+        .expect("q")
+        .into_inner();
+    assert_eq!(
+        regs.entries.iter().map(|e| e.index).collect::<Vec<_>>(),
+        vec![0, 3]
+    );
     let mut cursor = String::new();
     let mut paged = Vec::new();
     loop {
-        let r = c.query_artifact(q("", pb::Action::Unspecified, 2, cursor)).await.expect("q").into_inner();
+        let r = c
+            .query_artifact(q("", pb::Action::Unspecified, 2, cursor))
+            .await
+            .expect("q")
+            .into_inner();
         paged.extend(r.entries.iter().map(|e| e.index));
         if r.next_cursor.is_empty() {
             break;
@@ -156,7 +204,10 @@ async fn entries_proofs_queries_and_watch() {
     let future = c
         .query_artifact(pb::QueryArtifactRequest {
             name: "team-a/fraud-model".into(),
-            since: Some(tlog_proto::prost_types::Timestamp { seconds: 4_000_000_000, nanos: 0 }),
+            since: Some(tlog_proto::prost_types::Timestamp {
+                seconds: 4_000_000_000,
+                nanos: 0,
+            }),
             ..Default::default()
         })
         .await

@@ -17,10 +17,12 @@ async fn restart_keeps_everything_and_stays_consistent() {
     let mut before = Vec::new();
     for i in 0..300 {
         before.push(
-            c.append(pb::AppendRequest { event: Some(event("s", &format!("{i}"))) })
-                .await
-                .expect("append")
-                .into_inner(),
+            c.append(pb::AppendRequest {
+                event: Some(event("s", &format!("{i}"))),
+            })
+            .await
+            .expect("append")
+            .into_inner(),
         );
     }
     let old = verify_append(&server, before.last().expect("some"));
@@ -29,7 +31,9 @@ async fn restart_keeps_everything_and_stays_consistent() {
     let server = TestServer::start_in(dir, vkey, |_| {}).await;
     let mut c = server.client().await;
     let r = c
-        .append(pb::AppendRequest { event: Some(event("s", "after")) })
+        .append(pb::AppendRequest {
+            event: Some(event("s", "after")),
+        })
         .await
         .expect("append after restart")
         .into_inner();
@@ -39,7 +43,9 @@ async fn restart_keeps_everything_and_stays_consistent() {
     // Old entries are still there, with proofs against the new checkpoint.
     for b in before.iter().step_by(37) {
         let again = c
-            .append(pb::AppendRequest { event: Some(event("s", &format!("{}", b.index))) })
+            .append(pb::AppendRequest {
+                event: Some(event("s", &format!("{}", b.index))),
+            })
             .await
             .expect("retry")
             .into_inner();
@@ -51,7 +57,9 @@ async fn restart_keeps_everything_and_stays_consistent() {
 }
 
 async fn start_err(dir: &std::path::Path) -> ServerError {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let config = tlog_server::config::Config {
         data_dir: dir.to_owned(),
         ..Default::default()
@@ -66,17 +74,28 @@ async fn corrupted_hashes_are_refused_at_start() {
     let server = TestServer::start().await;
     let mut c = server.client().await;
     for i in 0..10 {
-        c.append(pb::AppendRequest { event: Some(event("s", &format!("{i}"))) })
-            .await
-            .expect("append");
+        c.append(pb::AppendRequest {
+            event: Some(event("s", &format!("{i}"))),
+        })
+        .await
+        .expect("append");
     }
     let (dir, _) = server.stop().await;
     {
-        let store = tlog_server::storage::RocksStore::open(&keys::db_path(dir.path())).expect("open");
-        store.corrupt_hash_for_tests(0, 9, &[0u8; 32]).expect("corrupt");
+        let store =
+            tlog_server::storage::RocksStore::open(&keys::db_path(dir.path())).expect("open");
+        store
+            .corrupt_hash_for_tests(0, 9, &[0u8; 32])
+            .expect("corrupt");
     }
     let err = start_err(dir.path()).await;
-    assert!(matches!(err, ServerError::Start(StartError::RootMismatch { size: 10, .. })), "{err}");
+    assert!(
+        matches!(
+            err,
+            ServerError::Start(StartError::RootMismatch { size: 10, .. })
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("refusing to start"), "{err}");
 }
 
@@ -96,7 +115,10 @@ async fn wrong_or_exposed_keys_are_refused() {
     std::fs::copy(other.path().join("log.key"), &key).expect("copy");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let err = start_err(dir.path()).await;
-    assert!(matches!(err, ServerError::Start(StartError::WrongKey { .. })), "{err}");
+    assert!(
+        matches!(err, ServerError::Start(StartError::WrongKey { .. })),
+        "{err}"
+    );
 
     // init refuses to overwrite.
     assert!(keys::init(dir.path(), ORIGIN, None).is_err());

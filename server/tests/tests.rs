@@ -1,14 +1,14 @@
 //! Integration tests for `tlog-server`, with servers started in-process on
 //! `127.0.0.1:0`. One module per concern.
 
+/// Every validation rule and bad read gets the right status code.
+mod bad_input;
 /// Shared helpers: start a server, build events, verify answers.
 mod common;
 /// 64 concurrent clients, 5,000 events, everything verified.
 mod concurrent;
 /// Retries return the original; conflicts are refused.
 mod idempotency;
-/// Every validation rule and bad read gets the right status code.
-mod bad_input;
 /// Reads: entries, by hash, proofs at past sizes, queries, watch.
 mod reads;
 /// Storage: restart checks, corruption refused at start.

@@ -1,2 +1,130 @@
-//! End-to-end tests for the transparency log: they start the real binaries
-//! on `127.0.0.1` and stop them. The tests live in `tests/`.
+//! Helpers for the end-to-end tests in `tests/`: they start the real
+//! `tlog-server` and `tlog` binaries on `127.0.0.1` with port 0, talk to
+//! them, and stop them (SIGTERM, then SIGKILL if they linger).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The folder holding the workspace's binaries (next to the test
+/// executable's `deps/` folder).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .to_owned();
+    for b in ["tlog-server", "tlog"] {
+        assert!(
+            dir.join(b).is_file(),
+            "{} not built: run `cargo build --workspace --bins` first (scripts/test.sh does)",
+            dir.join(b).display()
+        );
+    }
+    dir
+}
+
+/// A command for one of the binaries.
+pub fn cmd(name: &str) -> Command {
+    Command::new(bin_dir().join(name))
+}
+
+/// Runs a binary to completion, returning its output.
+pub fn run(name: &str, args: &[&str]) -> Output {
+    cmd(name)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {name}: {e}"))
+}
+
+/// A running `tlog-server serve`.
+pub struct Server {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Where its log goes.
+    pub log: PathBuf,
+}
+
+impl Server {
+    /// Starts `tlog-server serve` on a free port over `data_dir`.
+    pub fn start(data_dir: &Path) -> Server {
+        let ready = data_dir.join("ready");
+        let _ = std::fs::remove_file(&ready);
+        let log = data_dir.join("server.log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = cmd("tlog-server")
+            .args(["serve", "--listen", "127.0.0.1:0", "--ready-file"])
+            .arg(&ready)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("dup"))
+            .stderr(out)
+            .spawn()
+            .expect("start tlog-server");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut server = Server {
+            child: Some(child),
+            url: String::new(),
+            log,
+        };
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&ready)
+                && let Some(addr) = text.lines().next()
+            {
+                server.url = format!("http://{addr}");
+                return server;
+            }
+            if let Some(c) = server.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                panic!("tlog-server exited with {status}: {}", server.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not start: {}",
+                server.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits; returns whether it exited with status 0.
+    pub fn stop(mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

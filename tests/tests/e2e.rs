@@ -1,0 +1,7 @@
+//! End-to-end tests with the real binaries, one module per concern.
+
+/// The CLI's answers to bad input.
+mod cli_errors;
+/// Restart across a graceful stop: everything still proves, and the log
+/// only grew.
+mod restart;
