@@ -11,6 +11,7 @@ use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use sha2::{Digest, Sha256};
+use tlog_core::merkle::cache::TileCache;
 use tlog_core::merkle::prove::Prover;
 use tlog_core::merkle::store::MemoryStore;
 use tlog_core::merkle::tree::Tree;
@@ -79,6 +80,15 @@ fn proofs(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 7_919) % LEAVES;
             prover.inclusion_proof(i, LEAVES).expect("proof")
+        })
+    });
+    let cache = TileCache::new(8192);
+    let cached = Prover::with_cache(&store, &cache);
+    let mut j = 0u64;
+    g.bench_function("inclusion proof (tile cache)", |b| {
+        b.iter(|| {
+            j = (j + 7_919) % LEAVES;
+            cached.inclusion_proof(j, LEAVES).expect("proof")
         })
     });
     let mut s = 1u64;

@@ -11,6 +11,7 @@ use tlog_core::event::{
     Action, Artifact, ArtifactEvent, Attestation, Digest, Interface, Timestamp,
 };
 use tlog_core::leaf::{Leaf, Submitter};
+use tlog_core::merkle::cache::TileCache;
 use tlog_core::merkle::prove::Prover;
 use tlog_core::merkle::reference;
 use tlog_core::merkle::store::MemoryStore;
@@ -36,6 +37,12 @@ fn fixture() -> &'static (MemoryStore, Vec<Hash>) {
         store.write(&out).expect("dense");
         (store, leaves)
     })
+}
+
+/// A small shared cache, so cases hit, miss and evict.
+fn cache() -> &'static TileCache {
+    static C: OnceLock<TileCache> = OnceLock::new();
+    C.get_or_init(|| TileCache::new(8))
 }
 
 fn flip(h: &Hash, bit: usize) -> Hash {
@@ -152,6 +159,9 @@ proptest! {
         let d = &leaves[..size as usize];
         let proof = Prover::new(store).inclusion_proof(index, size).expect("proof");
         prop_assert_eq!(&proof, &reference::inclusion_path(index as usize, d).expect("in range"));
+        // Through the shared tile cache (warm from earlier cases): the same.
+        let cached = Prover::with_cache(store, cache()).inclusion_proof(index, size).expect("proof");
+        prop_assert_eq!(&cached, &proof);
         let root = reference::root(d);
         prop_assert_eq!(Prover::new(store).root_at(size).expect("root"), root);
         let leaf = leaves[index as usize];
@@ -183,6 +193,8 @@ proptest! {
         let size1 = 1 + seed % size2;
         let prover = Prover::new(store);
         let proof = prover.consistency_proof(size1, size2).expect("proof");
+        let cached = Prover::with_cache(store, cache()).consistency_proof(size1, size2).expect("proof");
+        prop_assert_eq!(&cached, &proof);
         let root1 = reference::root(&leaves[..size1 as usize]);
         let root2 = reference::root(&leaves[..size2 as usize]);
         if size1 < size2 {

@@ -129,6 +129,8 @@ pub struct Config {
     pub default_principal: String,
     /// Log output format.
     pub log_format: LogFormat,
+    /// Tiles whose interior hashes are cached for proofs (16 KiB each).
+    pub tile_cache_tiles: usize,
     /// How long a graceful shutdown waits for open connections.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -150,6 +152,7 @@ impl Default for Config {
             default_principal: "unauthenticated".into(),
             log_format: LogFormat::Human,
             shutdown_grace: Duration::from_secs(5),
+            tile_cache_tiles: 4096,
             batch: BatchSection::default(),
             queue: QueueSection::default(),
             limits: Limits::default(),

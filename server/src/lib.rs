@@ -124,6 +124,9 @@ pub async fn run_with(
         metrics.clone(),
         auth,
         stop_rx.clone(),
+        Arc::new(tlog_core::merkle::cache::TileCache::new(
+            config.tile_cache_tiles,
+        )),
     );
     let log = tlog_proto::v1::log_server::LogServer::new(svc)
         .max_decoding_message_size(max_message)

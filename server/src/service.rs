@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tlog_core::Hash;
+use tlog_core::merkle::cache::TileCache;
 use tlog_core::merkle::prove::Prover;
 use tlog_proto::v1 as pb;
 use tlog_proto::v1::log_server::Log;
@@ -39,6 +40,7 @@ pub struct LogService<S> {
     auth: Arc<dyn Authenticator>,
     inflight: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
+    tiles: Arc<TileCache>,
 }
 
 impl<S: LogStore> LogService<S> {
@@ -54,6 +56,7 @@ impl<S: LogStore> LogService<S> {
         metrics: Arc<Metrics>,
         auth: Arc<dyn Authenticator>,
         shutdown: watch::Receiver<bool>,
+        tiles: Arc<TileCache>,
     ) -> Self {
         LogService {
             store,
@@ -66,6 +69,7 @@ impl<S: LogStore> LogService<S> {
             // One permit per KiB, so the semaphore's range suffices.
             inflight: Arc::new(Semaphore::new((max_inflight_bytes / 1024).max(1))),
             shutdown,
+            tiles,
         }
     }
 
@@ -188,9 +192,10 @@ impl<S: LogStore> LogService<S> {
     async fn with_proofs(&self, outcome: Outcome) -> Result<Vec<pb::AppendResponse>> {
         let store = self.store.clone();
         let metrics = self.metrics.clone();
+        let tiles = self.tiles.clone();
         tokio::task::spawn_blocking(move || {
             let cp = convert::checkpoint(&outcome.checkpoint);
-            let prover = Prover::new(store.as_ref());
+            let prover = Prover::with_cache(store.as_ref(), &tiles);
             outcome
                 .entries
                 .into_iter()
@@ -456,6 +461,7 @@ impl<S: LogStore> Log for LogService<S> {
                 }
             };
             let metrics = self.metrics.clone();
+            let tiles = self.tiles.clone();
             self.blocking(move |s| {
                 let index = match by_hash {
                     Err(i) => i,
@@ -471,7 +477,7 @@ impl<S: LogStore> Log for LogService<S> {
                 let leaf = s
                     .entry(index)?
                     .ok_or_else(|| ServiceError::Internal(format!("entry {index} missing")))?;
-                let hashes = Prover::new(s).inclusion_proof(index, tree_size)?;
+                let hashes = Prover::with_cache(s, &tiles).inclusion_proof(index, tree_size)?;
                 metrics.inclusion_proofs.inc();
                 let checkpoint = s
                     .checkpoint(tree_size)?
@@ -510,8 +516,9 @@ impl<S: LogStore> Log for LogService<S> {
             }
             let size1 = r.size1;
             let metrics = self.metrics.clone();
+            let tiles = self.tiles.clone();
             self.blocking(move |s| {
-                let hashes = Prover::new(s).consistency_proof(size1, size2)?;
+                let hashes = Prover::with_cache(s, &tiles).consistency_proof(size1, size2)?;
                 metrics.consistency_proofs.inc();
                 Ok(pb::ConsistencyProof {
                     size1,

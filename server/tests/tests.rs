@@ -9,6 +9,8 @@ mod common;
 mod concurrent;
 /// Retries return the original; conflicts are refused.
 mod idempotency;
+/// Metrics, reflection, back-pressure.
+mod operations;
 /// Reads: entries, by hash, proofs at past sizes, queries, watch.
 mod reads;
 /// Storage: restart checks, corruption refused at start.

@@ -7,8 +7,10 @@
 //!   implementation.
 //! - [`tree`]: the append-only tree state (a compact range, the right edge).
 //! - [`prove`]: inclusion and consistency proofs read from a store.
+//! - [`cache`]: a shared cache of tile interiors for fast proofs.
 //! - [`verify`]: proof verification (RFC 9162 sections 2.1.3.2 and 2.1.4.2).
 
+pub mod cache;
 pub mod prove;
 pub mod reference;
 pub mod store;

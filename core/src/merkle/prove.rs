@@ -7,6 +7,9 @@
 //! perfect subtrees, and each perfect subtree is read from one tile of the
 //! store. Tiles are read once per proof, so a proof costs `O(log n)` reads.
 
+use std::sync::Arc;
+
+use super::cache::{TileCache, TileRows};
 use super::store::{HashReader, StoreError};
 use super::{TILE_HEIGHT, TILE_WIDTH, split_point};
 use crate::hash::{Hash, node_hash};
@@ -36,42 +39,38 @@ pub enum ProofError {
 }
 
 /// Computes perfect-subtree hashes from stored tiles of the tree of `size`
-/// leaves, reading each tile once, whole (as far as the tree of `size`
-/// leaves has filled it), and keeping it for its own lifetime (one proof).
+/// leaves. Each tile is read once, whole (as far as the tree of `size`
+/// leaves has filled it), its interior computed once, and kept for the
+/// reader's lifetime (one proof) and, if given, in a shared [`TileCache`].
 pub(crate) struct NodeReader<'a, R: ?Sized> {
     reader: &'a R,
     size: u64,
-    /// `(level, tile index)` -> the tile's hashes.
-    tiles: Vec<((u8, u64), Vec<Hash>)>,
-    scratch: Vec<Hash>,
+    cache: Option<&'a TileCache>,
+    /// `(level, tile index)` -> the tile's rows.
+    tiles: Vec<((u8, u64), Arc<TileRows>)>,
 }
 
 impl<'a, R: HashReader + ?Sized> NodeReader<'a, R> {
-    pub(crate) fn new(reader: &'a R, size: u64) -> Self {
+    pub(crate) fn new(reader: &'a R, size: u64, cache: Option<&'a TileCache>) -> Self {
         NodeReader {
             reader,
             size,
+            cache,
             tiles: Vec::new(),
-            scratch: Vec::new(),
         }
     }
 
-    /// The root of the perfect subtree of height `height` whose leftmost
-    /// leaf is `index << height`; it must lie inside the first `size` leaves.
-    pub(crate) fn node(&mut self, height: u32, index: u64) -> Result<Hash, StoreError> {
-        let level = (height / TILE_HEIGHT) as u8;
-        let sub = height % TILE_HEIGHT;
-        let first = index << sub;
-        let count = 1usize << sub;
-        let tile = first / TILE_WIDTH;
-        let offset = (first % TILE_WIDTH) as usize;
-
-        let pos = match self.tiles.iter().position(|(k, _)| *k == (level, tile)) {
-            Some(p) => p,
+    fn tile(&mut self, level: u8, tile: u64) -> Result<Arc<TileRows>, StoreError> {
+        if let Some((_, t)) = self.tiles.iter().find(|(k, _)| *k == (level, tile)) {
+            return Ok(t.clone());
+        }
+        // Hashes stored in this row for a tree of `size` leaves.
+        let row_len = self.size >> (u32::from(level) * TILE_HEIGHT);
+        let width = row_len.saturating_sub(tile * TILE_WIDTH).min(TILE_WIDTH);
+        let cached = self.cache.and_then(|c| c.get(level, tile, width as u16));
+        let rows = match cached {
+            Some(rows) => rows,
             None => {
-                // Hashes stored in this row for a tree of `size` leaves.
-                let row_len = self.size >> (u32::from(level) * TILE_HEIGHT);
-                let width = row_len.saturating_sub(tile * TILE_WIDTH).min(TILE_WIDTH);
                 let mut hashes = Vec::with_capacity(width as usize);
                 self.reader
                     .read_hashes(level, tile * TILE_WIDTH, width, &mut hashes)?;
@@ -81,31 +80,30 @@ impl<'a, R: HashReader + ?Sized> NodeReader<'a, R> {
                         hashes.len()
                     )));
                 }
-                self.tiles.push(((level, tile), hashes));
-                self.tiles.len() - 1
+                let rows = Arc::new(TileRows::build(hashes));
+                if let Some(c) = self.cache {
+                    c.insert(level, tile, rows.clone());
+                }
+                rows
             }
         };
-        let row = self.tiles[pos]
-            .1
-            .get(offset..offset + count)
+        self.tiles.push(((level, tile), rows.clone()));
+        Ok(rows)
+    }
+
+    /// The root of the perfect subtree of height `height` whose leftmost
+    /// leaf is `index << height`; it must lie inside the first `size` leaves.
+    pub(crate) fn node(&mut self, height: u32, index: u64) -> Result<Hash, StoreError> {
+        let level = (height / TILE_HEIGHT) as u8;
+        let sub = height % TILE_HEIGHT;
+        let first = index << sub;
+        let tile = first / TILE_WIDTH;
+        let rows = self.tile(level, tile)?;
+        rows.node(sub, ((first % TILE_WIDTH) >> sub) as usize)
             .ok_or(StoreError::Missing {
                 level,
                 index: first,
-            })?;
-        if sub == 0 {
-            return Ok(row[0]);
-        }
-        // Fold the 2^sub stored hashes up `sub` levels.
-        self.scratch.clear();
-        self.scratch.extend_from_slice(row);
-        let mut width = count;
-        while width > 1 {
-            for i in 0..width / 2 {
-                self.scratch[i] = node_hash(&self.scratch[2 * i], &self.scratch[2 * i + 1]);
-            }
-            width /= 2;
-        }
-        Ok(self.scratch[0])
+            })
     }
 
     /// `MTH(D[a:b])` for `a < b`, split as the RFC splits it.
@@ -178,14 +176,28 @@ fn consistency_ranges(size1: u64, size2: u64) -> Vec<(u64, u64)> {
 /// size: callers check that sizes are within the tree first (a size beyond
 /// what is stored surfaces as [`StoreError::Missing`]).
 #[derive(Debug, Clone)]
-pub struct Prover<R> {
+pub struct Prover<'c, R> {
     reader: R,
+    cache: Option<&'c TileCache>,
 }
 
-impl<R: HashReader> Prover<R> {
+impl<R: HashReader> Prover<'static, R> {
     /// A prover reading from `reader`.
     pub fn new(reader: R) -> Self {
-        Prover { reader }
+        Prover {
+            reader,
+            cache: None,
+        }
+    }
+}
+
+impl<'c, R: HashReader> Prover<'c, R> {
+    /// A prover reading from `reader` through a shared tile cache.
+    pub fn with_cache(reader: R, cache: &'c TileCache) -> Self {
+        Prover {
+            reader,
+            cache: Some(cache),
+        }
     }
 
     /// `PATH(index, D[size])`: the inclusion proof for leaf `index` in the
@@ -194,7 +206,7 @@ impl<R: HashReader> Prover<R> {
         if index >= size {
             return Err(ProofError::IndexOutOfRange { index, size });
         }
-        let mut nodes = NodeReader::new(&self.reader, size);
+        let mut nodes = NodeReader::new(&self.reader, size, self.cache);
         inclusion_ranges(index, size)
             .into_iter()
             .map(|(a, b)| nodes.range(a, b).map_err(ProofError::from))
@@ -211,7 +223,7 @@ impl<R: HashReader> Prover<R> {
         if size1 == 0 || size1 == size2 {
             return Ok(Vec::new());
         }
-        let mut nodes = NodeReader::new(&self.reader, size2);
+        let mut nodes = NodeReader::new(&self.reader, size2, self.cache);
         consistency_ranges(size1, size2)
             .into_iter()
             .map(|(a, b)| nodes.range(a, b).map_err(ProofError::from))
@@ -224,7 +236,7 @@ impl<R: HashReader> Prover<R> {
         if size == 0 {
             return Ok(crate::hash::empty_root());
         }
-        Ok(NodeReader::new(&self.reader, size).range(0, size)?)
+        Ok(NodeReader::new(&self.reader, size, self.cache).range(0, size)?)
     }
 }
 

@@ -32,7 +32,7 @@ impl Tree {
     /// hashes: one perfect-subtree hash per set bit of `size`, each from one
     /// tile read.
     pub fn open<R: HashReader>(reader: &R, size: u64) -> Result<Self, StoreError> {
-        let mut nodes = NodeReader::new(reader, size);
+        let mut nodes = NodeReader::new(reader, size, None);
         let mut edge = Vec::with_capacity(size.count_ones() as usize);
         let mut start = 0u64;
         for height in (0..64u32).rev() {

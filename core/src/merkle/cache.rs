@@ -1,0 +1,157 @@
+//! A shared cache of tile interiors.
+//!
+//! A tile's bottom row, once it has `w` entries, never changes (the log is
+//! append-only), and neither do the perfect subtrees above it. The cache
+//! keeps, per `(level, tile, width)`, the bottom row and every interior row
+//! computed from it, so a proof that touches a cached tile reads nothing
+//! and hashes only the imperfect right edge. Full tiles (width 256) stay
+//! valid forever; a partial tile at a given width too, it is just replaced
+//! by wider ones as the log grows.
+//!
+//! Eviction is by generations: when the current generation fills half the
+//! capacity it becomes the previous one and the one before is dropped;
+//! hits in the previous generation move back to the current one. That
+//! approximates LRU with no bookkeeping on hits.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::hash::{Hash, node_hash};
+
+/// Every row of one tile: `rows[0]` is the stored bottom row, `rows[h]`
+/// the perfect nodes `h` levels up (as many as the width allows).
+#[derive(Debug)]
+pub struct TileRows {
+    rows: Vec<Vec<Hash>>,
+}
+
+impl TileRows {
+    /// Computes all rows above `bottom`.
+    pub fn build(bottom: Vec<Hash>) -> Self {
+        let mut rows = vec![bottom];
+        loop {
+            let below = &rows[rows.len() - 1];
+            if below.len() < 2 {
+                break;
+            }
+            let up: Vec<Hash> = below
+                .chunks_exact(2)
+                .map(|p| node_hash(&p[0], &p[1]))
+                .collect();
+            rows.push(up);
+        }
+        TileRows { rows }
+    }
+
+    /// The node `sub` levels above the bottom row at position `index`.
+    pub fn node(&self, sub: u32, index: usize) -> Option<Hash> {
+        self.rows.get(sub as usize)?.get(index).copied()
+    }
+
+    /// The bottom row's width.
+    pub fn width(&self) -> usize {
+        self.rows[0].len()
+    }
+}
+
+type Key = (u8, u64, u16);
+
+#[derive(Debug, Default)]
+struct Generations {
+    current: HashMap<Key, Arc<TileRows>>,
+    previous: HashMap<Key, Arc<TileRows>>,
+}
+
+/// A bounded cache of [`TileRows`], shared between threads.
+#[derive(Debug)]
+pub struct TileCache {
+    inner: Mutex<Generations>,
+    capacity: usize,
+}
+
+impl TileCache {
+    /// A cache holding about `capacity` tiles (each at most 511 hashes,
+    /// 16 KiB).
+    pub fn new(capacity: usize) -> Self {
+        TileCache {
+            inner: Mutex::new(Generations::default()),
+            capacity: capacity.max(2),
+        }
+    }
+
+    /// The rows of tile `(level, tile)` at `width`, if cached.
+    pub fn get(&self, level: u8, tile: u64, width: u16) -> Option<Arc<TileRows>> {
+        let mut g = self.inner.lock().ok()?;
+        let key = (level, tile, width);
+        if let Some(t) = g.current.get(&key) {
+            return Some(t.clone());
+        }
+        let t = g.previous.remove(&key)?;
+        Self::insert_locked(&mut g, key, t.clone(), self.capacity);
+        Some(t)
+    }
+
+    /// Caches the rows of tile `(level, tile)`.
+    pub fn insert(&self, level: u8, tile: u64, rows: Arc<TileRows>) {
+        let Ok(width) = u16::try_from(rows.width()) else {
+            return;
+        };
+        if let Ok(mut g) = self.inner.lock() {
+            Self::insert_locked(&mut g, (level, tile, width), rows, self.capacity);
+        }
+    }
+
+    fn insert_locked(g: &mut Generations, key: Key, rows: Arc<TileRows>, capacity: usize) {
+        if g.current.len() >= capacity / 2 {
+            g.previous = std::mem::take(&mut g.current);
+        }
+        g.current.insert(key, rows);
+    }
+
+    /// Number of cached tiles.
+    pub fn len(&self) -> usize {
+        self.inner
+            .lock()
+            .map(|g| g.current.len() + g.previous.len())
+            .unwrap_or(0)
+    }
+
+    /// True if nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::leaf_hash;
+    use crate::merkle::reference;
+
+    #[test]
+    fn rows_hold_every_perfect_subtree() {
+        let bottom: Vec<Hash> = (0..256u32).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        let t = TileRows::build(bottom.clone());
+        assert_eq!(t.node(8, 0), Some(reference::root(&bottom)));
+        assert_eq!(t.node(3, 5), Some(reference::root(&bottom[40..48])));
+        let partial = TileRows::build(bottom[..13].to_vec());
+        assert_eq!(partial.node(2, 2), Some(reference::root(&bottom[8..12])));
+        assert_eq!(
+            partial.node(2, 3),
+            None,
+            "no perfect node over 12..16 at width 13"
+        );
+    }
+
+    #[test]
+    fn bounded_with_generations() {
+        let c = TileCache::new(4);
+        let rows = Arc::new(TileRows::build(vec![leaf_hash(b"x")]));
+        for i in 0..10 {
+            c.insert(0, i, rows.clone());
+        }
+        assert!(c.len() <= 4);
+        assert!(c.get(0, 9, 1).is_some());
+        assert!(c.get(0, 0, 1).is_none());
+    }
+}

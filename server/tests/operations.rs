@@ -1,0 +1,242 @@
+//! Operating the server: metrics, reflection, back-pressure.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tlog_core::merkle::store::{HashReader, StoreError};
+use tlog_proto::v1 as pb;
+use tlog_server::metrics::Metrics;
+use tlog_server::sequencer::{self, AppendError, BatchConfig};
+use tlog_server::storage::{
+    ArtifactMeta, CommitBatch, LogMeta, LogStore, RocksStore, StorageError,
+};
+
+use crate::common::{ORIGIN, TestServer, event};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_appends_and_responses() {
+    let dir = tempfile::tempdir().expect("tmp");
+    tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
+    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let maddr = metrics_listener.local_addr().expect("addr");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let config = tlog_server::config::Config {
+        data_dir: dir.path().to_owned(),
+        ..Default::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(tlog_server::run_with(
+        listener,
+        Some(metrics_listener),
+        config,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let ch = loop {
+        if let Ok(ch) = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .expect("url")
+            .connect()
+            .await
+        {
+            break ch;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut c = pb::log_client::LogClient::new(ch);
+    for i in 0..3 {
+        c.append(pb::AppendRequest {
+            event: Some(event("m", &format!("{i}"))),
+        })
+        .await
+        .expect("append");
+    }
+    let _ = c.append(pb::AppendRequest { event: None }).await;
+
+    let mut s = tokio::net::TcpStream::connect(maddr)
+        .await
+        .expect("metrics");
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.expect("read");
+    for want in [
+        "tlog_appends_total 3",
+        "tlog_tree_size 3",
+        "tlog_inclusion_proofs_total 3",
+        "tlog_responses_total{method=\"Append\",code=\"OK\"} 3",
+        "tlog_responses_total{method=\"Append\",code=\"INVALID_ARGUMENT\"} 1",
+        "tlog_append_seconds_count 3",
+        "tlog_batch_events_bucket",
+        "tlog_queue_depth",
+    ] {
+        assert!(body.contains(want), "metrics lack {want:?}:\n{body}");
+    }
+    let _ = stop.send(());
+    task.await.expect("join").expect("clean exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_lists_the_services() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let server = TestServer::start().await;
+    let _ = server.client().await;
+    let ch = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = ServerReflectionClient::new(ch)
+        .server_reflection_info(tokio_stream::iter([req]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let msg = stream.message().await.expect("answer").expect("some");
+    let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else {
+        panic!("unexpected reflection answer {msg:?}");
+    };
+    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(names.contains(&"tlog.v1.Log"), "{names:?}");
+    assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+    drop(stream);
+    server.stop().await;
+}
+
+/// RocksDB with a slow commit, to fill the queue.
+struct Slow(RocksStore, Duration);
+
+impl HashReader for Slow {
+    fn read_hashes(
+        &self,
+        l: u8,
+        s: u64,
+        c: u64,
+        o: &mut Vec<tlog_core::Hash>,
+    ) -> Result<(), StoreError> {
+        self.0.read_hashes(l, s, c, o)
+    }
+}
+
+impl LogStore for Slow {
+    fn meta(&self) -> Result<Option<LogMeta>, StorageError> {
+        self.0.meta()
+    }
+    fn init(&self, o: &str, v: &str, c: &str) -> Result<(), StorageError> {
+        self.0.init(o, v, c)
+    }
+    fn commit(&self, b: &CommitBatch) -> Result<(), StorageError> {
+        std::thread::sleep(self.1);
+        self.0.commit(b)
+    }
+    fn entry(&self, i: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        self.0.entry(i)
+    }
+    fn entries(&self, s: u64, e: u64) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+        self.0.entries(s, e)
+    }
+    fn index_of(&self, h: &tlog_core::Hash) -> Result<Option<u64>, StorageError> {
+        self.0.index_of(h)
+    }
+    fn idempotency(&self, s: &str, e: &str) -> Result<Option<(u64, [u8; 32])>, StorageError> {
+        self.0.idempotency(s, e)
+    }
+    fn checkpoint(&self, s: u64) -> Result<Option<String>, StorageError> {
+        self.0.checkpoint(s)
+    }
+    fn artifact_entries(
+        &self,
+        n: &str,
+        a: Option<u64>,
+        l: usize,
+        f: &dyn Fn(&ArtifactMeta) -> bool,
+    ) -> Result<Vec<(u64, ArtifactMeta)>, StorageError> {
+        self.0.artifact_entries(n, a, l, f)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_resource_exhausted_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
+    let signer = tlog_server::keys::load_signer(&dir.path().join("log.key")).expect("key");
+    let store = Arc::new(Slow(
+        RocksStore::open(&tlog_server::keys::db_path(dir.path())).expect("open"),
+        Duration::from_millis(200),
+    ));
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (seq, _task) = sequencer::start(
+        store.clone(),
+        signer,
+        BatchConfig {
+            max_events: 1,
+            max_wait: Duration::ZERO,
+            queue_depth: 2,
+            enqueue_timeout: Duration::from_millis(20),
+        },
+        Arc::new(Metrics::default()),
+        stop_rx,
+    )
+    .expect("start");
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let seq = seq.clone();
+        tasks.push(tokio::spawn(async move {
+            let e = tlog_core::event::ArtifactEvent {
+                event_id: format!("bp-{i}"),
+                source: "bp".into(),
+                action: tlog_core::event::Action::Register,
+                artifact: tlog_core::event::Artifact {
+                    name: "a".into(),
+                    version: "1".into(),
+                    digests: vec![tlog_core::event::Digest {
+                        algorithm: "sha256".into(),
+                        hex: "00".repeat(32),
+                    }],
+                    ..Default::default()
+                },
+                actor: "x".into(),
+                interface: Default::default(),
+                environment: String::new(),
+                client_time: None,
+                provenance: None,
+                justification: String::new(),
+                ticket: String::new(),
+                attestations: vec![],
+            };
+            e.validate().expect("valid");
+            seq.append(vec![e], Default::default()).await
+        }));
+    }
+    let (mut ok, mut overloaded) = (Vec::new(), 0);
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(o) => ok.push(o.entries[0].index),
+            Err(AppendError::Overloaded(_)) => overloaded += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert!(overloaded > 0, "the queue of 2 never filled");
+    assert!(!ok.is_empty());
+    // Every acknowledged append is stored at its index.
+    ok.sort_unstable();
+    assert_eq!(ok, (0..ok.len() as u64).collect::<Vec<_>>());
+    assert_eq!(
+        store.meta().expect("meta").expect("some").size,
+        ok.len() as u64
+    );
+}
