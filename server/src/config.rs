@@ -248,10 +248,14 @@ mod tests {
 
     #[test]
     fn the_example_config_in_deploy_is_valid() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/server.toml");
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/server.toml");
         let c = Config::from_file(&path).expect("example parses");
         c.validate().expect("example is valid");
-        assert_eq!(c.metrics_listen, Some(SocketAddr::from(([127, 0, 0, 1], 7401))));
+        assert_eq!(
+            c.metrics_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 7401)))
+        );
         assert_eq!(c.batch.max_wait, Duration::from_micros(500));
     }
 

@@ -347,7 +347,9 @@ async fn run<S: LogStore>(
 }
 
 enum Slot {
-    New(u64),
+    /// A new entry at this index, with the event's content digest.
+    New(u64, [u8; 32]),
+    /// A retry of the entry at this index.
     Dup(u64),
 }
 
@@ -371,8 +373,8 @@ impl<S: LogStore> State<S> {
                 Err(e) => answers.push((reply, Err(e))),
                 Ok((slots, local)) => {
                     for (event, slot) in events.into_iter().zip(&slots) {
-                        if let Slot::New(index) = slot {
-                            self.add(&mut batch, *index, event, &submitter, now);
+                        if let Slot::New(index, digest) = slot {
+                            self.add(&mut batch, *index, *digest, event, &submitter, now);
                         }
                     }
                     pending.extend(local);
@@ -433,7 +435,7 @@ impl<S: LogStore> State<S> {
                     let index = next + new_count;
                     new_count += 1;
                     local.insert(key, (index, digest));
-                    slots.push(Slot::New(index));
+                    slots.push(Slot::New(index, digest));
                 }
             }
         }
@@ -444,12 +446,12 @@ impl<S: LogStore> State<S> {
         &mut self,
         batch: &mut CommitBatch,
         index: u64,
+        content_digest: [u8; 32],
         event: ArtifactEvent,
         submitter: &Submitter,
         now: Timestamp,
     ) {
         debug_assert_eq!(index, self.tree.size());
-        let content_digest = event.content_digest();
         let (source, event_id) = (event.source.clone(), event.event_id.clone());
         let artifact_name = event.artifact.name.clone();
         let artifact_meta = ArtifactMeta {
@@ -538,7 +540,7 @@ impl<S: LogStore> State<S> {
         let mut entries = Vec::with_capacity(slots.len());
         for slot in slots {
             let (index, duplicate) = match slot {
-                Slot::New(i) => (i, false),
+                Slot::New(i, _) => (i, false),
                 Slot::Dup(i) => (i, true),
             };
             let appended = if index >= base {
