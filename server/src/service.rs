@@ -217,7 +217,16 @@ impl<S: LogStore> LogService<S> {
         .map_err(|e| ServiceError::Internal(format!("proof task failed: {e}")))?
     }
 
-    /// Runs blocking storage work off the async threads.
+    /// Runs short storage work (a few point reads from RocksDB's cache and
+    /// some hashing: microseconds) on the calling task. Handing it to the
+    /// blocking pool cost more in thread wake-ups than the work itself
+    /// (measured: a quarter of the server's CPU at 20k proofs/s).
+    fn inline<T>(&self, f: impl FnOnce(&S) -> Result<T>) -> Result<T> {
+        f(self.store.as_ref())
+    }
+
+    /// Runs longer storage work (pages of entries, queries) off the async
+    /// threads.
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&S) -> Result<T> + Send + 'static,
@@ -420,7 +429,7 @@ impl<S: LogStore> Log for LogService<S> {
         self.handle("GetEntryByHash", req, |r, _| async move {
             let h = parse_hash("leaf_hash", &r.leaf_hash)?;
             let size = self.latest_size();
-            self.blocking(move |s| {
+            self.inline(|s| {
                 let index = s
                     .index_of(&h)?
                     .filter(|i| *i < size)
@@ -430,7 +439,6 @@ impl<S: LogStore> Log for LogService<S> {
                     .ok_or_else(|| ServiceError::Internal(format!("entry {index} missing")))?;
                 Ok(entry(index, leaf))
             })
-            .await
         })
         .await
     }
@@ -462,7 +470,8 @@ impl<S: LogStore> Log for LogService<S> {
             };
             let metrics = self.metrics.clone();
             let tiles = self.tiles.clone();
-            self.blocking(move |s| {
+            let latest_cp = self.seq.latest();
+            self.inline(|s| {
                 let index = match by_hash {
                     Err(i) => i,
                     Ok(h) => s.index_of(&h)?.filter(|i| *i < latest).ok_or_else(|| {
@@ -474,24 +483,26 @@ impl<S: LogStore> Log for LogService<S> {
                         "leaf index {index} is not in a tree of size {tree_size}"
                     )));
                 }
-                let leaf = s
-                    .entry(index)?
-                    .ok_or_else(|| ServiceError::Internal(format!("entry {index} missing")))?;
-                let hashes = Prover::with_cache(s, &tiles).inclusion_proof(index, tree_size)?;
+                // The leaf hash comes from the tree (row 0), read with the
+                // proof's own tile: no extra storage read.
+                let (leaf_hash, hashes) =
+                    Prover::with_cache(s, &tiles).leaf_and_inclusion_proof(index, tree_size)?;
                 metrics.inclusion_proofs.inc();
-                let checkpoint = s
-                    .checkpoint(tree_size)?
-                    .map(|note| stored_checkpoint(note, tree_size))
-                    .transpose()?;
+                let checkpoint = if tree_size == latest_cp.size {
+                    Some(convert::checkpoint(&latest_cp))
+                } else {
+                    s.checkpoint(tree_size)?
+                        .map(|note| stored_checkpoint(note, tree_size))
+                        .transpose()?
+                };
                 Ok(pb::InclusionProof {
                     index,
                     tree_size,
-                    leaf_hash: tlog_core::leaf_hash(&leaf).as_bytes().to_vec(),
+                    leaf_hash: leaf_hash.as_bytes().to_vec(),
                     hashes: hashes.iter().map(|h| h.as_bytes().to_vec()).collect(),
                     checkpoint,
                 })
             })
-            .await
         })
         .await
     }
@@ -517,7 +528,7 @@ impl<S: LogStore> Log for LogService<S> {
             let size1 = r.size1;
             let metrics = self.metrics.clone();
             let tiles = self.tiles.clone();
-            self.blocking(move |s| {
+            self.inline(|s| {
                 let hashes = Prover::with_cache(s, &tiles).consistency_proof(size1, size2)?;
                 metrics.consistency_proofs.inc();
                 Ok(pb::ConsistencyProof {
@@ -526,7 +537,6 @@ impl<S: LogStore> Log for LogService<S> {
                     hashes: hashes.iter().map(|h| h.as_bytes().to_vec()).collect(),
                 })
             })
-            .await
         })
         .await
     }

@@ -213,6 +213,25 @@ impl<'c, R: HashReader> Prover<'c, R> {
             .collect()
     }
 
+    /// The leaf hash at `index` (stored in row 0, read from the same tile
+    /// as the proof's lowest nodes) together with `PATH(index, D[size])`.
+    pub fn leaf_and_inclusion_proof(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> Result<(Hash, Vec<Hash>), ProofError> {
+        if index >= size {
+            return Err(ProofError::IndexOutOfRange { index, size });
+        }
+        let mut nodes = NodeReader::new(&self.reader, size, self.cache);
+        let leaf = nodes.node(0, index)?;
+        let proof = inclusion_ranges(index, size)
+            .into_iter()
+            .map(|(a, b)| nodes.range(a, b).map_err(ProofError::from))
+            .collect::<Result<_, _>>()?;
+        Ok((leaf, proof))
+    }
+
     /// `PROOF(size1, D[size2])`: the consistency proof between the trees of
     /// the first `size1` and `size2` leaves. Empty when `size1` is 0 or
     /// equals `size2` (see [`super::verify`] for the size-0 rules).
@@ -339,6 +358,9 @@ mod tests {
             Err(ProofError::Store(StoreError::Missing { .. }))
         ));
         assert!(prover.consistency_proof(0, 10).expect("size 0").is_empty());
+        let (leaf, proof) = prover.leaf_and_inclusion_proof(3, 10).expect("proof");
+        assert_eq!(proof, prover.inclusion_proof(3, 10).expect("proof"));
+        assert_eq!(leaf, leaf_hash(&3u64.to_be_bytes()));
         assert!(prover.consistency_proof(10, 10).expect("equal").is_empty());
     }
 }

@@ -257,21 +257,26 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         percentile(&lat, 0.99),
         percentile(&lat, 0.999),
     );
-    if a.json {
-        println!(
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    // A closed stdout (e.g. `| head`) ends the report quietly.
+    let _ = if a.json {
+        writeln!(
+            out,
             "{{\"clients\":{},\"batch\":{},\"rate\":{},\"seconds\":{elapsed:.3},\
              \"appends_per_s\":{appends_per_s:.1},\"calls\":{calls},\"errors\":{errors},\
              \"p50_ms\":{p50:.3},\"p99_ms\":{p99:.3},\"p999_ms\":{p999:.3},\
              \"proofs_per_s\":{proofs_per_s:.1},\"proof_errors\":{proof_errors}}}",
             a.clients, a.batch, a.rate
-        );
+        )
     } else {
-        println!(
+        writeln!(
+            out,
             "appends: {appends_per_s:.0}/s ({} calls of {} event(s), {} clients, {elapsed:.1}s, \
              {errors} errors)\nlatency to verified proof: p50 {p50:.2} ms, p99 {p99:.2} ms, \
              p999 {p999:.2} ms\ninclusion proofs: {proofs_per_s:.0}/s ({proof_errors} errors)",
             calls, a.batch, a.clients
-        );
-    }
+        )
+    };
     Ok(())
 }
