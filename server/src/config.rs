@@ -113,6 +113,56 @@ impl Default for Limits {
     }
 }
 
+/// TLS on the gRPC port, and mutual TLS when client CA roots are given.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// The server's certificate chain (PEM).
+    pub cert_file: PathBuf,
+    /// The server's private key (PEM).
+    pub key_file: PathBuf,
+    /// CA roots that client certificates must chain to (PEM). Set: mutual
+    /// TLS; a certificate the server does not trust fails the handshake.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// Accept connections without a client certificate (they are
+    /// anonymous, or use bearer tokens). Default: a certificate is required.
+    #[serde(default)]
+    pub client_auth_optional: bool,
+}
+
+/// Authentication, authorization and the access log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// The Cedar policy file. Without one every authenticated request is
+    /// allowed (and recorded as such).
+    pub policy_file: Option<PathBuf>,
+    /// Trusted bearer-token issuers.
+    pub token_issuers: Vec<crate::tokens::IssuerConfig>,
+    /// Roles of certificate principals: SPIFFE ID or DNS name -> roles.
+    pub cert_roles: std::collections::HashMap<String, Vec<String>>,
+    /// JSON-lines access log; none to disable.
+    pub access_log: Option<PathBuf>,
+    /// Rotate the access log at this size.
+    pub access_log_max_bytes: u64,
+    /// Rotated access logs to keep.
+    pub access_log_keep: usize,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            policy_file: None,
+            token_issuers: Vec::new(),
+            cert_roles: Default::default(),
+            access_log: None,
+            access_log_max_bytes: 64 << 20,
+            access_log_keep: 10,
+        }
+    }
+}
+
 /// The whole server configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -140,6 +190,10 @@ pub struct Config {
     pub queue: QueueSection,
     /// Limits.
     pub limits: Limits,
+    /// TLS; none for plaintext gRPC.
+    pub tls: Option<TlsSection>,
+    /// Access control.
+    pub auth: AuthSection,
 }
 
 impl Default for Config {
@@ -156,11 +210,22 @@ impl Default for Config {
             batch: BatchSection::default(),
             queue: QueueSection::default(),
             limits: Limits::default(),
+            tls: None,
+            auth: AuthSection::default(),
         }
     }
 }
 
 impl Config {
+    /// True when callers are authenticated (tokens or mutual TLS).
+    pub fn authenticates(&self) -> bool {
+        !self.auth.token_issuers.is_empty()
+            || self
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.client_ca_file.is_some())
+    }
+
     /// Reads a TOML file (unknown settings are errors).
     pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -223,6 +288,23 @@ impl Config {
         }
         if !(1..=10_000).contains(&self.limits.max_batch_events) {
             return bad("limits.max_batch_events", "must be between 1 and 10000");
+        }
+        let mtls = self
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_ca_file.is_some());
+        if self
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_auth_optional && t.client_ca_file.is_none())
+        {
+            return bad("tls.client_auth_optional", "needs tls.client_ca_file");
+        }
+        if !self.auth.cert_roles.is_empty() && !mtls {
+            return bad("auth.cert_roles", "needs mutual TLS (tls.client_ca_file)");
+        }
+        if self.auth.access_log_max_bytes < 4096 {
+            return bad("auth.access_log_max_bytes", "must be at least 4096");
         }
         if !(1..=100_000).contains(&self.limits.max_page_size) {
             return bad("limits.max_page_size", "must be between 1 and 100000");

@@ -33,6 +33,13 @@ pub enum ServiceError {
     /// The idempotency key exists with different content.
     #[error("{0}")]
     AlreadyExists(String),
+    /// An anonymous caller asked for something that needs credentials.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The policy does not allow it. The message is the same whether or
+    /// not the resource exists.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The queue stayed full.
     #[error("{0}")]
     ResourceExhausted(String),
@@ -63,6 +70,8 @@ impl From<ServiceError> for Status {
             ServiceError::OutOfRange(m) => Status::out_of_range(m),
             ServiceError::NotFound(m) => Status::not_found(m),
             ServiceError::AlreadyExists(m) => Status::already_exists(m),
+            ServiceError::PermissionDenied(m) => Status::permission_denied(m),
+            ServiceError::Unauthenticated(m) => Status::unauthenticated(m),
             ServiceError::ResourceExhausted(m) => Status::resource_exhausted(m),
             ServiceError::Unavailable(m) => {
                 tracing::warn!(error = %m, "unavailable");

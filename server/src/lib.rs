@@ -12,7 +12,9 @@
 //! Tests start a server in-process with [`run`] on a listener they bound
 //! (`127.0.0.1:0`) and stop it through the shutdown future they own.
 
+pub mod audit;
 pub mod auth;
+pub mod authz;
 pub mod config;
 pub mod convert;
 pub mod error;
@@ -21,6 +23,7 @@ pub mod metrics;
 pub mod sequencer;
 pub mod service;
 pub mod storage;
+pub mod tokens;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -48,9 +51,65 @@ pub enum ServerError {
     /// The log failed its start checks.
     #[error(transparent)]
     Start(#[from] sequencer::StartError),
+    /// The policy could not be loaded.
+    #[error(transparent)]
+    Policy(#[from] authz::PolicyError),
+    /// Token issuer keys could not be loaded.
+    #[error("token issuers: {0}")]
+    Tokens(#[from] tokens::TokenError),
+    /// A file the configuration names could not be used.
+    #[error("{0}")]
+    Files(String),
     /// The gRPC transport failed.
     #[error("gRPC transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+}
+
+fn tls_config(t: &config::TlsSection) -> Result<tonic::transport::ServerTlsConfig, ServerError> {
+    let read = |p: &std::path::Path, what: &str| {
+        std::fs::read(p).map_err(|e| ServerError::Files(format!("tls.{what} {}: {e}", p.display())))
+    };
+    let identity = tonic::transport::Identity::from_pem(
+        read(&t.cert_file, "cert_file")?,
+        read(&t.key_file, "key_file")?,
+    );
+    let mut c = tonic::transport::ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &t.client_ca_file {
+        c = c
+            .client_ca_root(tonic::transport::Certificate::from_pem(read(
+                ca,
+                "client_ca_file",
+            )?))
+            .client_auth_optional(t.client_auth_optional);
+    }
+    Ok(c)
+}
+
+/// Reloads the policy on SIGHUP; a policy that fails to load is reported
+/// and the one in force stays.
+fn spawn_policy_reloader(
+    policy: authz::PolicyHandle,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; policy reload disabled");
+        return;
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                r = hup.recv() => if r.is_none() { return },
+                _ = stop.changed() => return,
+            }
+            match policy.reload() {
+                Ok(()) => tracing::info!("policy reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "policy reload failed; the previous policy stays in force")
+                }
+            }
+        }
+    });
 }
 
 /// Runs the server on `listener` until `shutdown` resolves, with metrics on
@@ -108,9 +167,45 @@ pub async fn run_with(
         "log opened; stored tree matches the last checkpoint"
     );
 
-    let auth = Arc::new(auth::DefaultPrincipal {
-        principal: config.default_principal.clone(),
-    });
+    let auth: Arc<dyn auth::Authenticator> = if config.authenticates() {
+        let tokens = if config.auth.token_issuers.is_empty() {
+            None
+        } else {
+            Some(tokens::TokenVerifier::load(&config.auth.token_issuers)?)
+        };
+        Arc::new(auth::Authn {
+            tokens,
+            cert_roles: config.auth.cert_roles.clone(),
+        })
+    } else {
+        Arc::new(auth::DefaultPrincipal {
+            principal: config.default_principal.clone(),
+        })
+    };
+    let policy = config
+        .auth
+        .policy_file
+        .as_deref()
+        .map(authz::PolicyHandle::load)
+        .transpose()?;
+    if let Some(p) = &policy {
+        spawn_policy_reloader(p.clone(), stop_rx.clone());
+    }
+    let audit = config
+        .auth
+        .access_log
+        .as_deref()
+        .map(|p| {
+            audit::AuditSink::open(
+                p,
+                audit::Rotation {
+                    max_bytes: config.auth.access_log_max_bytes,
+                    keep: config.auth.access_log_keep,
+                },
+            )
+            .map_err(|e| ServerError::Files(format!("access log {}: {e}", p.display())))
+        })
+        .transpose()?;
     let max_message = config.limits.max_event_bytes as usize
         * config.limits.max_batch_events as usize
         + 64 * 1024;
@@ -127,6 +222,8 @@ pub async fn run_with(
         Arc::new(tlog_core::merkle::cache::TileCache::new(
             config.tile_cache_tiles,
         )),
+        policy,
+        audit,
     );
     let log = tlog_proto::v1::log_server::LogServer::new(svc)
         .max_decoding_message_size(max_message)
@@ -163,7 +260,11 @@ pub async fn run_with(
         let _ = fired_tx.send(());
     };
     let grace = config.shutdown_grace;
-    let serve = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        builder = builder.tls_config(tls_config(tls)?)?;
+    }
+    let serve = builder
         .add_service(health)
         .add_service(reflection)
         .add_service(log)

@@ -1,7 +1,7 @@
 //! The `tlog.v1.Log` gRPC service.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tlog_core::Hash;
@@ -15,7 +15,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
-use crate::auth::{Authenticator, RequestFacts};
+use crate::audit::{AccessRecord, AuditSink, now_rfc3339};
+use crate::auth::{Authenticator, Caller, RequestFacts};
+use crate::authz::{Ctx, PolicyHandle, Resource, Who};
 use crate::config::Limits;
 use crate::convert;
 use crate::error::ServiceError;
@@ -41,6 +43,103 @@ pub struct LogService<S> {
     inflight: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
     tiles: Arc<TileCache>,
+    policy: Option<PolicyHandle>,
+    audit: Option<AuditSink>,
+}
+
+/// Metadata key carrying the caller's justification.
+pub const JUSTIFICATION_HEADER: &str = "x-tlog-justification";
+
+/// One request's access decisions, filled in by [`Access::check`] and
+/// written to the access log when the request ends.
+pub struct Access {
+    caller: Caller,
+    rpc: &'static str,
+    justification: String,
+    policy: Option<Arc<crate::authz::Policy>>,
+    state: Mutex<AccessState>,
+}
+
+#[derive(Default)]
+struct AccessState {
+    actions: Vec<String>,
+    resources: Vec<String>,
+    policies: Vec<String>,
+    checked: bool,
+    denied: Option<String>,
+}
+
+impl Access {
+    /// Asks the policy whether the caller may do `action` on `resource`.
+    /// Called before any storage is read, so a denied caller never learns
+    /// whether the resource exists.
+    pub fn check(
+        &self,
+        action: &str,
+        resource: Resource,
+        environment: &str,
+        interface: &str,
+    ) -> Result<()> {
+        let decision = match &self.policy {
+            None => crate::authz::Decision {
+                allowed: true,
+                policies: vec!["no-policy-configured".into()],
+                errors: vec![],
+            },
+            Some(p) => p.decide(
+                &self.caller.who,
+                action,
+                &resource,
+                &Ctx {
+                    rpc: self.rpc.to_owned(),
+                    environment: environment.to_owned(),
+                    interface: interface.to_owned(),
+                    justification: self.justification.clone(),
+                },
+            ),
+        };
+        let resource_text = resource.to_string();
+        let mut st = self
+            .state
+            .lock()
+            .map_err(|_| ServiceError::Internal("access state".into()))?;
+        st.checked = true;
+        st.actions.push(action.to_owned());
+        st.resources.push(resource_text.clone());
+        for p in decision.policies {
+            if !st.policies.contains(&p) {
+                st.policies.push(p);
+            }
+        }
+        if decision.allowed {
+            return Ok(());
+        }
+        let who = match &self.caller.who {
+            Who::Anonymous => "anonymous callers".to_owned(),
+            Who::Principal { name, .. } => name.clone(),
+        };
+        let reason = if decision.errors.is_empty() {
+            format!("{who} may not {action} on {resource_text}")
+        } else {
+            format!(
+                "{who} may not {action} on {resource_text} (policy errors: {})",
+                decision.errors.join("; ")
+            )
+        };
+        st.denied = Some(reason.clone());
+        // Without credentials the answer is "authenticate", not "forbidden".
+        Err(match self.caller.who {
+            Who::Anonymous => {
+                ServiceError::Unauthenticated(format!("{reason}; present credentials"))
+            }
+            Who::Principal { .. } => ServiceError::PermissionDenied(reason),
+        })
+    }
+
+    /// The caller.
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
 }
 
 impl<S: LogStore> LogService<S> {
@@ -57,6 +156,8 @@ impl<S: LogStore> LogService<S> {
         auth: Arc<dyn Authenticator>,
         shutdown: watch::Receiver<bool>,
         tiles: Arc<TileCache>,
+        policy: Option<PolicyHandle>,
+        audit: Option<AuditSink>,
     ) -> Self {
         LogService {
             store,
@@ -70,10 +171,13 @@ impl<S: LogStore> LogService<S> {
             inflight: Arc::new(Semaphore::new((max_inflight_bytes / 1024).max(1))),
             shutdown,
             tiles,
+            policy,
+            audit,
         }
     }
 
-    /// Authenticates, runs `f` in a span, logs and counts the outcome.
+    /// Authenticates, runs `f` in a span (it checks access before reading
+    /// anything), then logs, counts and audits the outcome.
     async fn handle<T, Req, F, Fut>(
         &self,
         method: &'static str,
@@ -81,44 +185,117 @@ impl<S: LogStore> LogService<S> {
         f: F,
     ) -> std::result::Result<Response<T>, Status>
     where
-        F: FnOnce(Req, tlog_core::leaf::Submitter) -> Fut,
+        F: FnOnce(Req, Arc<Access>) -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
         let start = Instant::now();
+        let time = now_rfc3339();
         let facts = RequestFacts {
             peer: req.remote_addr(),
             metadata: req.metadata(),
+            certs: req.peer_certs(),
         };
-        let who = match self.auth.authenticate(&facts) {
-            Ok(w) => w,
-            Err(status) => {
+        let justification = req
+            .metadata()
+            .get(JUSTIFICATION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let caller = match self.auth.authenticate(&facts) {
+            Ok(c) => c,
+            Err(e) => {
+                let status = Status::unauthenticated(format!("credentials refused: {e}"));
                 self.metrics.response(method, status.code());
-                tracing::info!(method, peer = ?facts.peer, code = ?status.code(), "unauthenticated");
+                tracing::info!(method, peer = ?facts.peer, reason = %e, "unauthenticated");
+                if let Some(a) = &self.audit {
+                    a.record(AccessRecord {
+                        time,
+                        principal: "unauthenticated".into(),
+                        auth_method: "failed".into(),
+                        issuer: String::new(),
+                        peer: facts.peer.map(|p| p.to_string()).unwrap_or_default(),
+                        method: method.into(),
+                        actions: vec![],
+                        resources: vec![],
+                        decision: "deny".into(),
+                        policies: vec![],
+                        justification,
+                        status: format!("{:?}", status.code()),
+                        reason: e.to_string(),
+                        latency_ms: start.elapsed().as_secs_f64() * 1e3,
+                    });
+                }
                 return Err(status);
             }
         };
         let span = tracing::info_span!(
             "rpc",
             method,
-            peer = %who.peer,
-            principal = %who.principal,
+            peer = %caller.submitter.peer,
+            principal = %caller.submitter.principal,
         );
-        let result = f(req.into_inner(), who).instrument(span.clone()).await;
+        let access = Arc::new(Access {
+            caller,
+            rpc: method,
+            justification,
+            policy: self.policy.as_ref().and_then(PolicyHandle::get),
+            state: Mutex::new(AccessState::default()),
+        });
+        let result = f(req.into_inner(), access.clone())
+            .instrument(span.clone())
+            .await;
         let latency_ms = start.elapsed().as_secs_f64() * 1e3;
         let _guard = span.enter();
-        match result {
-            Ok(v) => {
-                self.metrics.response(method, tonic::Code::Ok);
-                tracing::info!(latency_ms, code = "OK", "request");
-                Ok(Response::new(v))
-            }
+        let (reply, code, message) = match result {
+            Ok(v) => (Ok(Response::new(v)), tonic::Code::Ok, String::new()),
             Err(e) => {
                 let status = Status::from(e);
-                self.metrics.response(method, status.code());
-                tracing::info!(latency_ms, code = ?status.code(), message = status.message(), "request");
-                Err(status)
+                let (code, message) = (status.code(), status.message().to_owned());
+                (Err(status), code, message)
             }
+        };
+        self.metrics.response(method, code);
+        tracing::info!(latency_ms, code = ?code, message, "request");
+        if let Some(a) = &self.audit {
+            let st = access.state.lock().map(|s| {
+                (
+                    s.actions.clone(),
+                    s.resources.clone(),
+                    s.policies.clone(),
+                    s.checked,
+                    s.denied.clone(),
+                )
+            });
+            let (actions, resources, policies, checked, denied) =
+                st.unwrap_or((vec![], vec![], vec![], false, None));
+            let decision = match (checked, &denied) {
+                (_, Some(_)) => "deny",
+                (true, None) => "allow",
+                (false, None) => "not-evaluated",
+            };
+            let c = &access.caller;
+            a.record(AccessRecord {
+                time,
+                principal: c.submitter.principal.clone(),
+                auth_method: c.submitter.auth_method.clone(),
+                issuer: c.issuer.clone(),
+                peer: c.submitter.peer.clone(),
+                method: method.into(),
+                actions,
+                resources,
+                decision: decision.into(),
+                policies,
+                justification: access.justification.clone(),
+                status: format!("{code:?}"),
+                reason: denied.unwrap_or(if code == tonic::Code::Ok {
+                    String::new()
+                } else {
+                    message
+                }),
+                latency_ms,
+            });
         }
+        reply
     }
 
     fn validate_events(
@@ -242,6 +419,19 @@ impl<S: LogStore> LogService<S> {
     }
 }
 
+/// Checks `submit:<action>` on each event's artifact (all must pass).
+fn authorize_events(access: &Access, events: &[tlog_core::event::ArtifactEvent]) -> Result<()> {
+    for e in events {
+        access.check(
+            &format!("submit:{}", e.action.as_str()),
+            Resource::Artifact(e.artifact.name.clone()),
+            &e.environment,
+            e.interface.as_str(),
+        )?;
+    }
+    Ok(())
+}
+
 fn parse_hash(field: &str, bytes: &[u8]) -> Result<Hash> {
     Hash::from_slice(bytes).map_err(|e| ServiceError::invalid(field, e.to_string()))
 }
@@ -300,11 +490,13 @@ impl<S: LogStore> Log for LogService<S> {
         &self,
         req: Request<pb::AppendRequest>,
     ) -> std::result::Result<Response<pb::AppendResponse>, Status> {
-        self.handle("Append", req, |r, who| async move {
+        self.handle("Append", req, |r, access| async move {
             let e = r
                 .event
                 .ok_or_else(|| ServiceError::invalid("event", "is required"))?;
             let (events, bytes) = self.validate_events(vec![e], false)?;
+            authorize_events(&access, &events)?;
+            let who = access.caller().submitter.clone();
             let mut answers = self.append_events(events, bytes, who).await?;
             answers
                 .pop()
@@ -317,7 +509,7 @@ impl<S: LogStore> Log for LogService<S> {
         &self,
         req: Request<pb::AppendBatchRequest>,
     ) -> std::result::Result<Response<pb::AppendBatchResponse>, Status> {
-        self.handle("AppendBatch", req, |r, who| async move {
+        self.handle("AppendBatch", req, |r, access| async move {
             if r.events.is_empty() {
                 return Err(ServiceError::invalid(
                     "events",
@@ -335,6 +527,8 @@ impl<S: LogStore> Log for LogService<S> {
                 ));
             }
             let (events, bytes) = self.validate_events(r.events, true)?;
+            authorize_events(&access, &events)?;
+            let who = access.caller().submitter.clone();
             let results = self.append_events(events, bytes, who).await?;
             Ok(pb::AppendBatchResponse { results })
         })
@@ -345,7 +539,8 @@ impl<S: LogStore> Log for LogService<S> {
         &self,
         req: Request<pb::GetCheckpointRequest>,
     ) -> std::result::Result<Response<pb::GetCheckpointResponse>, Status> {
-        self.handle("GetCheckpoint", req, |r, _| async move {
+        self.handle("GetCheckpoint", req, |r, access| async move {
+            access.check("read-checkpoints", Resource::Log, "", "")?;
             let latest = self.seq.latest();
             if r.size == 0 || r.size == latest.size {
                 return Ok(pb::GetCheckpointResponse {
@@ -378,7 +573,8 @@ impl<S: LogStore> Log for LogService<S> {
         &self,
         req: Request<pb::GetEntriesRequest>,
     ) -> std::result::Result<Response<Self::GetEntriesStream>, Status> {
-        self.handle("GetEntries", req, |r, _| async move {
+        self.handle("GetEntries", req, |r, access| async move {
+            access.check("read-entries", Resource::Log, "", "")?;
             let size = self.latest_size();
             if r.start >= r.end {
                 return Err(ServiceError::invalid(
@@ -426,7 +622,8 @@ impl<S: LogStore> Log for LogService<S> {
         &self,
         req: Request<pb::GetEntryByHashRequest>,
     ) -> std::result::Result<Response<pb::Entry>, Status> {
-        self.handle("GetEntryByHash", req, |r, _| async move {
+        self.handle("GetEntryByHash", req, |r, access| async move {
+            access.check("read-entries", Resource::Log, "", "")?;
             let h = parse_hash("leaf_hash", &r.leaf_hash)?;
             let size = self.latest_size();
             self.inline(|s| {
@@ -447,7 +644,8 @@ impl<S: LogStore> Log for LogService<S> {
         &self,
         req: Request<pb::GetInclusionProofRequest>,
     ) -> std::result::Result<Response<pb::InclusionProof>, Status> {
-        self.handle("GetInclusionProof", req, |r, _| async move {
+        self.handle("GetInclusionProof", req, |r, access| async move {
+            access.check("read-proofs", Resource::Log, "", "")?;
             let latest = self.latest_size();
             let tree_size = if r.tree_size == 0 {
                 latest
@@ -511,7 +709,8 @@ impl<S: LogStore> Log for LogService<S> {
         &self,
         req: Request<pb::GetConsistencyProofRequest>,
     ) -> std::result::Result<Response<pb::ConsistencyProof>, Status> {
-        self.handle("GetConsistencyProof", req, |r, _| async move {
+        self.handle("GetConsistencyProof", req, |r, access| async move {
+            access.check("read-proofs", Resource::Log, "", "")?;
             let latest = self.latest_size();
             let size2 = if r.size2 == 0 { latest } else { r.size2 };
             if size2 > latest {
@@ -545,8 +744,9 @@ impl<S: LogStore> Log for LogService<S> {
         &self,
         req: Request<pb::QueryArtifactRequest>,
     ) -> std::result::Result<Response<pb::QueryArtifactResponse>, Status> {
-        self.handle("QueryArtifact", req, |r, _| async move {
+        self.handle("QueryArtifact", req, |r, access| async move {
             check_query_name(&r.name)?;
+            access.check("query", Resource::Artifact(r.name.clone()), "", "")?;
             let action = match r.action {
                 0 => None,
                 c => Some(
@@ -621,7 +821,8 @@ impl<S: LogStore> Log for LogService<S> {
         &self,
         req: Request<pb::WatchCheckpointsRequest>,
     ) -> std::result::Result<Response<Self::WatchCheckpointsStream>, Status> {
-        self.handle("WatchCheckpoints", req, |_, _| async move {
+        self.handle("WatchCheckpoints", req, |_, access| async move {
+            access.check("watch", Resource::Log, "", "")?;
             let mut w = self.seq.subscribe();
             let mut shutdown = self.shutdown.clone();
             let (tx, rx) = mpsc::channel(4);
@@ -648,7 +849,8 @@ impl<S: LogStore> Log for LogService<S> {
         &self,
         req: Request<pb::GetLogInfoRequest>,
     ) -> std::result::Result<Response<pb::LogInfo>, Status> {
-        self.handle("GetLogInfo", req, |_, _| async move {
+        self.handle("GetLogInfo", req, |_, access| async move {
+            access.check("read-checkpoints", Resource::Log, "", "")?;
             Ok(pb::LogInfo {
                 origin: self.origin.clone(),
                 verifier_key: self.vkey.clone(),

@@ -1,6 +1,8 @@
 //! Integration tests for `tlog-server`, with servers started in-process on
 //! `127.0.0.1:0`. One module per concern.
 
+/// Access control: mTLS, tokens, Cedar policies, the access log, reload.
+mod access;
 /// Every validation rule and bad read gets the right status code.
 mod bad_input;
 /// Shared helpers: start a server, build events, verify answers.

@@ -42,6 +42,110 @@ enum Command {
     /// Drive a running log with concurrent clients and report throughput
     /// and latency.
     Bench(bench::BenchArgs),
+    /// Operator keys and short-lived bearer tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an Ed25519 token-signing key (PKCS#8 PEM, mode 0600) and the
+    /// JWK set to list under `auth.token_issuers[].jwks_file`.
+    Keygen {
+        /// Key ID written into tokens and the JWK set.
+        #[arg(long)]
+        kid: String,
+        /// Where to write the private key.
+        #[arg(long)]
+        key_out: PathBuf,
+        /// Where to write the JWK set (public).
+        #[arg(long)]
+        jwks_out: PathBuf,
+    },
+    /// Issue a short-lived token, for automation and tests.
+    Mint {
+        /// The signing key (from `token keygen`).
+        #[arg(long)]
+        key: PathBuf,
+        /// Its key ID.
+        #[arg(long)]
+        kid: String,
+        /// `iss`: must match a configured issuer.
+        #[arg(long)]
+        issuer: String,
+        /// `aud`: the server's configured audience.
+        #[arg(long)]
+        audience: String,
+        /// `sub`: the principal.
+        #[arg(long)]
+        subject: String,
+        /// Roles (repeatable).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Lifetime, e.g. 15m.
+        #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+    },
+}
+
+fn token(cmd: TokenCommand) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    use tlog_server::tokens;
+    match cmd {
+        TokenCommand::Keygen {
+            kid,
+            key_out,
+            jwks_out,
+        } => {
+            let (pem, jwks) = tokens::keygen(&kid)?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&key_out)
+                .with_context(|| {
+                    format!(
+                        "cannot create {} (it must not exist yet)",
+                        key_out.display()
+                    )
+                })?;
+            f.write_all(pem.as_bytes())?;
+            std::fs::write(&jwks_out, jwks)
+                .with_context(|| format!("write {}", jwks_out.display()))?;
+            eprintln!(
+                "key {kid}: private key in {}, JWK set in {}",
+                key_out.display(),
+                jwks_out.display()
+            );
+        }
+        TokenCommand::Mint {
+            key,
+            kid,
+            issuer,
+            audience,
+            subject,
+            roles,
+            ttl,
+        } => {
+            let pem = std::fs::read(&key)
+                .with_context(|| format!("cannot read --key {}", key.display()))?;
+            let t = tokens::mint(
+                &pem,
+                &tokens::MintRequest {
+                    issuer,
+                    audience,
+                    subject,
+                    roles,
+                    ttl,
+                    kid,
+                },
+                tokens::now_secs(),
+            )?;
+            println!("{t}");
+        }
+    }
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -180,6 +284,7 @@ fn main() -> std::process::ExitCode {
             .map_err(anyhow::Error::from),
         Command::Serve(a) => runtime().and_then(|rt| rt.block_on(serve(a))),
         Command::Bench(a) => runtime().and_then(|rt| rt.block_on(bench::run(a))),
+        Command::Token(t) => token(t),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
