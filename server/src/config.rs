@@ -148,6 +148,8 @@ pub struct AuthSection {
     pub access_log_max_bytes: u64,
     /// Rotated access logs to keep.
     pub access_log_keep: usize,
+    /// Per-principal rate limits.
+    pub rate_limits: crate::ratelimit::RateLimits,
 }
 
 impl Default for AuthSection {
@@ -159,6 +161,7 @@ impl Default for AuthSection {
             access_log: None,
             access_log_max_bytes: 64 << 20,
             access_log_keep: 10,
+            rate_limits: Default::default(),
         }
     }
 }
@@ -302,6 +305,20 @@ impl Config {
         }
         if !self.auth.cert_roles.is_empty() && !mtls {
             return bad("auth.cert_roles", "needs mutual TLS (tls.client_ca_file)");
+        }
+        let limits = self
+            .auth
+            .rate_limits
+            .default
+            .iter()
+            .chain(self.auth.rate_limits.principals.values());
+        for l in limits {
+            if !(l.per_second.is_finite() && l.per_second > 0.0) || l.burst == 0 {
+                return bad(
+                    "auth.rate_limits",
+                    "each limit needs per_second > 0 and burst >= 1",
+                );
+            }
         }
         if self.auth.access_log_max_bytes < 4096 {
             return bad("auth.access_log_max_bytes", "must be at least 4096");

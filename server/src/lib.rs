@@ -20,6 +20,7 @@ pub mod convert;
 pub mod error;
 pub mod keys;
 pub mod metrics;
+pub mod ratelimit;
 pub mod sequencer;
 pub mod service;
 pub mod storage;
@@ -224,6 +225,7 @@ pub async fn run_with(
         )),
         policy,
         audit,
+        ratelimit::RateLimiter::new(config.auth.rate_limits.clone()),
     );
     let log = tlog_proto::v1::log_server::LogServer::new(svc)
         .max_decoding_message_size(max_message)

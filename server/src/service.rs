@@ -45,6 +45,7 @@ pub struct LogService<S> {
     tiles: Arc<TileCache>,
     policy: Option<PolicyHandle>,
     audit: Option<AuditSink>,
+    limiter: crate::ratelimit::RateLimiter,
 }
 
 /// Metadata key carrying the caller's justification.
@@ -158,6 +159,7 @@ impl<S: LogStore> LogService<S> {
         tiles: Arc<TileCache>,
         policy: Option<PolicyHandle>,
         audit: Option<AuditSink>,
+        limiter: crate::ratelimit::RateLimiter,
     ) -> Self {
         LogService {
             store,
@@ -173,6 +175,7 @@ impl<S: LogStore> LogService<S> {
             tiles,
             policy,
             audit,
+            limiter,
         }
     }
 
@@ -201,18 +204,45 @@ impl<S: LogStore> LogService<S> {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        let caller = match self.auth.authenticate(&facts) {
+        let authenticated = self.auth.authenticate(&facts).map_err(|e| {
+            (
+                Status::unauthenticated(format!("credentials refused: {e}")),
+                e.to_string(),
+                None,
+            )
+        });
+        let caller = authenticated.and_then(|c| {
+            match self.limiter.check(&c.submitter.principal, Instant::now()) {
+                Ok(()) => Ok(c),
+                Err(wait) => {
+                    let reason = format!(
+                        "rate limit of {} exceeded; retry in {} ms",
+                        c.submitter.principal,
+                        wait.as_millis().min(u128::from(u32::MAX))
+                    );
+                    Err((Status::resource_exhausted(reason.clone()), reason, Some(c)))
+                }
+            }
+        });
+        let caller = match caller {
             Ok(c) => c,
-            Err(e) => {
-                let status = Status::unauthenticated(format!("credentials refused: {e}"));
+            Err((status, e, who)) => {
                 self.metrics.response(method, status.code());
-                tracing::info!(method, peer = ?facts.peer, reason = %e, "unauthenticated");
+                tracing::info!(method, peer = ?facts.peer, reason = %e, code = ?status.code(), "refused");
                 if let Some(a) = &self.audit {
+                    let (principal, auth_method, issuer) = match &who {
+                        Some(c) => (
+                            c.submitter.principal.clone(),
+                            c.submitter.auth_method.clone(),
+                            c.issuer.clone(),
+                        ),
+                        None => ("unauthenticated".into(), "failed".into(), String::new()),
+                    };
                     a.record(AccessRecord {
                         time,
-                        principal: "unauthenticated".into(),
-                        auth_method: "failed".into(),
-                        issuer: String::new(),
+                        principal,
+                        auth_method,
+                        issuer,
                         peer: facts.peer.map(|p| p.to_string()).unwrap_or_default(),
                         method: method.into(),
                         actions: vec![],
@@ -221,7 +251,7 @@ impl<S: LogStore> LogService<S> {
                         policies: vec![],
                         justification,
                         status: format!("{:?}", status.code()),
-                        reason: e.to_string(),
+                        reason: e,
                         latency_ms: start.elapsed().as_secs_f64() * 1e3,
                     });
                 }

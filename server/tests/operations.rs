@@ -240,3 +240,42 @@ async fn a_full_queue_answers_resource_exhausted_and_loses_nothing() {
         ok.len() as u64
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_principal_rate_limits_answer_resource_exhausted() {
+    let server = TestServer::start_with(|c| {
+        c.default_principal = "batch-job".into();
+        c.auth.rate_limits.principals.insert(
+            "batch-job".into(),
+            tlog_server::ratelimit::Limit {
+                per_second: 0.5,
+                burst: 3,
+            },
+        );
+    })
+    .await;
+    let mut c = server.client().await;
+    let mut codes = Vec::new();
+    for _ in 0..5 {
+        let r = c.get_log_info(pb::GetLogInfoRequest {}).await;
+        codes.push(r.map(|_| tonic::Code::Ok).unwrap_or_else(|s| {
+            assert!(
+                s.message().contains("rate limit of batch-job"),
+                "{}",
+                s.message()
+            );
+            s.code()
+        }));
+    }
+    assert_eq!(
+        codes,
+        [
+            tonic::Code::Ok,
+            tonic::Code::Ok,
+            tonic::Code::Ok,
+            tonic::Code::ResourceExhausted,
+            tonic::Code::ResourceExhausted
+        ]
+    );
+    server.stop().await;
+}
