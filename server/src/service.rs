@@ -204,60 +204,40 @@ impl<S: LogStore> LogService<S> {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        let authenticated = self.auth.authenticate(&facts).map_err(|e| {
-            (
-                Status::unauthenticated(format!("credentials refused: {e}")),
-                e.to_string(),
-                None,
+        let refused = |status: Status, reason: String, who: Option<&Caller>| {
+            self.refuse(
+                method,
+                time.clone(),
+                start,
+                &facts,
+                &justification,
+                status,
+                reason,
+                who,
             )
-        });
-        let caller = authenticated.and_then(|c| {
-            match self.limiter.check(&c.submitter.principal, Instant::now()) {
-                Ok(()) => Ok(c),
-                Err(wait) => {
-                    let reason = format!(
-                        "rate limit of {} exceeded; retry in {} ms",
-                        c.submitter.principal,
-                        wait.as_millis().min(u128::from(u32::MAX))
-                    );
-                    Err((Status::resource_exhausted(reason.clone()), reason, Some(c)))
-                }
-            }
-        });
-        let caller = match caller {
+        };
+        let caller = match self.auth.authenticate(&facts) {
             Ok(c) => c,
-            Err((status, e, who)) => {
-                self.metrics.response(method, status.code());
-                tracing::info!(method, peer = ?facts.peer, reason = %e, code = ?status.code(), "refused");
-                if let Some(a) = &self.audit {
-                    let (principal, auth_method, issuer) = match &who {
-                        Some(c) => (
-                            c.submitter.principal.clone(),
-                            c.submitter.auth_method.clone(),
-                            c.issuer.clone(),
-                        ),
-                        None => ("unauthenticated".into(), "failed".into(), String::new()),
-                    };
-                    a.record(AccessRecord {
-                        time,
-                        principal,
-                        auth_method,
-                        issuer,
-                        peer: facts.peer.map(|p| p.to_string()).unwrap_or_default(),
-                        method: method.into(),
-                        actions: vec![],
-                        resources: vec![],
-                        decision: "deny".into(),
-                        policies: vec![],
-                        justification,
-                        status: format!("{:?}", status.code()),
-                        reason: e,
-                        latency_ms: start.elapsed().as_secs_f64() * 1e3,
-                    });
-                }
-                return Err(status);
+            Err(e) => {
+                let status = Status::unauthenticated(format!("credentials refused: {e}"));
+                return Err(refused(status, e.to_string(), None));
             }
         };
+        if let Err(wait) = self
+            .limiter
+            .check(&caller.submitter.principal, Instant::now())
+        {
+            let reason = format!(
+                "rate limit of {} exceeded; retry in {} ms",
+                caller.submitter.principal,
+                wait.as_millis().min(u128::from(u32::MAX))
+            );
+            return Err(refused(
+                Status::resource_exhausted(reason.clone()),
+                reason,
+                Some(&caller),
+            ));
+        }
         let span = tracing::info_span!(
             "rpc",
             method,
@@ -326,6 +306,51 @@ impl<S: LogStore> LogService<S> {
             });
         }
         reply
+    }
+
+    /// Answers a request refused before it ran (bad credentials, rate
+    /// limit): counts, logs and records it.
+    #[allow(clippy::too_many_arguments)]
+    fn refuse(
+        &self,
+        method: &'static str,
+        time: String,
+        start: Instant,
+        facts: &RequestFacts<'_>,
+        justification: &str,
+        status: Status,
+        reason: String,
+        who: Option<&Caller>,
+    ) -> Status {
+        self.metrics.response(method, status.code());
+        tracing::info!(method, peer = ?facts.peer, reason = %reason, code = ?status.code(), "refused");
+        if let Some(a) = &self.audit {
+            let (principal, auth_method, issuer) = match who {
+                Some(c) => (
+                    c.submitter.principal.clone(),
+                    c.submitter.auth_method.clone(),
+                    c.issuer.clone(),
+                ),
+                None => ("unauthenticated".into(), "failed".into(), String::new()),
+            };
+            a.record(AccessRecord {
+                time,
+                principal,
+                auth_method,
+                issuer,
+                peer: facts.peer.map(|p| p.to_string()).unwrap_or_default(),
+                method: method.into(),
+                actions: vec![],
+                resources: vec![],
+                decision: "deny".into(),
+                policies: vec![],
+                justification: justification.to_owned(),
+                status: format!("{:?}", status.code()),
+                reason,
+                latency_ms: start.elapsed().as_secs_f64() * 1e3,
+            });
+        }
+        status
     }
 
     fn validate_events(
