@@ -7,7 +7,7 @@
 //! encoding is still deterministic (one byte string per value) and
 //! versioned, so decoders can tell formats apart forever.
 //!
-//! # Encoding, version 1
+//! # Encoding, versions 1 and 2
 //!
 //! All integers big-endian. `str` and `bytes` are a `u32` length then the
 //! bytes (`str` is UTF-8); `list<T>` is a `u32` count then the items;
@@ -15,8 +15,9 @@
 //! `u32` nanoseconds.
 //!
 //! ```text
-//! leaf      = u8 version (0x01) || event || str principal || str auth_method
+//! leaf      = u8 version || event || str principal || str auth_method
 //!             || str peer || time integrated_at
+//!             || list<str> verified_signers          (version 2 only)
 //! event     = str event_id || str source || u8 action || artifact || str actor
 //!             || u8 interface || str environment || opt<time> client_time
 //!             || opt<provenance> || str justification || str ticket
@@ -28,6 +29,10 @@
 //! ref       = str name || str version || opt<digest>
 //! attestation = str scheme || str key_id || bytes signature
 //! ```
+//!
+//! `verified_signers` names the trusted signers whose attestation over the
+//! event the server verified at submission (sorted, no duplicates). A
+//! version-1 leaf has none and re-encodes as version 1, byte for byte.
 //!
 //! Action and interface codes are those of [`Action::code`] and
 //! [`Interface::code`]. Decoding is strict: unknown version, unknown codes,
@@ -41,7 +46,10 @@ use crate::event::{
 };
 
 /// The leaf encoding version this code writes.
-pub const LEAF_VERSION: u8 = 1;
+pub const LEAF_VERSION: u8 = 2;
+
+/// The oldest leaf encoding version this code reads.
+pub const OLDEST_LEAF_VERSION: u8 = 1;
 
 /// Domain-separation prefix of the bytes an attestation signs.
 pub const ATTESTATION_CONTEXT: &[u8] = b"tlog-event-attestation/v1\n";
@@ -61,12 +69,16 @@ pub struct Submitter {
 /// One committed log entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Leaf {
+    /// The encoding version: [`LEAF_VERSION`] for new leaves.
+    pub version: u8,
     /// The submitted event.
     pub event: ArtifactEvent,
     /// Who submitted it.
     pub submitter: Submitter,
     /// When the server integrated it.
     pub integrated_at: Timestamp,
+    /// Trusted signers whose attestation verified (version 2; sorted).
+    pub verified_signers: Vec<String>,
 }
 
 /// Why leaf bytes did not decode.
@@ -347,15 +359,22 @@ impl ArtifactEvent {
 }
 
 impl Leaf {
-    /// The leaf bytes (version 1).
+    /// The leaf bytes, in the leaf's version (version 1 cannot carry
+    /// verified signers; they are dropped).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = W(Vec::with_capacity(640));
-        w.u8(LEAF_VERSION);
+        w.u8(self.version);
         w.event(&self.event, true);
         w.str(&self.submitter.principal);
         w.str(&self.submitter.auth_method);
         w.str(&self.submitter.peer);
         w.time(&self.integrated_at);
+        if self.version >= 2 {
+            w.u32(self.verified_signers.len());
+            for s in &self.verified_signers {
+                w.str(s);
+            }
+        }
         w.0
     }
 
@@ -363,7 +382,7 @@ impl Leaf {
     pub fn decode(bytes: &[u8]) -> Result<Leaf, LeafError> {
         let mut r = R(bytes);
         let version = r.u8("version")?;
-        if version != LEAF_VERSION {
+        if !(OLDEST_LEAF_VERSION..=LEAF_VERSION).contains(&version) {
             return Err(LeafError::Version(version));
         }
         let event = r.event()?;
@@ -373,13 +392,30 @@ impl Leaf {
             peer: r.str("peer")?,
         };
         let integrated_at = r.time("integration time")?;
+        let mut verified_signers = Vec::new();
+        if version >= 2 {
+            let n = r.count("verified signers", 4)?;
+            for _ in 0..n {
+                let s = r.str("verified signer")?;
+                // Canonical: strictly increasing.
+                if verified_signers
+                    .last()
+                    .is_some_and(|last: &String| *last >= s)
+                {
+                    return Err(LeafError::Invalid("verified signers not sorted and unique"));
+                }
+                verified_signers.push(s);
+            }
+        }
         if !r.0.is_empty() {
             return Err(LeafError::Trailing(r.0.len()));
         }
         Ok(Leaf {
+            version,
             event,
             submitter,
             integrated_at,
+            verified_signers,
         })
     }
 }
@@ -407,6 +443,7 @@ mod tests {
             builder: "ci".into(),
         });
         Leaf {
+            version: LEAF_VERSION,
             event,
             submitter: Submitter {
                 principal: "spiffe://example.org/registry".into(),
@@ -417,6 +454,7 @@ mod tests {
                 seconds: 1_800_000_000,
                 nanos: 42,
             },
+            verified_signers: vec!["release-pipeline".into()],
         }
     }
 
@@ -439,9 +477,25 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(Leaf::decode(&bytes[..cut]).is_err(), "prefix {cut}");
         }
-        let mut v2 = bytes.clone();
-        v2[0] = 2;
-        assert_eq!(Leaf::decode(&v2), Err(LeafError::Version(2)));
+        let mut v3 = bytes.clone();
+        v3[0] = 3;
+        assert_eq!(Leaf::decode(&v3), Err(LeafError::Version(3)));
+    }
+
+    #[test]
+    fn version_1_leaves_still_decode_verbatim() {
+        let mut l = leaf();
+        l.version = 1;
+        l.verified_signers.clear();
+        let bytes = l.encode();
+        assert_eq!(bytes[0], 1);
+        let back = Leaf::decode(&bytes).expect("v1 decodes");
+        assert_eq!(back, l);
+        assert_eq!(back.encode(), bytes);
+        // Unsorted signers are not canonical.
+        let mut u = leaf();
+        u.verified_signers = vec!["b".into(), "a".into()];
+        assert!(Leaf::decode(&u.encode()).is_err());
     }
 
     #[test]

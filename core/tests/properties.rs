@@ -120,9 +120,11 @@ proptest! {
     #[test]
     fn leaf_encoding_round_trips(event in arb_event(), principal in "\\PC{0,20}", secs in any::<i64>()) {
         let leaf = Leaf {
+            version: if secs % 2 == 0 { 1 } else { tlog_core::leaf::LEAF_VERSION },
             event,
             submitter: Submitter { principal, auth_method: "mtls".into(), peer: "p".into() },
             integrated_at: Timestamp { seconds: secs, nanos: 7 },
+            verified_signers: if secs % 2 == 0 { vec![] } else { vec!["a".into(), "b".into()] },
         };
         let bytes = leaf.encode();
         let back = Leaf::decode(&bytes).expect("decodes");
@@ -141,7 +143,13 @@ proptest! {
     fn leaf_decoder_never_panics_on_mutated_leaves(
         event in arb_event(), pos in any::<usize>(), byte in any::<u8>(),
     ) {
-        let leaf = Leaf { event, submitter: Submitter::default(), integrated_at: Timestamp::default() };
+        let leaf = Leaf {
+            version: tlog_core::leaf::LEAF_VERSION,
+            event,
+            submitter: Submitter::default(),
+            integrated_at: Timestamp::default(),
+            verified_signers: vec!["s".into()],
+        };
         let mut bytes = leaf.encode();
         let i = pos % bytes.len();
         bytes[i] = byte;

@@ -92,6 +92,8 @@ pub struct Ctx {
     pub interface: String,
     /// The caller's justification.
     pub justification: String,
+    /// Trusted signers whose attestation verified.
+    pub signed_by: Vec<String>,
 }
 
 /// One decision.
@@ -275,6 +277,15 @@ impl Policy {
                 "justification".to_owned(),
                 RestrictedExpression::new_string(ctx.justification.clone()),
             ),
+            (
+                "signed_by".to_owned(),
+                RestrictedExpression::new_set(
+                    ctx.signed_by
+                        .iter()
+                        .cloned()
+                        .map(RestrictedExpression::new_string),
+                ),
+            ),
         ])
         .map_err(|e| e.to_string())?;
         let request = Request::new(principal, action_uid, res, context, Some(&self.schema))
@@ -382,7 +393,7 @@ when { resource.name like "team-a/*" };
             &Resource::Artifact("team-a/m".into()),
             &ctx,
         );
-        assert!(d.allowed);
+        assert!(d.allowed, "{d:?}");
         assert_eq!(d.policies, vec!["registry-team-a".to_owned()]);
         assert!(
             !p.decide(

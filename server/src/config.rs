@@ -150,6 +150,10 @@ pub struct AuthSection {
     pub access_log_keep: usize,
     /// Per-principal rate limits.
     pub rate_limits: crate::ratelimit::RateLimits,
+    /// Keys whose Ed25519 attestations over events the server verifies, as
+    /// C2SP verifier keys (`name+hexid+base64key`). An attestation's
+    /// `key_id` is the signer's name.
+    pub trusted_signers: Vec<String>,
 }
 
 impl Default for AuthSection {
@@ -162,6 +166,7 @@ impl Default for AuthSection {
             access_log_max_bytes: 64 << 20,
             access_log_keep: 10,
             rate_limits: Default::default(),
+            trusted_signers: Vec::new(),
         }
     }
 }
@@ -318,6 +323,18 @@ impl Config {
                     "auth.rate_limits",
                     "each limit needs per_second > 0 and burst >= 1",
                 );
+            }
+        }
+        for k in &self.auth.trusted_signers {
+            match tlog_core::note::Verifier::from_vkey(k) {
+                Ok(v) if v.alg() == tlog_core::note::ALG_ED25519 => {}
+                Ok(_) => return bad("auth.trusted_signers", "only Ed25519 (type 0x01) keys"),
+                Err(e) => {
+                    return Err(ConfigError::Invalid {
+                        setting: "auth.trusted_signers",
+                        reason: format!("{k:?}: {e}"),
+                    });
+                }
             }
         }
         if self.auth.access_log_max_bytes < 4096 {

@@ -207,6 +207,13 @@ pub async fn run_with(
             .map_err(|e| ServerError::Files(format!("access log {}: {e}", p.display())))
         })
         .transpose()?;
+    // Validated with the rest of the configuration above.
+    let trusted_signers = config
+        .auth
+        .trusted_signers
+        .iter()
+        .filter_map(|k| tlog_core::note::Verifier::from_vkey(k).ok())
+        .collect();
     let max_message = config.limits.max_event_bytes as usize
         * config.limits.max_batch_events as usize
         + 64 * 1024;
@@ -226,6 +233,7 @@ pub async fn run_with(
         policy,
         audit,
         ratelimit::RateLimiter::new(config.auth.rate_limits.clone()),
+        trusted_signers,
     );
     let log = tlog_proto::v1::log_server::LogServer::new(svc)
         .max_decoding_message_size(max_message)

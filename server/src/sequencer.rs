@@ -83,8 +83,18 @@ pub enum AppendError {
     ShuttingDown,
 }
 
+/// An event to append, with the trusted signers whose attestation over it
+/// the service verified (recorded in the leaf).
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// The validated event.
+    pub event: ArtifactEvent,
+    /// Verified signers, sorted and unique.
+    pub verified_signers: Vec<String>,
+}
+
 struct Job {
-    events: Vec<ArtifactEvent>,
+    events: Vec<Submission>,
     submitter: Submitter,
     reply: oneshot::Sender<Result<Outcome, AppendError>>,
 }
@@ -114,7 +124,7 @@ impl Sequencer {
     /// Queues `events` (already validated) and waits for the durable answer.
     pub async fn append(
         &self,
-        events: Vec<ArtifactEvent>,
+        events: Vec<Submission>,
         submitter: Submitter,
     ) -> Result<Outcome, AppendError> {
         let (reply, rx) = oneshot::channel();
@@ -405,14 +415,14 @@ impl<S: LogStore> State<S> {
     #[allow(clippy::type_complexity)]
     fn plan(
         &self,
-        events: &[ArtifactEvent],
+        events: &[Submission],
         pending: &HashMap<(String, String), (u64, [u8; 32])>,
         next: u64,
     ) -> Result<(Vec<Slot>, HashMap<(String, String), (u64, [u8; 32])>), AppendError> {
         let mut local: HashMap<(String, String), (u64, [u8; 32])> = HashMap::new();
         let mut slots = Vec::with_capacity(events.len());
         let mut new_count = 0u64;
-        for e in events {
+        for e in events.iter().map(|s| &s.event) {
             let key = (e.source.clone(), e.event_id.clone());
             let digest = e.content_digest();
             let found = match local.get(&key).or_else(|| pending.get(&key)) {
@@ -447,11 +457,15 @@ impl<S: LogStore> State<S> {
         batch: &mut CommitBatch,
         index: u64,
         content_digest: [u8; 32],
-        event: ArtifactEvent,
+        submission: Submission,
         submitter: &Submitter,
         now: Timestamp,
     ) {
         debug_assert_eq!(index, self.tree.size());
+        let Submission {
+            event,
+            verified_signers,
+        } = submission;
         let (source, event_id) = (event.source.clone(), event.event_id.clone());
         let artifact_name = event.artifact.name.clone();
         let artifact_meta = ArtifactMeta {
@@ -461,9 +475,11 @@ impl<S: LogStore> State<S> {
             version: event.artifact.version.clone(),
         };
         let leaf = Leaf {
+            version: tlog_core::leaf::LEAF_VERSION,
             event,
             submitter: submitter.clone(),
             integrated_at: now,
+            verified_signers,
         }
         .encode();
         let lh = leaf_hash(&leaf);

@@ -22,7 +22,7 @@ use crate::config::Limits;
 use crate::convert;
 use crate::error::ServiceError;
 use crate::metrics::Metrics;
-use crate::sequencer::{Outcome, Sequencer};
+use crate::sequencer::{Outcome, Sequencer, Submission};
 use crate::storage::LogStore;
 
 type Result<T> = std::result::Result<T, ServiceError>;
@@ -46,6 +46,7 @@ pub struct LogService<S> {
     policy: Option<PolicyHandle>,
     audit: Option<AuditSink>,
     limiter: crate::ratelimit::RateLimiter,
+    signers: Vec<tlog_core::note::Verifier>,
 }
 
 /// Metadata key carrying the caller's justification.
@@ -80,6 +81,7 @@ impl Access {
         resource: Resource,
         environment: &str,
         interface: &str,
+        signed_by: &[String],
     ) -> Result<()> {
         let decision = match &self.policy {
             None => crate::authz::Decision {
@@ -96,6 +98,7 @@ impl Access {
                     environment: environment.to_owned(),
                     interface: interface.to_owned(),
                     justification: self.justification.clone(),
+                    signed_by: signed_by.to_vec(),
                 },
             ),
         };
@@ -160,6 +163,7 @@ impl<S: LogStore> LogService<S> {
         policy: Option<PolicyHandle>,
         audit: Option<AuditSink>,
         limiter: crate::ratelimit::RateLimiter,
+        signers: Vec<tlog_core::note::Verifier>,
     ) -> Self {
         LogService {
             store,
@@ -176,6 +180,7 @@ impl<S: LogStore> LogService<S> {
             policy,
             audit,
             limiter,
+            signers,
         }
     }
 
@@ -357,7 +362,7 @@ impl<S: LogStore> LogService<S> {
         &self,
         events: Vec<pb::ArtifactEvent>,
         batch: bool,
-    ) -> Result<(Vec<tlog_core::event::ArtifactEvent>, usize)> {
+    ) -> Result<(Vec<Submission>, usize)> {
         let mut out = Vec::with_capacity(events.len());
         let mut bytes = 0usize;
         for (i, e) in events.into_iter().enumerate() {
@@ -382,14 +387,61 @@ impl<S: LogStore> LogService<S> {
                 .map_err(|err| {
                     ServiceError::invalid(format!("{prefix}.{}", err.field), err.reason)
                 })?;
-            out.push(event);
+            let verified_signers = self.verify_attestations(&event, &prefix)?;
+            out.push(Submission {
+                event,
+                verified_signers,
+            });
         }
         Ok((out, bytes))
     }
 
+    /// Verifies the event's Ed25519 attestations by trusted signers (named
+    /// by `key_id`) over [`ArtifactEvent::attestation_bytes`]. A trusted
+    /// signer's signature that does not verify refuses the event; signers
+    /// the server does not know are kept in the event but not counted.
+    ///
+    /// [`ArtifactEvent::attestation_bytes`]: tlog_core::event::ArtifactEvent::attestation_bytes
+    fn verify_attestations(
+        &self,
+        event: &tlog_core::event::ArtifactEvent,
+        prefix: &str,
+    ) -> Result<Vec<String>> {
+        use ed25519_dalek::Verifier as _;
+        let mut verified: Vec<String> = Vec::new();
+        if event.attestations.is_empty() || self.signers.is_empty() {
+            return Ok(verified);
+        }
+        let message = event.attestation_bytes();
+        for (i, a) in event.attestations.iter().enumerate() {
+            let Some(signer) = self.signers.iter().find(|v| v.name() == a.key_id) else {
+                continue;
+            };
+            if a.scheme != "ed25519" {
+                continue;
+            }
+            let ok = ed25519_dalek::Signature::from_slice(&a.signature)
+                .is_ok_and(|sig| signer.public_key().verify(&message, &sig).is_ok());
+            if !ok {
+                return Err(ServiceError::invalid(
+                    format!("{prefix}.attestations[{i}].signature"),
+                    format!(
+                        "does not verify with trusted signer {:?} over the event's attestation bytes",
+                        a.key_id
+                    ),
+                ));
+            }
+            if !verified.contains(&a.key_id) {
+                verified.push(a.key_id.clone());
+            }
+        }
+        verified.sort();
+        Ok(verified)
+    }
+
     async fn append_events(
         &self,
-        events: Vec<tlog_core::event::ArtifactEvent>,
+        events: Vec<Submission>,
         bytes: usize,
         who: tlog_core::leaf::Submitter,
     ) -> Result<Vec<pb::AppendResponse>> {
@@ -475,13 +527,15 @@ impl<S: LogStore> LogService<S> {
 }
 
 /// Checks `submit:<action>` on each event's artifact (all must pass).
-fn authorize_events(access: &Access, events: &[tlog_core::event::ArtifactEvent]) -> Result<()> {
-    for e in events {
+fn authorize_events(access: &Access, subs: &[Submission]) -> Result<()> {
+    for s in subs {
+        let e = &s.event;
         access.check(
             &format!("submit:{}", e.action.as_str()),
             Resource::Artifact(e.artifact.name.clone()),
             &e.environment,
             e.interface.as_str(),
+            &s.verified_signers,
         )?;
     }
     Ok(())
@@ -595,7 +649,7 @@ impl<S: LogStore> Log for LogService<S> {
         req: Request<pb::GetCheckpointRequest>,
     ) -> std::result::Result<Response<pb::GetCheckpointResponse>, Status> {
         self.handle("GetCheckpoint", req, |r, access| async move {
-            access.check("read-checkpoints", Resource::Log, "", "")?;
+            access.check("read-checkpoints", Resource::Log, "", "", &[])?;
             let latest = self.seq.latest();
             if r.size == 0 || r.size == latest.size {
                 return Ok(pb::GetCheckpointResponse {
@@ -629,7 +683,7 @@ impl<S: LogStore> Log for LogService<S> {
         req: Request<pb::GetEntriesRequest>,
     ) -> std::result::Result<Response<Self::GetEntriesStream>, Status> {
         self.handle("GetEntries", req, |r, access| async move {
-            access.check("read-entries", Resource::Log, "", "")?;
+            access.check("read-entries", Resource::Log, "", "", &[])?;
             let size = self.latest_size();
             if r.start >= r.end {
                 return Err(ServiceError::invalid(
@@ -678,7 +732,7 @@ impl<S: LogStore> Log for LogService<S> {
         req: Request<pb::GetEntryByHashRequest>,
     ) -> std::result::Result<Response<pb::Entry>, Status> {
         self.handle("GetEntryByHash", req, |r, access| async move {
-            access.check("read-entries", Resource::Log, "", "")?;
+            access.check("read-entries", Resource::Log, "", "", &[])?;
             let h = parse_hash("leaf_hash", &r.leaf_hash)?;
             let size = self.latest_size();
             self.inline(|s| {
@@ -700,7 +754,7 @@ impl<S: LogStore> Log for LogService<S> {
         req: Request<pb::GetInclusionProofRequest>,
     ) -> std::result::Result<Response<pb::InclusionProof>, Status> {
         self.handle("GetInclusionProof", req, |r, access| async move {
-            access.check("read-proofs", Resource::Log, "", "")?;
+            access.check("read-proofs", Resource::Log, "", "", &[])?;
             let latest = self.latest_size();
             let tree_size = if r.tree_size == 0 {
                 latest
@@ -765,7 +819,7 @@ impl<S: LogStore> Log for LogService<S> {
         req: Request<pb::GetConsistencyProofRequest>,
     ) -> std::result::Result<Response<pb::ConsistencyProof>, Status> {
         self.handle("GetConsistencyProof", req, |r, access| async move {
-            access.check("read-proofs", Resource::Log, "", "")?;
+            access.check("read-proofs", Resource::Log, "", "", &[])?;
             let latest = self.latest_size();
             let size2 = if r.size2 == 0 { latest } else { r.size2 };
             if size2 > latest {
@@ -801,7 +855,7 @@ impl<S: LogStore> Log for LogService<S> {
     ) -> std::result::Result<Response<pb::QueryArtifactResponse>, Status> {
         self.handle("QueryArtifact", req, |r, access| async move {
             check_query_name(&r.name)?;
-            access.check("query", Resource::Artifact(r.name.clone()), "", "")?;
+            access.check("query", Resource::Artifact(r.name.clone()), "", "", &[])?;
             let action = match r.action {
                 0 => None,
                 c => Some(
@@ -877,7 +931,7 @@ impl<S: LogStore> Log for LogService<S> {
         req: Request<pb::WatchCheckpointsRequest>,
     ) -> std::result::Result<Response<Self::WatchCheckpointsStream>, Status> {
         self.handle("WatchCheckpoints", req, |_, access| async move {
-            access.check("watch", Resource::Log, "", "")?;
+            access.check("watch", Resource::Log, "", "", &[])?;
             let mut w = self.seq.subscribe();
             let mut shutdown = self.shutdown.clone();
             let (tx, rx) = mpsc::channel(4);
@@ -905,7 +959,7 @@ impl<S: LogStore> Log for LogService<S> {
         req: Request<pb::GetLogInfoRequest>,
     ) -> std::result::Result<Response<pb::LogInfo>, Status> {
         self.handle("GetLogInfo", req, |_, access| async move {
-            access.check("read-checkpoints", Resource::Log, "", "")?;
+            access.check("read-checkpoints", Resource::Log, "", "", &[])?;
             Ok(pb::LogInfo {
                 origin: self.origin.clone(),
                 verifier_key: self.vkey.clone(),

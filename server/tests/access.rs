@@ -72,6 +72,29 @@ fn pki() -> Pki {
     }
 }
 
+/// The release pipeline's attestation key.
+fn release_pipeline() -> tlog_core::note::Signer {
+    tlog_core::note::Signer::from_seed("release-pipeline", &[42; 32]).expect("key")
+}
+
+fn attest(e: &mut pb::ArtifactEvent, signer: &tlog_core::note::Signer, corrupt: bool) {
+    use ed25519_dalek::Signer as _;
+    let core = tlog_server::convert::event(e.clone()).expect("event");
+    let mut sig = signer
+        .signing_key()
+        .sign(&core.attestation_bytes())
+        .to_bytes()
+        .to_vec();
+    if corrupt {
+        sig[0] ^= 1;
+    }
+    e.attestations.push(pb::Attestation {
+        scheme: "ed25519".into(),
+        key_id: signer.name().into(),
+        signature: sig,
+    });
+}
+
 struct Issuers {
     ops_pem: String,
     es_pem: String,
@@ -309,6 +332,7 @@ async fn start() -> Env {
                 vec!["ci".to_owned()],
             )]),
             access_log: Some(dir.path().join("access.log")),
+            trusted_signers: vec![release_pipeline().verifier().to_vkey()],
             ..Default::default()
         },
         ..Config::default()
@@ -419,10 +443,12 @@ async fn roles_rpcs_and_namespaces() {
             ],
         ),
         (
+            // Deploying to production also needs the release pipeline's
+            // signature (see attested_deploys): unsigned, it is denied.
             "release",
             None,
             [
-                Deny, Deny, Deny, Allow, Allow, Allow, Allow, Allow, Deny, Deny, Deny, Deny,
+                Deny, Deny, Deny, Allow, Allow, Deny, Allow, Allow, Deny, Deny, Deny, Deny,
             ],
         ),
         (
@@ -854,5 +880,76 @@ async fn policy_reload_on_sighup_keeps_the_old_policy_when_the_new_one_is_bad() 
         ),
         Want::Deny
     );
+    stop(env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attested_deploys() {
+    let env = start().await;
+    let mut rel = client_for(&env, "release", None).await;
+    let deploy = |id: &str| {
+        let mut e = event("release", id);
+        e.action = pb::Action::Deploy as i32;
+        e.environment = "production".into();
+        e
+    };
+    // Unsigned: the policy forbids it.
+    let err = rel
+        .append(pb::AppendRequest {
+            event: Some(deploy("d1")),
+        })
+        .await
+        .expect_err("unsigned");
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+
+    // Signed by the release pipeline: allowed, and the leaf says so.
+    let mut e = deploy("d2");
+    attest(&mut e, &release_pipeline(), false);
+    let r = rel
+        .append(pb::AppendRequest { event: Some(e) })
+        .await
+        .expect("signed deploy")
+        .into_inner();
+    let leaf = tlog_core::leaf::Leaf::decode(&r.leaf).expect("leaf");
+    assert_eq!(leaf.verified_signers, vec!["release-pipeline".to_owned()]);
+    assert_eq!(
+        leaf.event.attestations.len(),
+        1,
+        "the attestation itself is kept"
+    );
+
+    // A trusted signer's signature that does not verify refuses the event.
+    let mut e = deploy("d3");
+    attest(&mut e, &release_pipeline(), true);
+    let err = rel
+        .append(pb::AppendRequest { event: Some(e) })
+        .await
+        .expect_err("bad signature");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("event.attestations[0].signature"),
+        "{}",
+        err.message()
+    );
+
+    // A signer the server does not trust counts for nothing.
+    let mut e = deploy("d4");
+    let stranger = tlog_core::note::Signer::from_seed("release-pipeline-2", &[7; 32]).expect("key");
+    attest(&mut e, &stranger, false);
+    let err = rel
+        .append(pb::AppendRequest { event: Some(e) })
+        .await
+        .expect_err("unknown signer");
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    // Signed, but by a key with the trusted name and another key: refused.
+    let mut e = deploy("d5");
+    let impostor = tlog_core::note::Signer::from_seed("release-pipeline", &[8; 32]).expect("key");
+    attest(&mut e, &impostor, false);
+    let err = rel
+        .append(pb::AppendRequest { event: Some(e) })
+        .await
+        .expect_err("impostor");
+    assert_eq!(err.code(), Code::InvalidArgument);
     stop(env).await;
 }

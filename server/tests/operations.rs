@@ -219,7 +219,11 @@ async fn a_full_queue_answers_resource_exhausted_and_loses_nothing() {
                 attestations: vec![],
             };
             e.validate().expect("valid");
-            seq.append(vec![e], Default::default()).await
+            let sub = sequencer::Submission {
+                event: e,
+                verified_signers: vec![],
+            };
+            seq.append(vec![sub], Default::default()).await
         }));
     }
     let (mut ok, mut overloaded) = (Vec::new(), 0);
