@@ -135,8 +135,29 @@ proptest! {
     #[test]
     fn leaf_decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
         if let Ok(l) = Leaf::decode(&bytes) {
-            prop_assert_eq!(l.encode(), bytes);
+            prop_assert_eq!(l.encode(), bytes.clone());
         }
+        match tlog_core::leaf::decode_any(&bytes) {
+            Ok(tlog_core::leaf::AnyLeaf::Access(a)) => prop_assert_eq!(a.encode(), bytes),
+            Ok(tlog_core::leaf::AnyLeaf::Event(l)) => prop_assert_eq!(l.encode(), bytes),
+            Err(_) => {}
+        }
+    }
+
+    #[test]
+    fn access_leaves_round_trip(
+        fields in proptest::collection::vec("\\PC{0,12}", 10),
+        lists in proptest::collection::vec(proptest::collection::vec("\\PC{0,8}", 0..3), 3),
+    ) {
+        let a = tlog_core::leaf::AccessLeaf {
+            time: fields[0].clone(), principal: fields[1].clone(), auth_method: fields[2].clone(),
+            issuer: fields[3].clone(), peer: fields[4].clone(), method: fields[5].clone(),
+            actions: lists[0].clone(), resources: lists[1].clone(), decision: fields[6].clone(),
+            policies: lists[2].clone(), justification: fields[7].clone(), status: fields[8].clone(),
+            reason: fields[9].clone(),
+        };
+        let bytes = a.encode();
+        prop_assert_eq!(tlog_core::leaf::AccessLeaf::decode(&bytes).expect("decodes"), a);
     }
 
     #[test]

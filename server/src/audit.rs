@@ -47,10 +47,11 @@ pub struct AccessRecord {
     pub latency_ms: f64,
 }
 
-/// Where records go.
-#[derive(Debug, Clone)]
+/// Where records go: the JSON-lines file, the log itself, or both.
+#[derive(Debug, Clone, Default)]
 pub struct AuditSink {
-    tx: mpsc::SyncSender<AccessRecord>,
+    file: Option<mpsc::SyncSender<AccessRecord>>,
+    ledger: Option<tokio::sync::mpsc::Sender<AccessRecord>>,
 }
 
 /// Rotation settings.
@@ -63,6 +64,19 @@ pub struct Rotation {
 }
 
 impl AuditSink {
+    /// Also hands every record to `ledger` (to be appended to the log).
+    /// A full ledger queue drops the record from the ledger (it is still
+    /// in the file) and says so in the server log.
+    pub fn with_ledger(mut self, ledger: tokio::sync::mpsc::Sender<AccessRecord>) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    /// True if records go anywhere.
+    pub fn is_active(&self) -> bool {
+        self.file.is_some() || self.ledger.is_some()
+    }
+
     /// Starts the writer thread appending to `path`.
     pub fn open(path: &Path, rotation: Rotation) -> std::io::Result<Self> {
         if let Some(dir) = path.parent()
@@ -77,12 +91,23 @@ impl AuditSink {
         std::thread::Builder::new()
             .name("tlog-audit".into())
             .spawn(move || writer(rx, path, file, size, rotation))?;
-        Ok(AuditSink { tx })
+        Ok(AuditSink {
+            file: Some(tx),
+            ledger: None,
+        })
     }
 
-    /// Records one access. Waits if the writer is behind; never drops.
+    /// Records one access. The file writer is waited for if it is behind
+    /// (never dropped); the ledger queue is not.
     pub fn record(&self, r: AccessRecord) {
-        if self.tx.send(r).is_err() {
+        if let Some(l) = &self.ledger
+            && let Err(e) = l.try_send(r.clone())
+        {
+            tracing::error!(error = %e, "ledger audit queue full or closed; record not in the log");
+        }
+        if let Some(f) = &self.file
+            && f.send(r).is_err()
+        {
             tracing::error!("access log writer stopped; record lost");
         }
     }
@@ -147,6 +172,56 @@ fn writer(
         }
     }
     let _ = out.flush();
+}
+
+impl From<AccessRecord> for tlog_core::leaf::AccessLeaf {
+    fn from(r: AccessRecord) -> Self {
+        tlog_core::leaf::AccessLeaf {
+            time: r.time,
+            principal: r.principal,
+            auth_method: r.auth_method,
+            issuer: r.issuer,
+            peer: r.peer,
+            method: r.method,
+            actions: r.actions,
+            resources: r.resources,
+            decision: r.decision,
+            policies: r.policies,
+            justification: r.justification,
+            status: r.status,
+            reason: r.reason,
+        }
+    }
+}
+
+/// Appends access records to the log in batches (ledger auditing): up to
+/// 256 records or `flush` after the first, whichever comes first. Stops
+/// when `stop` turns true, after appending what it holds.
+pub async fn ledger_writer(
+    mut rx: tokio::sync::mpsc::Receiver<AccessRecord>,
+    seq: crate::sequencer::Sequencer,
+    flush: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let first = tokio::select! {
+            r = rx.recv() => r,
+            _ = stop.changed() => None,
+        };
+        let Some(first) = first else { return };
+        let mut batch = vec![tlog_core::leaf::AccessLeaf::from(first).encode()];
+        let deadline = tokio::time::Instant::now() + flush;
+        while batch.len() < 256 {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(r)) => batch.push(tlog_core::leaf::AccessLeaf::from(r).encode()),
+                _ => break,
+            }
+        }
+        let n = batch.len();
+        if let Err(e) = seq.append_access(batch).await {
+            tracing::error!(error = %e, records = n, "cannot append access records to the log");
+        }
+    }
 }
 
 /// The current time as RFC 3339 UTC with microseconds.

@@ -150,6 +150,11 @@ pub struct AuthSection {
     pub access_log_keep: usize,
     /// Per-principal rate limits.
     pub rate_limits: crate::ratelimit::RateLimits,
+    /// Also append every access record to the log itself, in batches.
+    pub ledger_audit: bool,
+    /// Longest wait before a batch of access records is appended.
+    #[serde(with = "humantime_serde")]
+    pub ledger_flush: Duration,
     /// Keys whose Ed25519 attestations over events the server verifies, as
     /// C2SP verifier keys (`name+hexid+base64key`). An attestation's
     /// `key_id` is the signer's name.
@@ -167,6 +172,8 @@ impl Default for AuthSection {
             access_log_keep: 10,
             rate_limits: Default::default(),
             trusted_signers: Vec::new(),
+            ledger_audit: false,
+            ledger_flush: Duration::from_millis(500),
         }
     }
 }

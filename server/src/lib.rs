@@ -192,21 +192,28 @@ pub async fn run_with(
     if let Some(p) = &policy {
         spawn_policy_reloader(p.clone(), stop_rx.clone());
     }
-    let audit = config
-        .auth
-        .access_log
-        .as_deref()
-        .map(|p| {
-            audit::AuditSink::open(
-                p,
-                audit::Rotation {
-                    max_bytes: config.auth.access_log_max_bytes,
-                    keep: config.auth.access_log_keep,
-                },
-            )
-            .map_err(|e| ServerError::Files(format!("access log {}: {e}", p.display())))
-        })
-        .transpose()?;
+    let mut audit = match config.auth.access_log.as_deref() {
+        None => audit::AuditSink::default(),
+        Some(p) => audit::AuditSink::open(
+            p,
+            audit::Rotation {
+                max_bytes: config.auth.access_log_max_bytes,
+                keep: config.auth.access_log_keep,
+            },
+        )
+        .map_err(|e| ServerError::Files(format!("access log {}: {e}", p.display())))?,
+    };
+    if config.auth.ledger_audit {
+        let (tx, rx) = tokio::sync::mpsc::channel(65_536);
+        audit = audit.with_ledger(tx);
+        tokio::spawn(audit::ledger_writer(
+            rx,
+            seq.clone(),
+            config.auth.ledger_flush,
+            stop_rx.clone(),
+        ));
+    }
+    let audit = audit.is_active().then_some(audit);
     // Validated with the rest of the configuration above.
     let trusted_signers = config
         .auth

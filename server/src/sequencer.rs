@@ -21,7 +21,7 @@ use tlog_core::{Hash, leaf_hash};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::metrics::Metrics;
-use crate::storage::{ArtifactMeta, CommitBatch, LogStore, NewEntry};
+use crate::storage::{ArtifactMeta, CommitBatch, Idempotency, LogStore, NewEntry};
 
 /// A signed checkpoint the log has issued.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +95,8 @@ pub struct Submission {
 
 struct Job {
     events: Vec<Submission>,
+    /// Pre-encoded access-record leaves (ledger auditing); no idempotency.
+    access: Vec<Vec<u8>>,
     submitter: Submitter,
     reply: oneshot::Sender<Result<Outcome, AppendError>>,
 }
@@ -127,9 +129,24 @@ impl Sequencer {
         events: Vec<Submission>,
         submitter: Submitter,
     ) -> Result<Outcome, AppendError> {
+        self.enqueue(events, Vec::new(), submitter).await
+    }
+
+    /// Appends access-record leaves (already encoded) to the log.
+    pub async fn append_access(&self, leaves: Vec<Vec<u8>>) -> Result<Outcome, AppendError> {
+        self.enqueue(Vec::new(), leaves, Submitter::default()).await
+    }
+
+    async fn enqueue(
+        &self,
+        events: Vec<Submission>,
+        access: Vec<Vec<u8>>,
+        submitter: Submitter,
+    ) -> Result<Outcome, AppendError> {
         let (reply, rx) = oneshot::channel();
         let job = Job {
             events,
+            access,
             submitter,
             reply,
         };
@@ -311,7 +328,7 @@ async fn run<S: LogStore>(
             }
         };
         let Some(first) = first else { break };
-        let mut count = first.events.len();
+        let mut count = first.events.len() + first.access.len();
         let mut jobs = vec![first];
         let deadline = tokio::time::Instant::now() + cfg.max_wait;
         while count < cfg.max_events {
@@ -326,7 +343,7 @@ async fn run<S: LogStore>(
                 Err(_) => None,
             };
             let Some(j) = next else { break };
-            count += j.events.len();
+            count += j.events.len() + j.access.len();
             jobs.push(j);
         }
         state.metrics.queue_depth.set(rx.len() as u64);
@@ -376,9 +393,30 @@ impl<S: LogStore> State<S> {
         for job in jobs {
             let Job {
                 events,
+                access,
                 submitter,
                 reply,
             } = job;
+            if !access.is_empty() {
+                let slots = access
+                    .into_iter()
+                    .map(|leaf| {
+                        let index = self.tree.size();
+                        let lh = leaf_hash(&leaf);
+                        self.tree.append(lh, &mut batch.hashes);
+                        batch.entries.push(NewEntry {
+                            index,
+                            leaf,
+                            leaf_hash: lh,
+                            idempotency: None,
+                            artifact: None,
+                        });
+                        Slot::New(index, [0; 32])
+                    })
+                    .collect();
+                answers.push((reply, Ok(slots)));
+                continue;
+            }
             match self.plan(&events, &pending, base + batch.entries.len() as u64) {
                 Err(e) => answers.push((reply, Err(e))),
                 Ok((slots, local)) => {
@@ -488,11 +526,12 @@ impl<S: LogStore> State<S> {
             index,
             leaf,
             leaf_hash: lh,
-            source,
-            event_id,
-            content_digest,
-            artifact_name,
-            artifact_meta,
+            idempotency: Some(Idempotency {
+                source,
+                event_id,
+                content_digest,
+            }),
+            artifact: Some((artifact_name, artifact_meta)),
         });
     }
 

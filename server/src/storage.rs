@@ -78,16 +78,21 @@ pub struct NewEntry {
     pub leaf: Vec<u8>,
     /// `SHA-256(0x00 || leaf)`.
     pub leaf_hash: Hash,
-    /// The event's source (idempotency key part).
+    /// For event leaves: the idempotency key and the event's digest.
+    pub idempotency: Option<Idempotency>,
+    /// For event leaves: the artifact name and what the query index keeps.
+    pub artifact: Option<(String, ArtifactMeta)>,
+}
+
+/// An event's idempotency key and content digest.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    /// The event's source.
     pub source: String,
-    /// The event's id (idempotency key part).
+    /// The event's id.
     pub event_id: String,
     /// SHA-256 of the event's encoding.
     pub content_digest: [u8; 32],
-    /// The artifact name (query index).
-    pub artifact_name: String,
-    /// Query index value: action, integration time, version.
-    pub artifact_meta: ArtifactMeta,
 }
 
 /// What the artifact index keeps per entry, so queries filter without
@@ -375,12 +380,16 @@ impl LogStore for RocksStore {
             let idx = e.index.to_be_bytes();
             b.put_cf(entries, idx, &e.leaf);
             b.put_cf(leaf_hashes, e.leaf_hash.as_bytes(), idx);
-            let mut v = idx.to_vec();
-            v.extend_from_slice(&e.content_digest);
-            b.put_cf(idem, idem_key(&e.source, &e.event_id), v);
-            let mut k = artifact_prefix(&e.artifact_name);
-            k.extend_from_slice(&idx);
-            b.put_cf(artifacts, k, e.artifact_meta.encode());
+            if let Some(i) = &e.idempotency {
+                let mut v = idx.to_vec();
+                v.extend_from_slice(&i.content_digest);
+                b.put_cf(idem, idem_key(&i.source, &i.event_id), v);
+            }
+            if let Some((name, meta)) = &e.artifact {
+                let mut k = artifact_prefix(name);
+                k.extend_from_slice(&idx);
+                b.put_cf(artifacts, k, meta.encode());
+            }
         }
         for h in &batch.hashes {
             b.put_cf(hashes, hash_key(h.level, h.index), h.hash.as_bytes());

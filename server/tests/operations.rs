@@ -283,3 +283,94 @@ async fn per_principal_rate_limits_answer_resource_exhausted() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_auditing_puts_access_records_in_the_log_with_proofs() {
+    use tlog_core::leaf::{AnyLeaf, decode_any};
+    let server = TestServer::start_with(|c| {
+        c.auth.ledger_audit = true;
+        c.auth.ledger_flush = Duration::from_millis(50);
+    })
+    .await;
+    let mut c = server.client().await;
+    for _ in 0..3 {
+        c.get_log_info(pb::GetLogInfoRequest {})
+            .await
+            .expect("info");
+    }
+    c.append(pb::AppendRequest {
+        event: Some(event("ledger", "e1")),
+    })
+    .await
+    .expect("append");
+    // Wait until the three GetLogInfo records are in the log.
+    let mut found = Vec::new();
+    for _ in 0..200 {
+        let size = c
+            .get_checkpoint(pb::GetCheckpointRequest { size: 0 })
+            .await
+            .expect("checkpoint")
+            .into_inner()
+            .checkpoint
+            .expect("some")
+            .size;
+        if size > 0 {
+            let mut s = c
+                .get_entries(pb::GetEntriesRequest {
+                    start: 0,
+                    end: size,
+                })
+                .await
+                .expect("entries")
+                .into_inner();
+            found.clear();
+            while let Some(page) = s.message().await.expect("page") {
+                for e in page.entries {
+                    if let Ok(AnyLeaf::Access(a)) = decode_any(&e.leaf) {
+                        if a.method == "GetLogInfo" {
+                            found.push((e.index, a));
+                        }
+                    }
+                }
+            }
+            if found.len() >= 3 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(found.len() >= 3, "access records not in the log: {found:?}");
+    let (index, record) = &found[0];
+    assert_eq!(record.principal, "unauthenticated");
+    assert_eq!(record.decision, "allow");
+    assert_eq!(record.status, "Ok");
+    // Each one is proven in a signed checkpoint like any entry.
+    let p = c
+        .get_inclusion_proof(pb::GetInclusionProofRequest {
+            leaf: Some(pb::get_inclusion_proof_request::Leaf::Index(*index)),
+            tree_size: 0,
+        })
+        .await
+        .expect("proof")
+        .into_inner();
+    let cp = crate::common::open_checkpoint(&server, p.checkpoint.as_ref().expect("checkpoint"));
+    tlog_core::merkle::verify::verify_inclusion(
+        *index,
+        p.tree_size,
+        &tlog_core::Hash::from_slice(&p.leaf_hash).expect("hash"),
+        &tlog_core::merkle::verify::parse_proof(&p.hashes).expect("proof"),
+        &cp.checkpoint.root,
+    )
+    .expect("access record proven");
+    // Access records are not artifact events: queries do not return them.
+    let q = c
+        .query_artifact(pb::QueryArtifactRequest {
+            name: "team-a/fraud-model".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("query")
+        .into_inner();
+    assert_eq!(q.entries.len(), 1);
+    server.stop().await;
+}
