@@ -542,7 +542,7 @@ impl AccessLeaf {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AnyLeaf {
     /// An artifact event.
-    Event(Leaf),
+    Event(Box<Leaf>),
     /// An access record.
     Access(AccessLeaf),
 }
@@ -551,7 +551,7 @@ pub enum AnyLeaf {
 pub fn decode_any(bytes: &[u8]) -> Result<AnyLeaf, LeafError> {
     match bytes.first() {
         Some(&ACCESS_LEAF_VERSION) => AccessLeaf::decode(bytes).map(AnyLeaf::Access),
-        _ => Leaf::decode(bytes).map(AnyLeaf::Event),
+        _ => Leaf::decode(bytes).map(|l| AnyLeaf::Event(Box::new(l))),
     }
 }
 
