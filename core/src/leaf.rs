@@ -544,13 +544,15 @@ pub enum AnyLeaf {
     /// An artifact event.
     Event(Box<Leaf>),
     /// An access record.
-    Access(AccessLeaf),
+    Access(Box<AccessLeaf>),
 }
 
 /// Decodes a leaf of either kind, by its first byte.
 pub fn decode_any(bytes: &[u8]) -> Result<AnyLeaf, LeafError> {
     match bytes.first() {
-        Some(&ACCESS_LEAF_VERSION) => AccessLeaf::decode(bytes).map(AnyLeaf::Access),
+        Some(&ACCESS_LEAF_VERSION) => {
+            AccessLeaf::decode(bytes).map(|a| AnyLeaf::Access(Box::new(a)))
+        }
         _ => Leaf::decode(bytes).map(|l| AnyLeaf::Event(Box::new(l))),
     }
 }
@@ -576,7 +578,7 @@ mod tests {
         };
         let bytes = a.encode();
         assert_eq!(AccessLeaf::decode(&bytes), Ok(a.clone()));
-        assert_eq!(decode_any(&bytes), Ok(AnyLeaf::Access(a)));
+        assert_eq!(decode_any(&bytes), Ok(AnyLeaf::Access(Box::new(a))));
         assert!(Leaf::decode(&bytes).is_err(), "not an event leaf");
         let e = leaf().encode();
         assert!(matches!(decode_any(&e), Ok(AnyLeaf::Event(_))));

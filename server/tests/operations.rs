@@ -326,10 +326,10 @@ async fn ledger_auditing_puts_access_records_in_the_log_with_proofs() {
             found.clear();
             while let Some(page) = s.message().await.expect("page") {
                 for e in page.entries {
-                    if let Ok(AnyLeaf::Access(a)) = decode_any(&e.leaf) {
-                        if a.method == "GetLogInfo" {
-                            found.push((e.index, a));
-                        }
+                    if let Ok(AnyLeaf::Access(a)) = decode_any(&e.leaf)
+                        && a.method == "GetLogInfo"
+                    {
+                        found.push((e.index, a));
                     }
                 }
             }
