@@ -140,6 +140,14 @@ impl Access {
         })
     }
 
+    /// Adds what exactly was asked for (an index range, a proof's sizes,
+    /// a query's filters) to the access record.
+    pub fn describe(&self, what: String) {
+        if let Ok(mut st) = self.state.lock() {
+            st.resources.push(what);
+        }
+    }
+
     /// The caller.
     pub fn caller(&self) -> &Caller {
         &self.caller
@@ -684,6 +692,7 @@ impl<S: LogStore> Log for LogService<S> {
     ) -> std::result::Result<Response<Self::GetEntriesStream>, Status> {
         self.handle("GetEntries", req, |r, access| async move {
             access.check("read-entries", Resource::Log, "", "", &[])?;
+            access.describe(format!("entries [{}, {})", r.start, r.end));
             let size = self.latest_size();
             if r.start >= r.end {
                 return Err(ServiceError::invalid(
@@ -733,6 +742,7 @@ impl<S: LogStore> Log for LogService<S> {
     ) -> std::result::Result<Response<pb::Entry>, Status> {
         self.handle("GetEntryByHash", req, |r, access| async move {
             access.check("read-entries", Resource::Log, "", "", &[])?;
+            access.describe(format!("entry by leaf hash {}", hex::encode(&r.leaf_hash)));
             let h = parse_hash("leaf_hash", &r.leaf_hash)?;
             let size = self.latest_size();
             self.inline(|s| {
@@ -755,6 +765,19 @@ impl<S: LogStore> Log for LogService<S> {
     ) -> std::result::Result<Response<pb::InclusionProof>, Status> {
         self.handle("GetInclusionProof", req, |r, access| async move {
             access.check("read-proofs", Resource::Log, "", "", &[])?;
+            access.describe(match &r.leaf {
+                Some(pb::get_inclusion_proof_request::Leaf::Index(i)) => {
+                    format!("inclusion of index {i} in size {}", r.tree_size)
+                }
+                Some(pb::get_inclusion_proof_request::Leaf::LeafHash(h)) => {
+                    format!(
+                        "inclusion of leaf hash {} in size {}",
+                        hex::encode(h),
+                        r.tree_size
+                    )
+                }
+                None => "inclusion".to_owned(),
+            });
             let latest = self.latest_size();
             let tree_size = if r.tree_size == 0 {
                 latest
@@ -820,6 +843,7 @@ impl<S: LogStore> Log for LogService<S> {
     ) -> std::result::Result<Response<pb::ConsistencyProof>, Status> {
         self.handle("GetConsistencyProof", req, |r, access| async move {
             access.check("read-proofs", Resource::Log, "", "", &[])?;
+            access.describe(format!("consistency {} -> {}", r.size1, r.size2));
             let latest = self.latest_size();
             let size2 = if r.size2 == 0 { latest } else { r.size2 };
             if size2 > latest {
@@ -856,6 +880,15 @@ impl<S: LogStore> Log for LogService<S> {
         self.handle("QueryArtifact", req, |r, access| async move {
             check_query_name(&r.name)?;
             access.check("query", Resource::Artifact(r.name.clone()), "", "", &[])?;
+            access.describe(format!(
+                "query version={:?} action={} since={:?} until={:?} page_size={} cursor={:?}",
+                r.version,
+                r.action,
+                r.since.as_ref().map(|t| t.seconds),
+                r.until.as_ref().map(|t| t.seconds),
+                r.page_size,
+                r.cursor
+            ));
             let action = match r.action {
                 0 => None,
                 c => Some(

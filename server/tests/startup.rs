@@ -127,3 +127,28 @@ async fn wrong_or_exposed_keys_are_refused() {
     let err = start_err(empty.path()).await;
     assert!(err.to_string().contains("signing key"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_policy_refuses_to_start_naming_the_line() {
+    let dir = tempfile::tempdir().expect("tmp");
+    keys::init(dir.path(), ORIGIN, None).expect("init");
+    let policy = dir.path().join("policy.cedar");
+    std::fs::write(
+        &policy,
+        "permit(principal, action == Tlog::Action::\"read-proofs\", resource);\n\npermit(principal, action == Tlog::Action::\"no-such-action\", resource);\n",
+    )
+    .expect("write");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let mut config = tlog_server::config::Config {
+        data_dir: dir.path().to_owned(),
+        ..Default::default()
+    };
+    config.auth.policy_file = Some(policy);
+    let err = tlog_server::run_with(listener, None, config, std::future::pending())
+        .await
+        .expect_err("must refuse to start");
+    assert!(matches!(err, ServerError::Policy(_)), "{err}");
+    assert!(err.to_string().contains("line 3"), "{err}");
+}

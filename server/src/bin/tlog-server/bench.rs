@@ -43,7 +43,38 @@ pub struct BenchArgs {
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
+    /// CA certificate (PEM) to verify the server's TLS certificate; use
+    /// an https:// address with it.
+    #[arg(long)]
+    ca_file: Option<std::path::PathBuf>,
+    /// Name to verify the server's certificate against.
+    #[arg(long, default_value = "localhost")]
+    tls_domain: String,
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(long, requires = "key_file")]
+    cert_file: Option<std::path::PathBuf>,
+    /// Client key (PEM) for mutual TLS.
+    #[arg(long, requires = "cert_file")]
+    key_file: Option<std::path::PathBuf>,
+    /// Bearer token sent with every call.
+    #[arg(long, env = "TLOG_TOKEN")]
+    token: Option<String>,
 }
+
+/// Adds the bearer token to every call.
+#[derive(Clone)]
+struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+type Client = LogClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;
 
 fn event(run: u64, client: usize, seq: u64) -> pb::ArtifactEvent {
     let hex = format!("{:016x}{:016x}{:032x}", run, seq, client as u128);
@@ -110,17 +141,40 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.clients > 0, "--clients must be at least 1");
     anyhow::ensure!(a.batch > 0, "--batch must be at least 1");
+    let bearer = Bearer(
+        a.token
+            .as_ref()
+            .map(|t| format!("Bearer {}", t.trim()).parse())
+            .transpose()
+            .context("--token is not valid header text")?,
+    );
+    let mut endpoint = Channel::from_shared(a.addr.clone())
+        .context("--addr is not a URL like http://127.0.0.1:7400")?;
+    if let Some(ca) = &a.ca_file {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
+        };
+        let mut tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?))
+            .domain_name(a.tls_domain.clone());
+        if let (Some(c), Some(k)) = (&a.cert_file, &a.key_file) {
+            tls = tls.identity(tonic::transport::Identity::from_pem(read(c)?, read(k)?));
+        }
+        endpoint = endpoint.tls_config(tls)?;
+    }
     let mut channels = Vec::new();
     for _ in 0..a.connections.max(1) {
         channels.push(
-            Channel::from_shared(a.addr.clone())
-                .context("--addr is not a URL like http://127.0.0.1:7400")?
+            endpoint
                 .connect()
                 .await
                 .with_context(|| format!("cannot connect to {}", a.addr))?,
         );
     }
-    let info = LogClient::new(channels[0].clone())
+    let client = |ch: &Channel| -> Client {
+        LogClient::with_interceptor(ch.clone(), bearer.clone()).max_decoding_message_size(64 << 20)
+    };
+    let info = client(&channels[0])
         .get_log_info(pb::GetLogInfoRequest {})
         .await?
         .into_inner();
@@ -139,8 +193,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         .then(|| Duration::from_secs_f64(a.clients as f64 * a.batch as f64 / a.rate as f64));
     let mut tasks = Vec::new();
     for c in 0..a.clients {
-        let mut client = LogClient::new(channels[c % channels.len()].clone())
-            .max_decoding_message_size(64 << 20);
+        let mut client = client(&channels[c % channels.len()]);
         let (stop, verify, batch) = (stop.clone(), verify.clone(), a.batch);
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
@@ -208,7 +261,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let mut proofs_per_s = 0.0;
     let mut proof_errors = 0u64;
     if !a.proof_duration.is_zero() {
-        let size = LogClient::new(channels[0].clone())
+        let size = client(&channels[0])
             .get_checkpoint(pb::GetCheckpointRequest { size: 0 })
             .await?
             .into_inner()
@@ -220,7 +273,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         let start = Instant::now();
         let mut tasks = Vec::new();
         for c in 0..a.clients {
-            let mut client = LogClient::new(channels[c % channels.len()].clone());
+            let mut client = client(&channels[c % channels.len()]);
             let stop = stop.clone();
             tasks.push(tokio::spawn(async move {
                 let (mut n, mut errs) = (0u64, 0u64);
