@@ -79,10 +79,49 @@ pub struct VerifiedEntry {
     pub duplicate: bool,
 }
 
+/// How to reach a log that requires TLS or credentials.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// CA certificate(s), PEM, that the server's certificate must chain to
+    /// (use an `https://` address).
+    pub ca_pem: Option<Vec<u8>>,
+    /// The name the server's certificate must carry (default: the host).
+    pub tls_domain: Option<String>,
+    /// Client certificate and key, PEM, for mutual TLS.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// Bearer token sent with every call.
+    pub token: Option<String>,
+    /// Justification sent with every call (`x-tlog-justification`).
+    pub justification: Option<String>,
+}
+
+/// Adds the credentials of [`ConnectOptions`] to every call.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    token: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    justification: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl tonic::service::Interceptor for Credentials {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(t) = &self.token {
+            req.metadata_mut().insert("authorization", t.clone());
+        }
+        if let Some(j) = &self.justification {
+            req.metadata_mut().insert("x-tlog-justification", j.clone());
+        }
+        Ok(req)
+    }
+}
+
+type Rpc = pb::log_client::LogClient<
+    tonic::service::interceptor::InterceptedService<Channel, Credentials>,
+>;
+
 /// A connection to one log, pinned to its verifier key.
 #[derive(Debug, Clone)]
 pub struct Client {
-    rpc: pb::log_client::LogClient<Channel>,
+    rpc: Rpc,
     origin: String,
     verifiers: Verifiers,
 }
@@ -91,10 +130,53 @@ impl Client {
     /// Connects to `url` (e.g. `http://127.0.0.1:7400`) and pins `vkey`
     /// (`name+hexid+base64key`); the key's name is the log's origin.
     pub async fn connect(url: &str, vkey: &str) -> Result<Self, ClientError> {
+        Self::connect_with(url, vkey, &ConnectOptions::default()).await
+    }
+
+    /// Like [`Client::connect`], with TLS and credentials.
+    pub async fn connect_with(
+        url: &str,
+        vkey: &str,
+        opts: &ConnectOptions,
+    ) -> Result<Self, ClientError> {
         let verifier = Verifier::from_vkey(vkey.trim())
             .map_err(|e| ClientError::Usage(format!("verifier key: {e}")))?;
-        let channel = Channel::from_shared(url.to_owned())
-            .map_err(|e| ClientError::Usage(format!("server address {url:?}: {e}")))?
+        let mut endpoint = Channel::from_shared(url.to_owned())
+            .map_err(|e| ClientError::Usage(format!("server address {url:?}: {e}")))?;
+        if let Some(ca) = &opts.ca_pem {
+            let mut tls = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca));
+            if let Some(d) = &opts.tls_domain {
+                tls = tls.domain_name(d.clone());
+            }
+            if let Some((cert, key)) = &opts.identity {
+                tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
+            }
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| ClientError::Usage(format!("TLS settings: {e}")))?;
+        } else if opts.identity.is_some() {
+            return Err(ClientError::Usage(
+                "a client certificate needs TLS: give the server's CA certificate too".into(),
+            ));
+        }
+        let header = |what: &str, v: String| {
+            v.parse()
+                .map_err(|_| ClientError::Usage(format!("{what} is not valid header text")))
+        };
+        let creds = Credentials {
+            token: opts
+                .token
+                .as_ref()
+                .map(|t| header("token", format!("Bearer {}", t.trim())))
+                .transpose()?,
+            justification: opts
+                .justification
+                .clone()
+                .map(|j| header("justification", j))
+                .transpose()?,
+        };
+        let channel = endpoint
             .connect()
             .await
             .map_err(|source| ClientError::Connect {
@@ -102,7 +184,8 @@ impl Client {
                 source,
             })?;
         Ok(Client {
-            rpc: pb::log_client::LogClient::new(channel).max_decoding_message_size(64 << 20),
+            rpc: pb::log_client::LogClient::with_interceptor(channel, creds)
+                .max_decoding_message_size(64 << 20),
             origin: verifier.name().to_owned(),
             verifiers: Verifiers::new([verifier]),
         })

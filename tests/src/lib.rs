@@ -44,6 +44,8 @@ pub struct Server {
     child: Option<Child>,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
     /// Where its log goes.
     pub log: PathBuf,
 }
@@ -51,6 +53,11 @@ pub struct Server {
 impl Server {
     /// Starts `tlog-server serve` on a free port over `data_dir`.
     pub fn start(data_dir: &Path) -> Server {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Like [`Server::start`], with more `serve` arguments (e.g. `--config`).
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
         let ready = data_dir.join("ready");
         let _ = std::fs::remove_file(&ready);
         let log = data_dir.join("server.log");
@@ -60,6 +67,7 @@ impl Server {
             .arg(&ready)
             .arg("--data-dir")
             .arg(data_dir)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("dup"))
             .stderr(out)
@@ -69,6 +77,7 @@ impl Server {
         let mut server = Server {
             child: Some(child),
             url: String::new(),
+            addr: String::new(),
             log,
         };
         loop {
@@ -76,6 +85,7 @@ impl Server {
                 && let Some(addr) = text.lines().next()
             {
                 server.url = format!("http://{addr}");
+                server.addr = addr.to_owned();
                 return server;
             }
             if let Some(c) = server.child.as_mut()

@@ -1,5 +1,7 @@
 //! End-to-end tests with the real binaries, one module per concern.
 
+/// A server with TLS, tokens and the example policy, driven by the CLI.
+mod access;
 /// The CLI's answers to bad input.
 mod cli_errors;
 /// Restart across a graceful stop: everything still proves, and the log

@@ -29,6 +29,24 @@ struct Cli {
     /// A file holding the verifier key.
     #[arg(long, global = true, env = "TLOG_VKEY_FILE")]
     vkey_file: Option<PathBuf>,
+    /// CA certificate (PEM) for a TLS server (use an https:// address).
+    #[arg(long, global = true, env = "TLOG_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// Name the server's certificate must carry (default: the address's host).
+    #[arg(long, global = true, env = "TLOG_TLS_DOMAIN")]
+    tls_domain: Option<String>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(long, global = true, env = "TLOG_CERT_FILE", requires = "key_file")]
+    cert_file: Option<PathBuf>,
+    /// Client key (PEM) for mutual TLS.
+    #[arg(long, global = true, env = "TLOG_KEY_FILE", requires = "cert_file")]
+    key_file: Option<PathBuf>,
+    /// Bearer token (e.g. from `tlog-server token mint`).
+    #[arg(long, global = true, env = "TLOG_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Why you are asking (sent as x-tlog-justification; recorded).
+    #[arg(long, global = true, env = "TLOG_JUSTIFICATION")]
+    justification: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -215,7 +233,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Checkpoint => Job::Checkpoint,
         Command::Prove { index } => Job::Prove(index),
     };
-    let mut client = Client::connect(&cli.server, &vkey).await?;
+    let read = |p: &PathBuf, what: &str| {
+        std::fs::read(p).with_context(|| format!("cannot read {what} {}", p.display()))
+    };
+    let opts = tlog_client::ConnectOptions {
+        ca_pem: cli
+            .ca_file
+            .as_ref()
+            .map(|p| read(p, "--ca-file"))
+            .transpose()?,
+        tls_domain: cli.tls_domain,
+        identity: match (&cli.cert_file, &cli.key_file) {
+            (Some(c), Some(k)) => Some((read(c, "--cert-file")?, read(k, "--key-file")?)),
+            _ => None,
+        },
+        token: cli.token,
+        justification: cli.justification,
+    };
+    let mut client = Client::connect_with(&cli.server, &vkey, &opts).await?;
     match job {
         Job::Submit(event) => print_entry(&client.append(&event).await?),
         Job::Checkpoint => {

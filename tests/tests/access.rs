@@ -1,0 +1,194 @@
+//! The real server with TLS, a token issuer (`tlog-server token keygen`,
+//! `token mint`) and the example policy in `deploy/policy/policy.cedar`;
+//! the real `tlog` CLI submitting with and without credentials.
+
+use std::path::Path;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use tlog_e2e::{Server, run};
+
+fn certs(dir: &Path) {
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "e2e CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("ca");
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("sign");
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("write");
+    std::fs::write(dir.join("server.pem"), leaf.pem()).expect("write");
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).expect("write");
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn cli_with_tls_and_tokens_against_the_example_policy() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let d = tmp.path();
+    let data = d.join("data");
+    let init = run(
+        "tlog-server",
+        &[
+            "init",
+            "--data-dir",
+            data.to_str().expect("utf8"),
+            "--origin",
+            "e2e.example/log",
+        ],
+    );
+    assert!(init.status.success(), "{}", text(&init));
+    let vkey = String::from_utf8(init.stdout)
+        .expect("utf8")
+        .trim()
+        .to_owned();
+    certs(d);
+    let p = |n: &str| d.join(n).to_str().expect("utf8").to_owned();
+    let keygen = run(
+        "tlog-server",
+        &[
+            "token",
+            "keygen",
+            "--kid",
+            "ops-1",
+            "--key-out",
+            &p("op.key"),
+            "--jwks-out",
+            &p("op.jwks"),
+        ],
+    );
+    assert!(keygen.status.success(), "{}", text(&keygen));
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/policy/policy.cedar");
+    std::fs::write(
+        d.join("server.toml"),
+        format!(
+            "[tls]\ncert_file = {:?}\nkey_file = {:?}\n[auth]\npolicy_file = {:?}\naccess_log = {:?}\n\
+             [[auth.token_issuers]]\nissuer = \"https://ops.e2e\"\naudience = \"tlog\"\njwks_file = {:?}\n",
+            p("server.pem"),
+            p("server.key"),
+            policy.to_str().expect("utf8"),
+            p("access.log"),
+            p("op.jwks"),
+        ),
+    )
+    .expect("config");
+    let server = Server::start_with(&data, &["--config", &p("server.toml")]);
+    let url = format!("https://{}", server.addr);
+    let mint = |roles: &[&str]| {
+        let mut args = vec![
+            "token",
+            "mint",
+            "--key",
+            &p("op.key"),
+            "--kid",
+            "ops-1",
+            "--issuer",
+            "https://ops.e2e",
+            "--audience",
+            "tlog",
+            "--subject",
+            "registry-svc",
+            "--ttl",
+            "10m",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        for r in roles {
+            args.push("--role".into());
+            args.push((*r).into());
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = run("tlog-server", &refs);
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8(o.stdout).expect("utf8").trim().to_owned()
+    };
+    let token = mint(&["registry"]);
+    let submit = |token: Option<&str>, artifact: &str, id: &str| {
+        let mut args = vec![
+            "--server",
+            &url,
+            "--vkey",
+            &vkey,
+            "--ca-file",
+            &p("ca.pem"),
+            "--tls-domain",
+            "localhost",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        if let Some(t) = token {
+            args.extend(["--token".into(), t.into()]);
+        }
+        args.extend(
+            [
+                "submit",
+                "--source",
+                "registry",
+                "--event-id",
+                id,
+                "--action",
+                "register",
+                "--artifact",
+                artifact,
+                "--version",
+                "1.0.0",
+                "--digest",
+            ]
+            .map(String::from),
+        );
+        args.push(format!("sha256:{}", "ef".repeat(32)));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        run("tlog", &refs)
+    };
+
+    let ok = submit(Some(&token), "team-a/model", "r1");
+    assert!(ok.status.success(), "{}", text(&ok));
+    assert!(text(&ok).contains("verified:"), "{}", text(&ok));
+
+    let anon = submit(None, "team-a/model", "r2");
+    assert!(!anon.status.success());
+    assert!(text(&anon).contains("Unauthenticated"), "{}", text(&anon));
+
+    let outside = submit(Some(&token), "team-b/model", "r3");
+    assert!(!outside.status.success());
+    assert!(
+        text(&outside).contains("PermissionDenied"),
+        "{}",
+        text(&outside)
+    );
+
+    // Checkpoints are public in the example policy: no token needed.
+    let cp = run(
+        "tlog",
+        &[
+            "--server",
+            &url,
+            "--vkey",
+            &vkey,
+            "--ca-file",
+            &p("ca.pem"),
+            "--tls-domain",
+            "localhost",
+            "checkpoint",
+        ],
+    );
+    assert!(cp.status.success(), "{}", text(&cp));
+
+    assert!(server.stop(), "graceful stop exits 0");
+    let log = std::fs::read_to_string(d.join("access.log")).expect("access log");
+    assert!(log.lines().count() >= 4, "{log}");
+    assert!(log.contains("\"principal\":\"registry-svc\""), "{log}");
+    assert!(log.contains("\"decision\":\"deny\""), "{log}");
+}
