@@ -315,6 +315,13 @@ impl Config {
         {
             return bad("tls.client_auth_optional", "needs tls.client_ca_file");
         }
+        if self.authenticates() && self.auth.policy_file.is_none() {
+            return bad(
+                "auth.policy_file",
+                "authentication is configured (token issuers or a client CA) but no policy: \
+                 every caller, anonymous ones too, could do everything; give a Cedar policy",
+            );
+        }
         if !self.auth.cert_roles.is_empty() && !mtls {
             return bad("auth.cert_roles", "needs mutual TLS (tls.client_ca_file)");
         }
@@ -386,6 +393,17 @@ mod tests {
     fn bad_settings_are_named() {
         let e = toml::from_str::<Config>("nope = 1").expect_err("unknown key");
         assert!(e.to_string().contains("nope"), "{e}");
+        let c = Config {
+            tls: Some(TlsSection {
+                cert_file: "s.pem".into(),
+                key_file: "s.key".into(),
+                client_ca_file: Some("ca.pem".into()),
+                client_auth_optional: false,
+            }),
+            ..Config::default()
+        };
+        let e = c.validate().expect_err("mTLS without a policy");
+        assert!(e.to_string().contains("auth.policy_file"), "{e}");
         let mut c = Config::default();
         c.limits.max_batch_events = 0;
         let e = c.validate().expect_err("invalid");
