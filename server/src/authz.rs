@@ -113,7 +113,16 @@ pub struct Policy {
     schema: Schema,
     authorizer: Authorizer,
     path: PathBuf,
+    /// Decisions already made by this policy. A decision depends only on
+    /// the principal (with its roles and attributes), the action, the
+    /// resource and the context, so the same question gets the same answer
+    /// until the policy is replaced (a reload builds a new `Policy`, with
+    /// an empty cache). Cleared when full.
+    decided: std::sync::Mutex<HashMap<String, Decision>>,
 }
+
+/// Most decisions kept per policy.
+const DECISION_CACHE: usize = 50_000;
 
 impl std::fmt::Debug for Policy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -170,6 +179,7 @@ impl Policy {
             schema,
             authorizer: Authorizer::new(),
             path: path.to_owned(),
+            decided: Default::default(),
         })
     }
 
@@ -184,14 +194,29 @@ impl Policy {
 
     /// Decides one request. Errors building the request deny.
     pub fn decide(&self, who: &Who, action: &str, resource: &Resource, ctx: &Ctx) -> Decision {
-        match self.try_decide(who, action, resource, ctx) {
+        // Debug formatting quotes and escapes every string, so distinct
+        // questions never share a key.
+        let key = format!("{who:?}|{action:?}|{resource:?}|{ctx:?}");
+        if let Ok(cache) = self.decided.lock()
+            && let Some(d) = cache.get(&key)
+        {
+            return d.clone();
+        }
+        let d = match self.try_decide(who, action, resource, ctx) {
             Ok(d) => d,
             Err(e) => Decision {
                 allowed: false,
                 policies: vec![],
                 errors: vec![e],
             },
+        };
+        if let Ok(mut cache) = self.decided.lock() {
+            if cache.len() >= DECISION_CACHE {
+                cache.clear();
+            }
+            cache.insert(key, d.clone());
         }
+        d
     }
 
     fn try_decide(
@@ -288,8 +313,12 @@ impl Policy {
             ),
         ])
         .map_err(|e| e.to_string())?;
-        let request = Request::new(principal, action_uid, res, context, Some(&self.schema))
-            .map_err(|e| e.to_string())?;
+        // Requests are built here in the schema's shape (the policy was
+        // validated strictly against it, and the tests cover every action),
+        // so they are not validated again per request; the entities still
+        // are, which also brings in the schema's action groups.
+        let request =
+            Request::new(principal, action_uid, res, context, None).map_err(|e| e.to_string())?;
         let entities =
             Entities::from_entities(entities, Some(&self.schema)).map_err(|e| e.to_string())?;
         let response = self
@@ -417,5 +446,25 @@ when { resource.name like "team-a/*" };
             !p.decide(&Who::Anonymous, "read-proofs", &Resource::Log, &ctx)
                 .allowed
         );
+        // Asked again (now from the decision cache): the same answer; a
+        // different context is a different question.
+        let again = p.decide(
+            &who,
+            "submit:register",
+            &Resource::Artifact("team-a/m".into()),
+            &ctx,
+        );
+        assert_eq!(again, d);
+        let other = Ctx {
+            environment: "production".into(),
+            ..Ctx::default()
+        };
+        let d2 = p.decide(
+            &who,
+            "submit:register",
+            &Resource::Artifact("team-b/m".into()),
+            &other,
+        );
+        assert!(!d2.allowed);
     }
 }

@@ -534,10 +534,24 @@ impl<S: LogStore> LogService<S> {
     }
 }
 
-/// Checks `submit:<action>` on each event's artifact (all must pass).
+/// Checks `submit:<action>` on each event's artifact (all must pass). A
+/// batch asks once per distinct (action, artifact, environment, interface,
+/// signers): the answer depends on nothing else.
 fn authorize_events(access: &Access, subs: &[Submission]) -> Result<()> {
+    let mut asked: Vec<(&str, &str, &str, &str, &[String])> = Vec::new();
     for s in subs {
         let e = &s.event;
+        let key = (
+            e.action.as_str(),
+            e.artifact.name.as_str(),
+            e.environment.as_str(),
+            e.interface.as_str(),
+            s.verified_signers.as_slice(),
+        );
+        if asked.contains(&key) {
+            continue;
+        }
+        asked.push(key);
         access.check(
             &format!("submit:{}", e.action.as_str()),
             Resource::Artifact(e.artifact.name.clone()),

@@ -127,6 +127,8 @@ pub struct TokenIdentity {
     pub issuer: String,
     /// The roles.
     pub roles: Vec<String>,
+    /// When the token expires (seconds since the epoch).
+    pub expires_at: u64,
 }
 
 struct IssuerKey {
@@ -143,7 +145,14 @@ struct Issuer {
 /// Verifies bearer tokens against the configured issuers.
 pub struct TokenVerifier {
     issuers: Vec<Issuer>,
+    /// Tokens already verified, by their exact text, until they expire: a
+    /// client sends the same token on every call, and an Ed25519 or ECDSA
+    /// verification per call costs more than the call. Cleared when full.
+    verified: std::sync::Mutex<std::collections::HashMap<String, TokenIdentity>>,
 }
+
+/// Most verified tokens kept.
+const VERIFIED_CACHE: usize = 10_000;
 
 impl std::fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -210,11 +219,33 @@ impl TokenVerifier {
                 keys,
             });
         }
-        Ok(TokenVerifier { issuers: out })
+        Ok(TokenVerifier {
+            issuers: out,
+            verified: Default::default(),
+        })
     }
 
-    /// Verifies `token` at time `now` (seconds since the epoch).
+    /// Verifies `token` at time `now` (seconds since the epoch). A token
+    /// verified before is answered from the cache while it has not expired
+    /// (the exact same text carries the same signature and claims).
     pub fn verify(&self, token: &str, now: u64) -> Result<TokenIdentity, TokenError> {
+        if let Ok(cache) = self.verified.lock()
+            && let Some(id) = cache.get(token)
+            && now <= id.expires_at + LEEWAY_SECS
+        {
+            return Ok(id.clone());
+        }
+        let id = self.verify_uncached(token, now)?;
+        if let Ok(mut cache) = self.verified.lock() {
+            if cache.len() >= VERIFIED_CACHE {
+                cache.clear();
+            }
+            cache.insert(token.to_owned(), id.clone());
+        }
+        Ok(id)
+    }
+
+    fn verify_uncached(&self, token: &str, now: u64) -> Result<TokenIdentity, TokenError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
         let kid = header.kid.ok_or(TokenError::NoKeyId)?;
@@ -269,6 +300,7 @@ impl TokenVerifier {
             subject: c.sub,
             issuer: c.iss,
             roles: c.roles,
+            expires_at: c.exp,
         })
     }
 }
