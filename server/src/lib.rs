@@ -149,25 +149,6 @@ pub async fn run_with(
     let meta = store.meta()?.ok_or(sequencer::StartError::NotInitialized)?;
     let metrics = Arc::new(Metrics::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (seq, seq_task) = sequencer::start(
-        store.clone(),
-        signer,
-        BatchConfig {
-            max_events: config.batch.max_events,
-            max_wait: config.batch.max_wait,
-            queue_depth: config.queue.depth,
-            enqueue_timeout: config.queue.enqueue_timeout,
-        },
-        metrics.clone(),
-        stop_rx.clone(),
-    )?;
-    tracing::info!(
-        origin = %meta.origin,
-        size = meta.size,
-        addr = ?listener.local_addr().ok(),
-        "log opened; stored tree matches the last checkpoint"
-    );
-
     let auth: Arc<dyn auth::Authenticator> = if config.authenticates() {
         let tokens = if config.auth.token_issuers.is_empty() {
             None
@@ -189,9 +170,6 @@ pub async fn run_with(
         .as_deref()
         .map(authz::PolicyHandle::load)
         .transpose()?;
-    if let Some(p) = &policy {
-        spawn_policy_reloader(p.clone(), stop_rx.clone());
-    }
     let mut audit = match config.auth.access_log.as_deref() {
         None => audit::AuditSink::default(),
         Some(p) => audit::AuditSink::open(
@@ -203,6 +181,27 @@ pub async fn run_with(
         )
         .map_err(|e| ServerError::Files(format!("access log {}: {e}", p.display())))?,
     };
+    let tls = config.tls.as_ref().map(tls_config).transpose()?;
+    // Everything that can fail to load is loaded: start the sequencer.
+    let (seq, seq_task) = sequencer::start(
+        store.clone(),
+        signer,
+        BatchConfig {
+            max_events: config.batch.max_events,
+            max_wait: config.batch.max_wait,
+            queue_depth: config.queue.depth,
+            enqueue_timeout: config.queue.enqueue_timeout,
+        },
+        metrics.clone(),
+        stop_rx.clone(),
+    )?;
+    tracing::info!(
+        origin = %meta.origin,
+        size = meta.size,
+        addr = ?listener.local_addr().ok(),
+        "log opened; stored tree matches the last checkpoint"
+    );
+
     if config.auth.ledger_audit {
         let (tx, rx) = tokio::sync::mpsc::channel(65_536);
         audit = audit.with_ledger(tx);
@@ -214,6 +213,9 @@ pub async fn run_with(
         ));
     }
     let audit = audit.is_active().then_some(audit);
+    if let Some(p) = &policy {
+        spawn_policy_reloader(p.clone(), stop_rx.clone());
+    }
     // Validated with the rest of the configuration above.
     let trusted_signers = config
         .auth
@@ -278,8 +280,8 @@ pub async fn run_with(
     };
     let grace = config.shutdown_grace;
     let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = &config.tls {
-        builder = builder.tls_config(tls_config(tls)?)?;
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
     }
     let serve = builder
         .add_service(health)
