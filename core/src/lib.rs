@@ -8,15 +8,20 @@
 //!   tree heads (checkpoints) and witness cosignatures.
 //! - [`event`], [`leaf`]: the artifact-event domain types, their
 //!   validation, and the versioned, deterministic leaf encoding.
+//! - [`json`]: the JSON form of events and leaves (input and display only;
+//!   the committed form is the binary leaf).
+//! - [`bundle`]: evidence bundles, verified with no network.
 //!
 //! What this crate is not: no networking, no async runtime, no database. It
 //! has no tokio, tonic or RocksDB dependency, so clients, monitors and
 //! auditors can verify with it anywhere.
 
+pub mod bundle;
 pub mod checkpoint;
 pub mod cosignature;
 pub mod event;
 pub mod hash;
+pub mod json;
 pub mod leaf;
 pub mod merkle;
 pub mod note;
