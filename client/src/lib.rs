@@ -10,10 +10,19 @@
 //! The `tlog` command-line tool is built on this library.
 
 pub mod convert;
+pub mod state;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use state::{StateError, StateFile};
+use tokio::sync::Mutex;
 
 use tlog_core::Hash;
 use tlog_core::checkpoint::{self, SignedCheckpoint};
-use tlog_core::event::ArtifactEvent;
+use tlog_core::event::{Action, ArtifactEvent, Timestamp};
+use tlog_core::leaf::{AnyLeaf, decode_any};
 use tlog_core::merkle::verify::{parse_proof, verify_consistency, verify_inclusion};
 use tlog_core::note::{Verifier, Verifiers};
 use tlog_proto::v1 as pb;
@@ -39,14 +48,96 @@ pub enum ClientError {
         /// The server's message.
         message: String,
     },
+    /// No answer within the configured time.
+    #[error("no answer to {what} within {after:?} (raise --timeout if the log is slow)")]
+    Timeout {
+        /// The call.
+        what: &'static str,
+        /// The limit.
+        after: Duration,
+    },
     /// What the server sent does not verify: a bad signature, a proof that
     /// does not lead to the signed root, a leaf that does not hash to its
     /// leaf hash. This is evidence of misbehavior or tampering.
     #[error("verification failed: {0}")]
     Verification(String),
+    /// Two validly signed checkpoints that cannot both be true: the log
+    /// forked, rolled back, or shows this client a different tree than
+    /// before. Carries both checkpoints as evidence.
+    #[error("{0}")]
+    Misbehavior(Box<Misbehavior>),
+    /// The trusted-state file could not be read or written.
+    #[error(transparent)]
+    State(#[from] StateError),
     /// A local argument is wrong (for example a verifier key).
     #[error("{0}")]
     Usage(String),
+}
+
+impl ClientError {
+    /// True when the error proves the log (or something between) lied:
+    /// a verification failure or misbehavior.
+    pub fn is_verification(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Verification(_) | ClientError::Misbehavior(_)
+        )
+    }
+
+    /// True when the error is about the caller's input (bad arguments, or
+    /// the server refusing the input as invalid).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Usage(_)
+                | ClientError::Refused {
+                    code: tonic::Code::InvalidArgument
+                        | tonic::Code::OutOfRange
+                        | tonic::Code::NotFound
+                        | tonic::Code::AlreadyExists,
+                    ..
+                }
+        )
+    }
+}
+
+/// Evidence that the log misbehaved: two signed checkpoints (each verified
+/// with the pinned key) that no honest append-only log can both have
+/// signed, and the proof that failed, if one was served.
+#[derive(Debug, Clone)]
+pub struct Misbehavior {
+    /// What is wrong, in a sentence.
+    pub what: String,
+    /// The checkpoint this client trusted, as signed.
+    pub trusted: String,
+    /// The conflicting checkpoint, as signed.
+    pub seen: String,
+    /// The consistency proof the log served, if any.
+    pub proof: Vec<Hash>,
+}
+
+impl std::fmt::Display for Misbehavior {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "server misbehavior: {}", self.what)?;
+        writeln!(f, "trusted checkpoint (verified earlier):")?;
+        for l in self.trusted.lines() {
+            writeln!(f, "  {l}")?;
+        }
+        writeln!(f, "conflicting checkpoint (also validly signed):")?;
+        for l in self.seen.lines() {
+            writeln!(f, "  {l}")?;
+        }
+        if !self.proof.is_empty() {
+            writeln!(f, "consistency proof served:")?;
+            for h in &self.proof {
+                writeln!(f, "  {h}")?;
+            }
+        }
+        write!(
+            f,
+            "keep both checkpoints: together they prove the log is not append-only"
+        )
+    }
 }
 
 impl From<tonic::Status> for ClientError {
@@ -60,6 +151,18 @@ impl From<tonic::Status> for ClientError {
 
 fn verification(e: impl std::fmt::Display) -> ClientError {
     ClientError::Verification(e.to_string())
+}
+
+/// Status codes after which an append is retried (safe: appends are
+/// idempotent by source and event id).
+fn retryable(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::Unavailable
+            | tonic::Code::ResourceExhausted
+            | tonic::Code::Aborted
+            | tonic::Code::DeadlineExceeded
+    )
 }
 
 /// An entry whose inclusion in a verified checkpoint was proven.
@@ -93,6 +196,33 @@ pub struct ConnectOptions {
     pub token: Option<String>,
     /// Justification sent with every call (`x-tlog-justification`).
     pub justification: Option<String>,
+    /// Time limit per call and for connecting (default 30 s).
+    pub timeout: Option<Duration>,
+    /// How many times a failed append is retried (default 4), with
+    /// exponential backoff from 100 ms. Only appends are retried: they are
+    /// idempotent by source and event id.
+    pub retries: Option<u32>,
+    /// The trusted-state file (see [`state`]); without one the client
+    /// trusts per process only.
+    pub state_file: Option<PathBuf>,
+}
+
+/// Default per-call time limit.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default number of append retries.
+pub const DEFAULT_RETRIES: u32 = 4;
+
+/// The wait before retry `attempt` (0-based): 100 ms doubling up to 5 s,
+/// with up to 25% jitter so that many clients do not retry in step.
+fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(100)
+        .saturating_mul(1u32 << attempt.min(6))
+        .min(Duration::from_secs(5));
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() % 250)
+        .unwrap_or(0);
+    base + base * jitter / 1000
 }
 
 /// Adds the credentials of [`ConnectOptions`] to every call.
@@ -118,12 +248,24 @@ type Rpc = pb::log_client::LogClient<
     tonic::service::interceptor::InterceptedService<Channel, Credentials>,
 >;
 
-/// A connection to one log, pinned to its verifier key.
+/// A connection to one log, pinned to its verifier key, remembering the
+/// newest checkpoint it verified.
 #[derive(Debug, Clone)]
 pub struct Client {
     rpc: Rpc,
     origin: String,
+    vkey: String,
     verifiers: Verifiers,
+    trust: Arc<Mutex<Trust>>,
+    timeout: Duration,
+    retries: u32,
+}
+
+/// The newest verified checkpoint, and where it is kept.
+#[derive(Debug, Default)]
+struct Trust {
+    latest: Option<SignedCheckpoint>,
+    file: Option<StateFile>,
 }
 
 impl Client {
@@ -133,7 +275,8 @@ impl Client {
         Self::connect_with(url, vkey, &ConnectOptions::default()).await
     }
 
-    /// Like [`Client::connect`], with TLS and credentials.
+    /// Like [`Client::connect`], with TLS, credentials, timeouts, retries
+    /// and a trusted-state file.
     pub async fn connect_with(
         url: &str,
         vkey: &str,
@@ -141,8 +284,11 @@ impl Client {
     ) -> Result<Self, ClientError> {
         let verifier = Verifier::from_vkey(vkey.trim())
             .map_err(|e| ClientError::Usage(format!("verifier key: {e}")))?;
+        let timeout = opts.timeout.unwrap_or(DEFAULT_TIMEOUT);
         let mut endpoint = Channel::from_shared(url.to_owned())
-            .map_err(|e| ClientError::Usage(format!("server address {url:?}: {e}")))?;
+            .map_err(|e| ClientError::Usage(format!("server address {url:?}: {e}")))?
+            .connect_timeout(timeout)
+            .tcp_nodelay(true);
         if let Some(ca) = &opts.ca_pem {
             let mut tls = tonic::transport::ClientTlsConfig::new()
                 .ca_certificate(tonic::transport::Certificate::from_pem(ca));
@@ -176,6 +322,23 @@ impl Client {
                 .map(|j| header("justification", j))
                 .transpose()?,
         };
+        let origin = verifier.name().to_owned();
+        let verifiers = Verifiers::new([verifier]);
+        let mut trust = Trust::default();
+        if let Some(path) = &opts.state_file {
+            let file = StateFile::new(path);
+            if let Some(note) = file.load()? {
+                let cp = checkpoint::open(note.as_bytes(), &verifiers, &origin).map_err(|e| {
+                    ClientError::Usage(format!(
+                        "the trusted-state file {} does not hold a checkpoint of this log signed by this key ({e}); \
+                         if you changed logs on purpose, use another --state file",
+                        path.display()
+                    ))
+                })?;
+                trust.latest = Some(cp);
+            }
+            trust.file = Some(file);
+        }
         let channel = endpoint
             .connect()
             .await
@@ -186,9 +349,149 @@ impl Client {
         Ok(Client {
             rpc: pb::log_client::LogClient::with_interceptor(channel, creds)
                 .max_decoding_message_size(64 << 20),
-            origin: verifier.name().to_owned(),
-            verifiers: Verifiers::new([verifier]),
+            origin,
+            vkey: vkey.trim().to_owned(),
+            verifiers,
+            trust: Arc::new(Mutex::new(trust)),
+            timeout,
+            retries: opts.retries.unwrap_or(DEFAULT_RETRIES),
         })
+    }
+
+    /// The pinned verifier key.
+    pub fn verifier_key(&self) -> &str {
+        &self.vkey
+    }
+
+    /// The newest checkpoint this client has verified and trusts.
+    pub async fn trusted(&self) -> Option<SignedCheckpoint> {
+        self.trust.lock().await.latest.clone()
+    }
+
+    /// Runs one unary call with the timeout; with `retry`, retries
+    /// transient failures with exponential backoff.
+    async fn call<T, F, Fut>(
+        &self,
+        what: &'static str,
+        retry: bool,
+        mut f: F,
+    ) -> Result<T, ClientError>
+    where
+        F: FnMut(Rpc) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            let err = match tokio::time::timeout(self.timeout, f(self.rpc.clone())).await {
+                Ok(Ok(r)) => return Ok(r.into_inner()),
+                Ok(Err(status)) if retry && retryable(status.code()) => ClientError::from(status),
+                Ok(Err(status)) => return Err(status.into()),
+                Err(_) if retry => ClientError::Timeout {
+                    what,
+                    after: self.timeout,
+                },
+                Err(_) => {
+                    return Err(ClientError::Timeout {
+                        what,
+                        after: self.timeout,
+                    });
+                }
+            };
+            if attempt >= self.retries {
+                return Err(err);
+            }
+            let delay = backoff(attempt);
+            tracing::debug!(call = what, attempt, ?delay, error = %err, "retrying");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    /// Checks a verified checkpoint against the trusted one and, when it
+    /// is newer and proven consistent, trusts it (and saves it).
+    ///
+    /// - Same size: the roots must be equal.
+    /// - Larger: a consistency proof from the trusted size must verify
+    ///   (RFC 9162 §2.1.4.2).
+    /// - Smaller: when `claims_latest`, the log went back in time; else (a
+    ///   proof against an older tree) a consistency proof up to the
+    ///   trusted checkpoint must verify.
+    ///
+    /// Failures are [`ClientError::Misbehavior`] with both checkpoints.
+    pub async fn observe(
+        &mut self,
+        cp: SignedCheckpoint,
+        claims_latest: bool,
+    ) -> Result<SignedCheckpoint, ClientError> {
+        let mut trust = self.trust.lock().await;
+        let Some(old) = trust.latest.clone() else {
+            trust.set(&cp)?;
+            return Ok(cp);
+        };
+        let (s_old, s_new) = (old.checkpoint.size, cp.checkpoint.size);
+        let misbehavior = |what: String, proof: Vec<Hash>| {
+            ClientError::Misbehavior(Box::new(Misbehavior {
+                what,
+                trusted: old.raw.clone(),
+                seen: cp.raw.clone(),
+                proof,
+            }))
+        };
+        if s_new == s_old {
+            if cp.checkpoint.root != old.checkpoint.root {
+                return Err(misbehavior(
+                    format!("two signed checkpoints of size {s_new} have different roots (a fork)"),
+                    Vec::new(),
+                ));
+            }
+            return Ok(cp);
+        }
+        if s_new < s_old && claims_latest {
+            return Err(misbehavior(
+                format!(
+                    "the log's latest checkpoint has size {s_new}, smaller than the {s_old} it signed before (a rollback)"
+                ),
+                Vec::new(),
+            ));
+        }
+        let (small, big) = if s_new < s_old {
+            (&cp, &old)
+        } else {
+            (&old, &cp)
+        };
+        let (s1, s2) = (small.checkpoint.size, big.checkpoint.size);
+        let p = self
+            .call("GetConsistencyProof", false, |mut rpc| async move {
+                rpc.get_consistency_proof(pb::GetConsistencyProofRequest {
+                    size1: s1,
+                    size2: s2,
+                })
+                .await
+            })
+            .await?;
+        let proof = match parse_proof(&p.hashes) {
+            Ok(p) => p,
+            Err(e) => {
+                return Err(misbehavior(
+                    format!("the consistency proof from {s1} to {s2} is malformed: {e}"),
+                    Vec::new(),
+                ));
+            }
+        };
+        if let Err(e) =
+            verify_consistency(s1, s2, &proof, &small.checkpoint.root, &big.checkpoint.root)
+        {
+            return Err(misbehavior(
+                format!(
+                    "the checkpoints of sizes {s1} and {s2} are not consistent ({e}): the log forked or rewrote history"
+                ),
+                proof,
+            ));
+        }
+        if s_new > s_old {
+            trust.set(&cp)?;
+        }
+        Ok(cp)
     }
 
     /// The log's origin (from the pinned key).
@@ -202,7 +505,7 @@ impl Client {
         cp: &pb::SignedCheckpoint,
     ) -> Result<SignedCheckpoint, ClientError> {
         let opened = checkpoint::open(cp.note.as_bytes(), &self.verifiers, &self.origin)
-            .map_err(verification)?;
+            .map_err(|e| verification(format!("checkpoint: {e}")))?;
         if opened.checkpoint.size != cp.size
             || opened.checkpoint.root.as_bytes()[..] != cp.root_hash[..]
         {
@@ -213,20 +516,22 @@ impl Client {
         Ok(opened)
     }
 
-    fn verify_append(&self, r: pb::AppendResponse) -> Result<VerifiedEntry, ClientError> {
+    async fn verify_append(&mut self, r: pb::AppendResponse) -> Result<VerifiedEntry, ClientError> {
         let cp = self.verify_checkpoint(
             r.checkpoint
                 .as_ref()
                 .ok_or_else(|| verification("append answer without a checkpoint"))?,
         )?;
-        self.verify_entry(
+        let e = self.verify_entry(
             r.index,
             r.leaf,
             &r.leaf_hash,
             &r.inclusion_proof,
             cp,
             r.duplicate,
-        )
+        )?;
+        let checkpoint = self.observe(e.checkpoint.clone(), false).await?;
+        Ok(VerifiedEntry { checkpoint, ..e })
     }
 
     fn verify_entry(
@@ -244,7 +549,8 @@ impl Client {
                 "entry {index}: the served leaf hashes to {leaf_hash}, not to the leaf hash given"
             )));
         }
-        let proof = parse_proof(proof).map_err(verification)?;
+        let proof = parse_proof(proof)
+            .map_err(|e| verification(format!("entry {index}: inclusion proof: {e}")))?;
         verify_inclusion(
             index,
             checkpoint.checkpoint.size,
@@ -263,101 +569,417 @@ impl Client {
         })
     }
 
-    /// Appends one event; returns it with its verified proof.
+    /// Appends one event (retrying transient failures; safe because the
+    /// log deduplicates by source and event id); returns it with its
+    /// verified proof.
     pub async fn append(&mut self, event: &ArtifactEvent) -> Result<VerifiedEntry, ClientError> {
+        let wire = convert::event(event);
         let r = self
-            .rpc
-            .append(pb::AppendRequest {
-                event: Some(convert::event(event)),
+            .call("Append", true, |mut rpc| {
+                let event = Some(wire.clone());
+                async move { rpc.append(pb::AppendRequest { event }).await }
             })
-            .await?
-            .into_inner();
-        self.verify_append(r)
+            .await?;
+        self.verify_append(r).await
     }
 
-    /// Appends events in one call; each comes back verified.
+    /// Appends events in one all-or-nothing call (retried like
+    /// [`Client::append`]); each comes back verified.
     pub async fn append_batch(
         &mut self,
         events: &[ArtifactEvent],
     ) -> Result<Vec<VerifiedEntry>, ClientError> {
+        let wire: Vec<pb::ArtifactEvent> = events.iter().map(convert::event).collect();
         let r = self
-            .rpc
-            .append_batch(pb::AppendBatchRequest {
-                events: events.iter().map(convert::event).collect(),
+            .call("AppendBatch", true, |mut rpc| {
+                let events = wire.clone();
+                async move { rpc.append_batch(pb::AppendBatchRequest { events }).await }
             })
-            .await?
-            .into_inner();
+            .await?;
         if r.results.len() != events.len() {
             return Err(verification("batch answer has the wrong number of results"));
         }
-        r.results
-            .into_iter()
-            .map(|x| self.verify_append(x))
-            .collect()
+        let mut out = Vec::with_capacity(events.len());
+        for x in r.results {
+            out.push(self.verify_append(x).await?);
+        }
+        Ok(out)
     }
 
-    /// The latest checkpoint, verified.
+    /// The latest checkpoint, verified and proven consistent with the
+    /// trusted one.
     pub async fn checkpoint(&mut self) -> Result<SignedCheckpoint, ClientError> {
         let r = self
-            .rpc
-            .get_checkpoint(pb::GetCheckpointRequest { size: 0 })
-            .await?
-            .into_inner();
-        self.verify_checkpoint(&r.checkpoint.ok_or_else(|| verification("no checkpoint"))?)
+            .call("GetCheckpoint", false, |mut rpc| async move {
+                rpc.get_checkpoint(pb::GetCheckpointRequest { size: 0 })
+                    .await
+            })
+            .await?;
+        let cp =
+            self.verify_checkpoint(&r.checkpoint.ok_or_else(|| verification("no checkpoint"))?)?;
+        self.observe(cp, true).await
+    }
+
+    /// The checkpoint the log signed at exactly `size`, verified and
+    /// proven consistent with the trusted one.
+    pub async fn checkpoint_at(&mut self, size: u64) -> Result<SignedCheckpoint, ClientError> {
+        let r = self
+            .call("GetCheckpoint", false, |mut rpc| async move {
+                rpc.get_checkpoint(pb::GetCheckpointRequest { size }).await
+            })
+            .await?;
+        let cp =
+            self.verify_checkpoint(&r.checkpoint.ok_or_else(|| verification("no checkpoint"))?)?;
+        if size != 0 && cp.checkpoint.size != size {
+            return Err(verification(format!(
+                "asked for the checkpoint at size {size}, got size {}",
+                cp.checkpoint.size
+            )));
+        }
+        self.observe(cp, size == 0).await
+    }
+
+    /// The leaf bytes of entry `index` (not yet proven: use
+    /// [`Client::prove_index`] for that).
+    async fn leaf_at(&mut self, index: u64) -> Result<Vec<u8>, ClientError> {
+        let end = index
+            .checked_add(1)
+            .ok_or_else(|| ClientError::Usage(format!("index {index} is too large")))?;
+        let mut entries = tokio::time::timeout(
+            self.timeout,
+            self.rpc
+                .get_entries(pb::GetEntriesRequest { start: index, end }),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout {
+            what: "GetEntries",
+            after: self.timeout,
+        })??
+        .into_inner();
+        let entry = tokio::time::timeout(self.timeout, entries.message())
+            .await
+            .map_err(|_| ClientError::Timeout {
+                what: "GetEntries",
+                after: self.timeout,
+            })??
+            .and_then(|page| page.entries.into_iter().next())
+            .ok_or_else(|| verification(format!("entry {index} was not served")))?;
+        if entry.index != index {
+            return Err(verification(format!(
+                "asked for entry {index}, the server sent entry {}",
+                entry.index
+            )));
+        }
+        Ok(entry.leaf)
+    }
+
+    /// Proves `leaf` is entry `index` of the tree of `checkpoint`
+    /// (fetching the inclusion proof for that size).
+    pub async fn prove_leaf(
+        &mut self,
+        index: u64,
+        leaf: Vec<u8>,
+        checkpoint: &SignedCheckpoint,
+    ) -> Result<VerifiedEntry, ClientError> {
+        let size = checkpoint.checkpoint.size;
+        let p = self
+            .call("GetInclusionProof", false, |mut rpc| async move {
+                rpc.get_inclusion_proof(pb::GetInclusionProofRequest {
+                    leaf: Some(pb::get_inclusion_proof_request::Leaf::Index(index)),
+                    tree_size: size,
+                })
+                .await
+            })
+            .await?;
+        if p.index != index {
+            return Err(verification("the server answered for another index"));
+        }
+        let hash = tlog_core::leaf_hash(&leaf);
+        self.verify_entry(
+            index,
+            leaf,
+            hash.as_bytes(),
+            &p.hashes,
+            checkpoint.clone(),
+            false,
+        )
     }
 
     /// Fetches entry `index` and proves it in the latest checkpoint.
     pub async fn prove_index(&mut self, index: u64) -> Result<VerifiedEntry, ClientError> {
         let cp = self.checkpoint().await?;
-        let p = self
-            .rpc
-            .get_inclusion_proof(pb::GetInclusionProofRequest {
-                leaf: Some(pb::get_inclusion_proof_request::Leaf::Index(index)),
-                tree_size: cp.checkpoint.size,
-            })
-            .await?
-            .into_inner();
-        let mut entries = self
-            .rpc
-            .get_entries(pb::GetEntriesRequest {
-                start: index,
-                end: index + 1,
-            })
-            .await?
-            .into_inner();
-        let entry = entries
-            .message()
-            .await?
-            .and_then(|page| page.entries.into_iter().next())
-            .ok_or_else(|| verification(format!("entry {index} was not served")))?;
-        if p.index != index || entry.index != index {
-            return Err(verification("the server answered for another index"));
+        if index >= cp.checkpoint.size {
+            return Err(ClientError::Refused {
+                code: tonic::Code::OutOfRange,
+                message: format!(
+                    "index {index} is beyond the log's size {}",
+                    cp.checkpoint.size
+                ),
+            });
         }
-        self.verify_entry(index, entry.leaf, &p.leaf_hash, &p.hashes, cp, false)
+        let leaf = self.leaf_at(index).await?;
+        self.prove_leaf(index, leaf, &cp).await
+    }
+
+    /// Finds the entry with this leaf hash and proves it in the latest
+    /// checkpoint.
+    pub async fn prove_hash(&mut self, leaf_hash: &Hash) -> Result<VerifiedEntry, ClientError> {
+        let cp = self.checkpoint().await?;
+        let want = leaf_hash.as_bytes().to_vec();
+        let e = self
+            .call("GetEntryByHash", false, |mut rpc| {
+                let leaf_hash = want.clone();
+                async move {
+                    rpc.get_entry_by_hash(pb::GetEntryByHashRequest { leaf_hash })
+                        .await
+                }
+            })
+            .await?;
+        if tlog_core::leaf_hash(&e.leaf) != *leaf_hash {
+            return Err(verification(format!(
+                "the server sent entry {} for leaf hash {leaf_hash}, but its bytes hash to something else",
+                e.index
+            )));
+        }
+        if e.index >= cp.checkpoint.size {
+            return Err(verification(format!(
+                "the server places leaf {leaf_hash} at index {}, beyond its own checkpoint size {}",
+                e.index, cp.checkpoint.size
+            )));
+        }
+        self.prove_leaf(e.index, e.leaf, &cp).await
     }
 
     /// Proves that `new` extends `old` (fetching the proof from the log).
+    /// A failure here is [`ClientError::Misbehavior`] with both.
     pub async fn prove_consistency(
         &mut self,
         old: &SignedCheckpoint,
         new: &SignedCheckpoint,
-    ) -> Result<(), ClientError> {
+    ) -> Result<Vec<Hash>, ClientError> {
         let (s1, s2) = (old.checkpoint.size, new.checkpoint.size);
+        let evidence = |what: String, proof: Vec<Hash>| {
+            ClientError::Misbehavior(Box::new(Misbehavior {
+                what,
+                trusted: old.raw.clone(),
+                seen: new.raw.clone(),
+                proof,
+            }))
+        };
         if s1 > s2 {
-            return Err(verification(format!(
-                "the log shows size {s2} after size {s1}: it went backwards"
-            )));
+            return Err(evidence(
+                format!("the log shows size {s2} after size {s1}: it went backwards"),
+                Vec::new(),
+            ));
         }
         let p = self
-            .rpc
-            .get_consistency_proof(pb::GetConsistencyProofRequest {
-                size1: s1,
-                size2: s2,
+            .call("GetConsistencyProof", false, |mut rpc| async move {
+                rpc.get_consistency_proof(pb::GetConsistencyProofRequest {
+                    size1: s1,
+                    size2: s2,
+                })
+                .await
             })
-            .await?
-            .into_inner();
-        let proof = parse_proof(&p.hashes).map_err(verification)?;
-        verify_consistency(s1, s2, &proof, &old.checkpoint.root, &new.checkpoint.root)
-            .map_err(|e| verification(format!("checkpoints {s1} and {s2} are not consistent: {e}")))
+            .await?;
+        let proof = parse_proof(&p.hashes).map_err(|e| {
+            evidence(
+                format!("the consistency proof from {s1} to {s2} is malformed: {e}"),
+                Vec::new(),
+            )
+        })?;
+        match verify_consistency(s1, s2, &proof, &old.checkpoint.root, &new.checkpoint.root) {
+            Ok(()) => Ok(proof),
+            Err(e) => Err(evidence(
+                format!("checkpoints {s1} and {s2} are not consistent: {e}"),
+                proof,
+            )),
+        }
+    }
+
+    /// Fetches the signed checkpoints at `size1` and at `size2` (0: the
+    /// latest) and proves the second extends the first. Returns both and
+    /// the proof.
+    pub async fn consistency(
+        &mut self,
+        size1: u64,
+        size2: u64,
+    ) -> Result<(SignedCheckpoint, SignedCheckpoint, Vec<Hash>), ClientError> {
+        if size2 != 0 && size1 > size2 {
+            return Err(ClientError::Usage(format!(
+                "the first size ({size1}) must not be larger than the second ({size2})"
+            )));
+        }
+        let new = self.checkpoint_at(size2).await?;
+        let old = if size1 == new.checkpoint.size {
+            new.clone()
+        } else {
+            self.checkpoint_at(size1).await?
+        };
+        let proof = self.prove_consistency(&old, &new).await?;
+        Ok((old, new, proof))
+    }
+
+    /// Opens the log's stream of new checkpoints. Pass each message to
+    /// [`Client::watched`].
+    pub async fn watch(&mut self) -> Result<tonic::Streaming<pb::SignedCheckpoint>, ClientError> {
+        let s = tokio::time::timeout(
+            self.timeout,
+            self.rpc.watch_checkpoints(pb::WatchCheckpointsRequest {}),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout {
+            what: "WatchCheckpoints",
+            after: self.timeout,
+        })??;
+        Ok(s.into_inner())
+    }
+
+    /// Verifies a checkpoint from the watch stream and proves it consistent
+    /// with the trusted one.
+    pub async fn watched(
+        &mut self,
+        cp: pb::SignedCheckpoint,
+    ) -> Result<SignedCheckpoint, ClientError> {
+        let cp = self.verify_checkpoint(&cp)?;
+        self.observe(cp, true).await
+    }
+
+    /// An artifact's history as of the latest checkpoint: every entry the
+    /// log returns for the query, each proven included in that checkpoint
+    /// and checked to really match the query (name, version, action, time
+    /// window). The log could still leave entries out; a monitor that
+    /// reads every entry catches that.
+    ///
+    /// `progress` is called with the number of entries verified so far.
+    pub async fn query(
+        &mut self,
+        q: &ArtifactQuery,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<(SignedCheckpoint, Vec<VerifiedEntry>), ClientError> {
+        let cp = self.checkpoint().await?;
+        let size = cp.checkpoint.size;
+        let mut cursor = String::new();
+        let mut out: Vec<VerifiedEntry> = Vec::new();
+        loop {
+            let req = pb::QueryArtifactRequest {
+                name: q.name.clone(),
+                version: q.version.clone().unwrap_or_default(),
+                action: q.action.map(|a| i32::from(a.code())).unwrap_or(0),
+                since: q.since.map(|t| tlog_proto::prost_types::Timestamp {
+                    seconds: t.seconds,
+                    nanos: i32::try_from(t.nanos).unwrap_or(0),
+                }),
+                until: q.until.map(|t| tlog_proto::prost_types::Timestamp {
+                    seconds: t.seconds,
+                    nanos: i32::try_from(t.nanos).unwrap_or(0),
+                }),
+                page_size: 0,
+                cursor: std::mem::take(&mut cursor),
+            };
+            let page = self
+                .call("QueryArtifact", false, |mut rpc| {
+                    let req = req.clone();
+                    async move { rpc.query_artifact(req).await }
+                })
+                .await?;
+            // Prove the page's entries concurrently.
+            let mut tasks = tokio::task::JoinSet::new();
+            for e in page.entries {
+                if e.index >= size {
+                    continue; // appended after the checkpoint we prove against
+                }
+                let mut c = self.clone();
+                let cp = cp.clone();
+                tasks.spawn(async move { c.prove_leaf(e.index, e.leaf, &cp).await });
+            }
+            let mut verified = Vec::new();
+            while let Some(r) = tasks.join_next().await {
+                let v =
+                    r.map_err(|e| ClientError::Usage(format!("internal task failed: {e}")))??;
+                q.check(&v)?;
+                verified.push(v);
+                progress(out.len() as u64 + verified.len() as u64);
+            }
+            verified.sort_by_key(|v| v.index);
+            if let (Some(first), Some(last)) = (verified.first(), out.last())
+                && first.index <= last.index
+            {
+                return Err(verification("the query's pages overlap or go backwards"));
+            }
+            out.extend(verified);
+            if page.next_cursor.is_empty() {
+                break;
+            }
+            cursor = page.next_cursor;
+        }
+        Ok((cp, out))
+    }
+}
+
+impl Trust {
+    fn set(&mut self, cp: &SignedCheckpoint) -> Result<(), ClientError> {
+        if let Some(f) = &self.file {
+            f.save(&cp.raw)?;
+        }
+        self.latest = Some(cp.clone());
+        Ok(())
+    }
+}
+
+/// What [`Client::query`] asks for.
+#[derive(Debug, Clone, Default)]
+pub struct ArtifactQuery {
+    /// The artifact name (exact).
+    pub name: String,
+    /// Only this version.
+    pub version: Option<String>,
+    /// Only this action.
+    pub action: Option<Action>,
+    /// Integrated at or after.
+    pub since: Option<Timestamp>,
+    /// Integrated before.
+    pub until: Option<Timestamp>,
+}
+
+impl ArtifactQuery {
+    /// Checks that a returned entry really matches the query.
+    fn check(&self, e: &VerifiedEntry) -> Result<(), ClientError> {
+        let bad = |why: &str| {
+            verification(format!(
+                "the log answered the query with entry {} {why}",
+                e.index
+            ))
+        };
+        let leaf = match decode_any(&e.leaf) {
+            Ok(AnyLeaf::Event(l)) => l,
+            Ok(AnyLeaf::Access(_)) => return Err(bad("which is an access record")),
+            Err(err) => return Err(bad(&format!("which does not decode: {err}"))),
+        };
+        if leaf.event.artifact.name != self.name {
+            return Err(bad(&format!(
+                "about artifact {:?}",
+                leaf.event.artifact.name
+            )));
+        }
+        if self
+            .version
+            .as_ref()
+            .is_some_and(|v| *v != leaf.event.artifact.version)
+        {
+            return Err(bad(&format!(
+                "of version {:?}",
+                leaf.event.artifact.version
+            )));
+        }
+        if self.action.is_some_and(|a| a != leaf.event.action) {
+            return Err(bad(&format!("with action {}", leaf.event.action.as_str())));
+        }
+        let t = leaf.integrated_at.as_nanos();
+        if self.since.is_some_and(|s| t < s.as_nanos())
+            || self.until.is_some_and(|u| t >= u.as_nanos())
+        {
+            return Err(bad("integrated outside the asked time window"));
+        }
+        Ok(())
     }
 }

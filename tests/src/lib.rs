@@ -25,9 +25,73 @@ pub fn bin_dir() -> PathBuf {
     dir
 }
 
-/// A command for one of the binaries.
+/// A command for one of the binaries. The CLI's trusted state and config
+/// file are kept out of the user's home: tests pass `--state` when they
+/// care, and otherwise share a folder under the system's temporary folder
+/// (each test log has its own key, hence its own state file).
 pub fn cmd(name: &str) -> Command {
-    Command::new(bin_dir().join(name))
+    let home = std::env::temp_dir().join("tlog-e2e-home");
+    let mut c = Command::new(bin_dir().join(name));
+    c.env("XDG_STATE_HOME", home.join("state"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env_remove("TLOG_SERVER")
+        .env_remove("TLOG_VKEY")
+        .env_remove("TLOG_TOKEN")
+        .env_remove("TLOG_CONFIG")
+        .env_remove("TLOG_STATE");
+    c
+}
+
+/// Creates a log in `data_dir` with `tlog-server init`; returns its
+/// verifier key.
+pub fn init(data_dir: &Path, origin: &str) -> String {
+    let out = cmd("tlog-server")
+        .arg("init")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--origin", origin])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tlog-server init");
+    assert!(
+        out.status.success(),
+        "init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_owned()
+}
+
+/// Runs `tlog` with `input` on stdin.
+pub fn run_with_stdin(name: &str, args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write as _;
+    let mut child = cmd(name)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {name}: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input).expect("write stdin");
+    }
+    child.wait_with_output().expect("wait")
+}
+
+/// Copies a folder recursively (files keep their permissions).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let target = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy");
+        }
+    }
 }
 
 /// Runs a binary to completion, returning its output.

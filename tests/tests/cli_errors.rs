@@ -12,7 +12,7 @@ fn submit_rejects_bad_flags_with_a_fix() {
     let vkey = vkey.as_str();
     let cases: [(&[&str], &str); 4] = [
         (&["--action", "publish"], "is not an action; use one of"),
-        (&["--digest", "sha256-abc"], "write it as ALGORITHM:HEX"),
+        (&["--digest", "sha256-abc"], "is not ALGORITHM:HEX"),
         (&["--digest", "sha256:ABC"], "artifact.digests[0].hex"),
         (
             &["--action", "deploy"],

@@ -2,6 +2,8 @@
 
 /// A server with TLS, tokens and the example policy, driven by the CLI.
 mod access;
+/// Every `tlog` subcommand, evidence bundles, a forked log.
+mod cli;
 /// The CLI's answers to bad input.
 mod cli_errors;
 /// Restart across a graceful stop: everything still proves, and the log

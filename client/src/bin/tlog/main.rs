@@ -1,28 +1,51 @@
-//! `tlog`: submit artifact events to a transparency log and verify what it
-//! says.
+//! `tlog`: submit artifact events to a transparency log, verify what it
+//! says, investigate an artifact's history and export evidence.
+//!
+//! Exit codes: 0 ok; 1 a verification failure or log misbehavior; 2 a
+//! usage or input error; 3 a server or network error.
 
-use std::path::PathBuf;
+mod config;
+mod output;
+mod report;
 
-use anyhow::{Context as _, bail};
+use std::io::{IsTerminal as _, Read as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
 use clap::{Parser, Subcommand};
-use tlog_client::{Client, VerifiedEntry};
-use tlog_core::event::{Action, Artifact, ArtifactEvent, Digest, Interface, Timestamp};
+use tlog_client::{ArtifactQuery, Client, ClientError};
+use tlog_core::Hash;
+use tlog_core::bundle::Bundle;
+use tlog_core::event::{Action, Artifact, ArtifactEvent, Attestation, Interface, Timestamp};
+use tlog_core::json::{JsonEventError, format_time, parse_digest, parse_time};
+use tlog_core::note::Signer;
 
 #[derive(Parser)]
 #[command(
     name = "tlog",
     version,
-    about = "Client of the model-artifact transparency log"
+    about = "Client of the model-artifact transparency log: every answer is verified",
+    after_help = "Exit codes: 0 ok, 1 verification failure or log misbehavior, 2 usage or input error, 3 server or network error.\n\
+                  Settings come from flags, then TLOG_* environment variables, then the config file \
+                  (--config, TLOG_CONFIG, or ~/.config/tlog/config.toml)."
 )]
 struct Cli {
-    /// The log server.
-    #[arg(
-        long,
-        global = true,
-        env = "TLOG_SERVER",
-        default_value = "http://127.0.0.1:7400"
-    )]
-    server: String,
+    #[command(flatten)]
+    g: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command takes.
+#[derive(clap::Args, Default)]
+pub struct Global {
+    /// Config file (TOML) with defaults for these options.
+    #[arg(long, global = true, env = "TLOG_CONFIG")]
+    config: Option<PathBuf>,
+    /// The log server, e.g. http://127.0.0.1:7400 (https:// for TLS).
+    #[arg(long, global = true, env = "TLOG_SERVER")]
+    server: Option<String>,
     /// The log's verifier key (name+hexid+base64key); pins whom to trust.
     #[arg(long, global = true, env = "TLOG_VKEY")]
     vkey: Option<String>,
@@ -36,55 +59,172 @@ struct Cli {
     #[arg(long, global = true, env = "TLOG_TLS_DOMAIN")]
     tls_domain: Option<String>,
     /// Client certificate (PEM) for mutual TLS.
-    #[arg(long, global = true, env = "TLOG_CERT_FILE", requires = "key_file")]
+    #[arg(long, global = true, env = "TLOG_CERT_FILE")]
     cert_file: Option<PathBuf>,
     /// Client key (PEM) for mutual TLS.
-    #[arg(long, global = true, env = "TLOG_KEY_FILE", requires = "cert_file")]
+    #[arg(long, global = true, env = "TLOG_KEY_FILE")]
     key_file: Option<PathBuf>,
     /// Bearer token (e.g. from `tlog-server token mint`).
     #[arg(long, global = true, env = "TLOG_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// A file holding the bearer token.
+    #[arg(long, global = true, env = "TLOG_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
     /// Why you are asking (sent as x-tlog-justification; recorded).
     #[arg(long, global = true, env = "TLOG_JUSTIFICATION")]
     justification: Option<String>,
-    #[command(subcommand)]
-    command: Command,
+    /// Trusted-state file: the newest verified checkpoint; every newer one
+    /// must be proven consistent with it. Default:
+    /// ~/.local/state/tlog/<origin>-<keyid>.checkpoint.
+    #[arg(long, global = true, env = "TLOG_STATE")]
+    state: Option<PathBuf>,
+    /// Keep no trusted state between runs.
+    #[arg(long, global = true, env = "TLOG_NO_STATE")]
+    no_state: bool,
+    /// Time limit per call, e.g. 30s.
+    #[arg(long, global = true, env = "TLOG_TIMEOUT", value_parser = humantime::parse_duration)]
+    timeout: Option<Duration>,
+    /// Retries of a failed append (with backoff).
+    #[arg(long, global = true, env = "TLOG_RETRIES")]
+    retries: Option<u32>,
+    /// Machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true, env = "TLOG_JSON")]
+    json: bool,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Submit one event and verify its inclusion proof.
+    /// Submit events (from flags, a JSON file, or JSONL on stdin) and
+    /// verify each one's inclusion proof.
     Submit(Box<SubmitArgs>),
-    /// Print the latest checkpoint after verifying its signature.
-    Checkpoint,
-    /// Fetch entry INDEX and verify its inclusion in the latest checkpoint.
-    Prove {
-        /// The entry's index.
-        index: u64,
+    /// Create an Ed25519 key for signing events (`submit --sign-key`).
+    Keygen {
+        /// The signer's name (the attestation's key_id), e.g. release-pipeline.
+        #[arg(long)]
+        name: String,
+        /// Where to write the private key (mode 0600).
+        #[arg(long, short = 'o')]
+        out: PathBuf,
     },
+    /// Print the latest checkpoint after verifying its signature and its
+    /// consistency with the trusted one.
+    Checkpoint,
+    /// Fetch an entry by index or leaf hash, verify it, and show it.
+    Get {
+        /// Index, or leaf hash (64 hex digits).
+        entry: String,
+    },
+    /// Fetch an entry by index or leaf hash and verify its inclusion proof;
+    /// shows the proof.
+    Prove {
+        /// Index, or leaf hash (64 hex digits).
+        entry: String,
+    },
+    /// Prove the log at SIZE2 (default: latest) extends the log at SIZE1.
+    Consistency {
+        /// The older size.
+        size1: u64,
+        /// The newer size (default: the latest).
+        size2: Option<u64>,
+    },
+    /// Follow new checkpoints, verifying each and its consistency with the
+    /// one before.
+    Watch {
+        /// Stop after this many checkpoints.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Poll this often when the log cannot stream checkpoints.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+    },
+    /// An artifact's history, each entry verified.
+    Query(QueryArgs),
+    /// Write an evidence bundle (entries, proofs, signed checkpoint, key)
+    /// for an artifact's history, verifiable offline.
+    Export {
+        #[command(flatten)]
+        q: QueryArgs,
+        /// The bundle file to write.
+        #[arg(long, short = 'o')]
+        out: PathBuf,
+    },
+    /// Verify an evidence bundle with no network.
+    VerifyBundle {
+        /// The bundle file.
+        file: PathBuf,
+    },
+    /// An investigator's timeline of an artifact, each line verified.
+    Report {
+        #[command(flatten)]
+        q: QueryArgs,
+        /// md, html or json.
+        #[arg(long, default_value = "md")]
+        format: String,
+        /// Write to this file instead of stdout.
+        #[arg(long, short = 'o')]
+        out: Option<PathBuf>,
+        /// Build the report from an evidence bundle (verified offline)
+        /// instead of asking the log.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct QueryArgs {
+    /// Artifact name (exact), e.g. team-a/fraud-model.
+    #[arg(long)]
+    artifact: String,
+    /// Only this version.
+    #[arg(long)]
+    version: Option<String>,
+    /// Only this action.
+    #[arg(long)]
+    action: Option<String>,
+    /// Integrated at or after this time (RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// Integrated before this time (RFC 3339).
+    #[arg(long)]
+    until: Option<String>,
 }
 
 #[derive(clap::Args)]
 struct SubmitArgs {
-    /// The system reporting the event (idempotency key part).
+    /// Read events from this JSON file (one object or an array; - for
+    /// stdin).
+    #[arg(long, conflicts_with_all = ["jsonl", "action"])]
+    file: Option<PathBuf>,
+    /// Read one JSON event per line from this file or stdin (-), and
+    /// submit them in batches. Every line is checked before anything is
+    /// sent.
+    #[arg(long, num_args = 0..=1, default_missing_value = "-", conflicts_with = "action")]
+    jsonl: Option<PathBuf>,
+    /// Events per batch for --file and --jsonl.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Sign each event with this Ed25519 key (from `tlog keygen`).
     #[arg(long)]
-    source: String,
+    sign_key: Option<PathBuf>,
+    /// The system reporting the event (idempotency key part).
+    #[arg(long, required_unless_present_any = ["file", "jsonl"])]
+    source: Option<String>,
     /// Unique id within the source (idempotency key part); retries with the
     /// same id return the original entry. Default: generated.
     #[arg(long)]
     event_id: Option<String>,
     /// register, upload, download, modify, approve, promote, deploy,
     /// rollback, retire, access-granted, access-revoked.
-    #[arg(long)]
-    action: String,
+    #[arg(long, required_unless_present_any = ["file", "jsonl"])]
+    action: Option<String>,
     /// Artifact name, e.g. team-a/fraud-model.
-    #[arg(long)]
-    artifact: String,
+    #[arg(long, required_unless_present_any = ["file", "jsonl"])]
+    artifact: Option<String>,
     /// Artifact version.
-    #[arg(long)]
-    version: String,
+    #[arg(long, required_unless_present_any = ["file", "jsonl"])]
+    version: Option<String>,
     /// Digest as ALGORITHM:HEX (repeatable), e.g. sha256:ab12...
-    #[arg(long = "digest", required = true)]
+    #[arg(long = "digest")]
     digests: Vec<String>,
     /// Who did it (default: $USER).
     #[arg(long)]
@@ -101,9 +241,9 @@ struct SubmitArgs {
     /// Where the artifact's bytes are.
     #[arg(long, default_value = "")]
     uri: String,
-    /// Why.
-    #[arg(long, default_value = "")]
-    justification: String,
+    /// Why (recorded in the event).
+    #[arg(long = "reason", default_value = "")]
+    reason: String,
     /// Change or incident ticket.
     #[arg(long, default_value = "")]
     ticket: String,
@@ -114,157 +254,623 @@ struct SubmitArgs {
     client_time: Option<String>,
 }
 
-fn build_event(a: SubmitArgs) -> anyhow::Result<ArtifactEvent> {
-    let action = Action::parse(&a.action).with_context(|| {
-        format!(
-            "--action {:?} is not an action; use one of: {}",
-            a.action,
+/// A failure with its exit code.
+pub struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl Failure {
+    /// Exit 2: the caller's input.
+    pub fn usage(e: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code: 2,
+            error: e.into(),
+        }
+    }
+    /// Exit 1: verification failed.
+    pub fn verification(e: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code: 1,
+            error: e.into(),
+        }
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        let code = if e.is_verification() {
+            1
+        } else if e.is_usage() || matches!(e, ClientError::State(_)) {
+            2
+        } else {
+            3
+        };
+        let hint = match &e {
+            ClientError::Connect { .. } => {
+                " (is the server running at that address? set --server or TLOG_SERVER)"
+            }
+            ClientError::Refused {
+                code: tonic::Code::Unauthenticated,
+                ..
+            } => " (give a token with --token or TLOG_TOKEN, or a client certificate)",
+            ClientError::Refused {
+                code: tonic::Code::PermissionDenied,
+                ..
+            } => " (the log's policy does not allow this for you; ask its operator)",
+            ClientError::Refused {
+                code: tonic::Code::Unavailable | tonic::Code::ResourceExhausted,
+                ..
+            } => " (the log is overloaded or unavailable; try again later)",
+            _ => "",
+        };
+        if let ClientError::Misbehavior(m) = &e {
+            MISBEHAVIOR.with(|c| *c.borrow_mut() = Some((**m).clone()));
+        }
+        // The transport's own words ("connection refused", "certificate
+        // not trusted") are in the error's sources.
+        let mut detail = String::new();
+        let mut source = std::error::Error::source(&e).and_then(std::error::Error::source);
+        while let Some(s) = source {
+            detail.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        Failure {
+            code,
+            error: anyhow::anyhow!("{e}{detail}{hint}"),
+        }
+    }
+}
+
+thread_local! {
+    /// The evidence of the last misbehavior, for `--json` output.
+    static MISBEHAVIOR: std::cell::RefCell<Option<tlog_client::Misbehavior>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::usage(e)
+    }
+}
+
+/// Result of a command.
+pub type Res<T = ()> = Result<T, Failure>;
+
+/// An entry named on the command line.
+enum EntryRef {
+    Index(u64),
+    Hash(Hash),
+}
+
+fn entry_ref(text: &str) -> Res<EntryRef> {
+    if text.len() == 64 {
+        return Hash::from_hex(text)
+            .map(EntryRef::Hash)
+            .map_err(|e| Failure::usage(anyhow::anyhow!("leaf hash {text:?}: {e}")));
+    }
+    text.parse::<u64>().map(EntryRef::Index).map_err(|_| {
+        Failure::usage(anyhow::anyhow!(
+            "{text:?} is neither an index (a number) nor a leaf hash (64 hex digits)"
+        ))
+    })
+}
+
+fn query_of(a: &QueryArgs) -> Res<ArtifactQuery> {
+    let action = a
+        .action
+        .as_deref()
+        .map(|s| {
+            Action::parse(s).ok_or_else(|| {
+                Failure::usage(anyhow::anyhow!(
+                    "--action {s:?} is not an action; use one of: {}",
+                    Action::ALL.map(|x| x.as_str()).join(", ")
+                ))
+            })
+        })
+        .transpose()?;
+    let time = |flag: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|t| parse_time(flag, t).map_err(|e| Failure::usage(anyhow::anyhow!("--{e}"))))
+            .transpose()
+    };
+    if a.artifact.is_empty() {
+        return Err(Failure::usage(anyhow::anyhow!("--artifact is empty")));
+    }
+    Ok(ArtifactQuery {
+        name: a.artifact.clone(),
+        version: a.version.clone(),
+        action,
+        since: time("since", &a.since)?,
+        until: time("until", &a.until)?,
+    })
+}
+
+fn describe_query(a: &QueryArgs) -> String {
+    let mut s = format!("--artifact {}", a.artifact);
+    for (k, v) in [
+        ("version", &a.version),
+        ("action", &a.action),
+        ("since", &a.since),
+        ("until", &a.until),
+    ] {
+        if let Some(v) = v {
+            s.push_str(&format!(" --{k} {v}"));
+        }
+    }
+    s
+}
+
+/// A generated event id, unique per process and call.
+fn fresh_id(n: usize) -> String {
+    let now = Timestamp::now();
+    format!(
+        "tlog-cli-{}-{}-{}-{n}",
+        now.seconds,
+        now.nanos,
+        std::process::id()
+    )
+}
+
+fn event_from_flags(a: &SubmitArgs) -> Res<ArtifactEvent> {
+    let want = |v: &Option<String>, flag: &str| {
+        v.clone()
+            .ok_or_else(|| Failure::usage(anyhow::anyhow!("--{flag} is required")))
+    };
+    let action_text = want(&a.action, "action")?;
+    let action = Action::parse(&action_text).ok_or_else(|| {
+        Failure::usage(anyhow::anyhow!(
+            "--action {action_text:?} is not an action; use one of: {}",
             Action::ALL.map(|x| x.as_str()).join(", ")
-        )
+        ))
     })?;
-    let interface = Interface::parse(&a.interface).with_context(|| {
-        format!(
+    let interface = Interface::parse(&a.interface).ok_or_else(|| {
+        Failure::usage(anyhow::anyhow!(
             "--interface {:?}: use api, cli, ci-pipeline, registry-ui, sdk or other",
             a.interface
-        )
+        ))
     })?;
+    if a.digests.is_empty() {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "give at least one --digest ALGORITHM:HEX, e.g. --digest sha256:$(sha256sum FILE | cut -d' ' -f1)"
+        )));
+    }
     let digests = a
         .digests
         .iter()
-        .map(|d| {
-            let (alg, hex) = d.split_once(':').with_context(|| {
-                format!("--digest {d:?}: write it as ALGORITHM:HEX, e.g. sha256:ab12...")
-            })?;
-            Ok(Digest {
-                algorithm: alg.to_ascii_lowercase(),
-                hex: hex.to_owned(),
-            })
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let now = Timestamp::now();
+        .map(|d| parse_digest("--digest", d).map_err(|e| Failure::usage(anyhow::anyhow!("{e}"))))
+        .collect::<Res<Vec<_>>>()?;
     let client_time = match (&a.client_time, &a.event_id) {
-        (Some(t), _) => {
-            let st = humantime::parse_rfc3339(t).with_context(|| {
-                format!("--client-time {t:?}: use RFC 3339, e.g. 2026-11-30T18:00:00Z")
-            })?;
-            let d = st
-                .duration_since(std::time::UNIX_EPOCH)
-                .context("--client-time before 1970")?;
-            Some(Timestamp {
-                seconds: i64::try_from(d.as_secs()).context("--client-time too far ahead")?,
-                nanos: d.subsec_nanos(),
-            })
-        }
+        (Some(t), _) => Some(
+            parse_time("--client-time", t).map_err(|e| Failure::usage(anyhow::anyhow!("{e}")))?,
+        ),
         (None, Some(_)) => None,
-        (None, None) => Some(now),
+        (None, None) => Some(Timestamp::now()),
     };
-    let event = ArtifactEvent {
-        event_id: a.event_id.unwrap_or_else(|| {
-            format!(
-                "tlog-cli-{}-{}-{}",
-                now.seconds,
-                now.nanos,
-                std::process::id()
-            )
-        }),
-        source: a.source,
+    Ok(ArtifactEvent {
+        event_id: a.event_id.clone().unwrap_or_else(|| fresh_id(0)),
+        source: want(&a.source, "source")?,
         action,
         artifact: Artifact {
-            name: a.artifact,
-            version: a.version,
+            name: want(&a.artifact, "artifact")?,
+            version: want(&a.version, "version")?,
             digests,
-            media_type: a.media_type,
-            uri: a.uri,
+            media_type: a.media_type.clone(),
+            uri: a.uri.clone(),
         },
         actor: a
             .actor
+            .clone()
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "unknown".into()),
         interface,
-        environment: a.environment,
+        environment: a.environment.clone(),
         client_time,
         provenance: None,
-        justification: a.justification,
-        ticket: a.ticket,
+        justification: a.reason.clone(),
+        ticket: a.ticket.clone(),
         attestations: Vec::new(),
-    };
-    if let Err(e) = event.validate() {
-        bail!("the event is not valid: {e} (fix the matching flag)");
+    })
+}
+
+fn read_input(path: &Path) -> Res<String> {
+    let mut text = String::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| Failure::usage(anyhow::anyhow!("cannot read stdin: {e}")))?;
+    } else {
+        text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::usage(anyhow::anyhow!("cannot read {}: {e}", path.display())))?;
     }
-    Ok(event)
+    Ok(text)
 }
 
-/// A command with its local input already checked.
-enum Job {
-    Submit(Box<ArtifactEvent>),
-    Checkpoint,
-    Prove(u64),
+fn json_event(text: &str, place: &str) -> Res<ArtifactEvent> {
+    tlog_core::json::event_from_json(text).map_err(|e| {
+        Failure::usage(match e {
+            JsonEventError::Syntax(m) => anyhow::anyhow!("{place}: malformed JSON: {m}"),
+            JsonEventError::Invalid(e) => anyhow::anyhow!("{place}: {e}"),
+        })
+    })
 }
 
-fn print_entry(e: &VerifiedEntry) {
-    println!("index:       {}", e.index);
-    println!("leaf hash:   {}", e.leaf_hash);
-    println!(
-        "checkpoint:  size {} root {}",
-        e.checkpoint.checkpoint.size, e.checkpoint.checkpoint.root
-    );
-    println!(
-        "verified:    inclusion proof ({} hashes) against the checkpoint signed by {}{}",
-        e.proof.len(),
-        e.checkpoint.checkpoint.origin,
-        if e.duplicate {
-            " (existing entry: this event was already in the log)"
+/// Every event to submit, read and checked before anything is sent.
+fn events_to_submit(a: &SubmitArgs) -> Res<Vec<ArtifactEvent>> {
+    let mut events: Vec<(String, ArtifactEvent)> = Vec::new();
+    if let Some(path) = &a.file {
+        let text = read_input(path)?;
+        let place = path.display().to_string();
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Failure::usage(anyhow::anyhow!("{place}: malformed JSON: {e}")))?;
+        match value {
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let p = format!("{place}: event [{i}]");
+                    events.push((p.clone(), json_event(&item.to_string(), &p)?));
+                }
+            }
+            _ => events.push((place.clone(), json_event(&text, &place)?)),
+        }
+    } else if let Some(path) = &a.jsonl {
+        let text = read_input(path)?;
+        let name = if path == Path::new("-") {
+            "stdin".to_owned()
         } else {
-            ""
+            path.display().to_string()
+        };
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let p = format!("{name} line {}", i + 1);
+            events.push((p.clone(), json_event(line, &p)?));
         }
-    );
+        if events.is_empty() {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "{name} holds no events (one JSON object per line)"
+            )));
+        }
+    } else {
+        events.push(("the event".into(), event_from_flags(a)?));
+    }
+    let signer = a.sign_key.as_deref().map(load_sign_key).transpose()?;
+    let mut out = Vec::with_capacity(events.len());
+    for (i, (place, mut e)) in events.into_iter().enumerate() {
+        if e.event_id.is_empty() {
+            e.event_id = fresh_id(i);
+        }
+        if let Some(s) = &signer {
+            use ed25519_dalek::Signer as _;
+            let sig = s.signing_key().sign(&e.attestation_bytes());
+            e.attestations.push(Attestation {
+                scheme: "ed25519".into(),
+                key_id: s.name().to_owned(),
+                signature: sig.to_bytes().to_vec(),
+            });
+        }
+        e.validate().map_err(|err| {
+            Failure::usage(anyhow::anyhow!(
+                "{place} is not valid: {err} (nothing was sent)"
+            ))
+        })?;
+        out.push(e);
+    }
+    Ok(out)
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let vkey = match (cli.vkey, cli.vkey_file) {
-        (Some(k), _) => k,
-        (None, Some(f)) => std::fs::read_to_string(&f)
-            .with_context(|| format!("cannot read --vkey-file {}", f.display()))?,
-        (None, None) => bail!("give the log's verifier key with --vkey, --vkey-file or TLOG_VKEY"),
+fn load_sign_key(path: &Path) -> Res<Signer> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        Failure::usage(anyhow::anyhow!(
+            "cannot read --sign-key {}: {e}",
+            path.display()
+        ))
+    })?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--sign-key {} is readable by others; run chmod 600 on it",
+            path.display()
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::usage(anyhow::anyhow!(
+            "cannot read --sign-key {}: {e}",
+            path.display()
+        ))
+    })?;
+    Signer::from_skey(text.trim()).map_err(|e| {
+        Failure::usage(anyhow::anyhow!(
+            "--sign-key {} is not a signing key from `tlog keygen`: {e}",
+            path.display()
+        ))
+    })
+}
+
+fn keygen(name: &str, out: &Path) -> Res {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut seed = [0u8; 32];
+    getrandom(&mut seed)?;
+    let signer = Signer::from_seed(name, &seed).map_err(|e| {
+        Failure::usage(anyhow::anyhow!(
+            "--name {name:?}: {e} (use letters, digits, dots, slashes, dashes)"
+        ))
+    })?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .map_err(|e| Failure::usage(anyhow::anyhow!("cannot create {}: {e}", out.display())))?;
+    writeln!(f, "{}", signer.to_skey())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Failure::usage(anyhow::anyhow!("cannot write {}: {e}", out.display())))?;
+    println!("{}", signer.verifier().to_vkey());
+    eprintln!(
+        "wrote the signing key to {} (mode 0600); the verifier key above goes into the server's auth.trusted_signers",
+        out.display()
+    );
+    Ok(())
+}
+
+/// Random bytes from the OS (via a fresh Ed25519 key's entropy source).
+fn getrandom(buf: &mut [u8; 32]) -> Res {
+    let mut f = std::fs::File::open("/dev/urandom")
+        .map_err(|e| Failure::usage(anyhow::anyhow!("cannot open /dev/urandom: {e}")))?;
+    f.read_exact(buf)
+        .map_err(|e| Failure::usage(anyhow::anyhow!("cannot read /dev/urandom: {e}")))
+}
+
+/// A progress bar on stderr when it is a terminal; hidden otherwise.
+pub fn progress(len: Option<u64>, what: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = match len {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::new_spinner(),
     };
-    // Check local input before touching the network.
-    let job = match cli.command {
-        Command::Submit(a) => Job::Submit(Box::new(build_event(*a)?)),
-        Command::Checkpoint => Job::Checkpoint,
-        Command::Prove { index } => Job::Prove(index),
-    };
-    let read = |p: &PathBuf, what: &str| {
-        std::fs::read(p).with_context(|| format!("cannot read {what} {}", p.display()))
-    };
-    let opts = tlog_client::ConnectOptions {
-        ca_pem: cli
-            .ca_file
-            .as_ref()
-            .map(|p| read(p, "--ca-file"))
-            .transpose()?,
-        tls_domain: cli.tls_domain,
-        identity: match (&cli.cert_file, &cli.key_file) {
-            (Some(c), Some(k)) => Some((read(c, "--cert-file")?, read(k, "--key-file")?)),
-            _ => None,
-        },
-        token: cli.token,
-        justification: cli.justification,
-    };
-    let mut client = Client::connect_with(&cli.server, &vkey, &opts).await?;
-    match job {
-        Job::Submit(event) => print_entry(&client.append(&event).await?),
-        Job::Checkpoint => {
-            let cp = client.checkpoint().await?;
-            print!("{}", cp.raw);
-            eprintln!("verified: signature by {}", cp.checkpoint.origin);
+    let style = indicatif::ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} {per_sec}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message(what.to_owned());
+    bar
+}
+
+async fn submit(client: &mut Client, events: Vec<ArtifactEvent>, batch: usize, json: bool) -> Res {
+    if events.len() == 1 {
+        let e = client.append(&events[0]).await?;
+        output::entry(&e, json, output::Detail::Submit);
+        return Ok(());
+    }
+    let bar = progress(Some(events.len() as u64), "submitting");
+    for chunk in events.chunks(batch.max(1)) {
+        for e in client.append_batch(chunk).await? {
+            bar.suspend(|| output::entry(&e, json, output::Detail::Submit));
+            bar.inc(1);
         }
-        Job::Prove(index) => print_entry(&client.prove_index(index).await?),
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+async fn watch(client: &mut Client, count: Option<u64>, interval: Duration, json: bool) -> Res {
+    let mut seen = 0u64;
+    let mut last = 0u64;
+    let mut failures = 0u32;
+    let done = |seen: u64| count.is_some_and(|c| seen >= c);
+    loop {
+        match client.watch().await {
+            Ok(mut stream) => loop {
+                match stream.message().await {
+                    Ok(Some(msg)) => {
+                        failures = 0;
+                        let cp = client.watched(msg).await?;
+                        if seen > 0 && cp.checkpoint.size == last {
+                            continue;
+                        }
+                        last = cp.checkpoint.size;
+                        output::watched(&cp, json);
+                        seen += 1;
+                        if done(seen) {
+                            return Ok(());
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(status) => {
+                        eprintln!("tlog: the checkpoint stream ended: {}", status.message());
+                        break;
+                    }
+                }
+            },
+            Err(ClientError::Refused {
+                code: tonic::Code::Unimplemented | tonic::Code::PermissionDenied,
+                ..
+            }) => {
+                // No stream: poll.
+                let cp = client.checkpoint().await?;
+                if seen == 0 || cp.checkpoint.size != last {
+                    last = cp.checkpoint.size;
+                    output::watched(&cp, json);
+                    seen += 1;
+                    if done(seen) {
+                        return Ok(());
+                    }
+                }
+                tokio::time::sleep(interval).await;
+                continue;
+            }
+            Err(e) if e.is_verification() => return Err(e.into()),
+            Err(e) => {
+                failures += 1;
+                if failures > 30 {
+                    return Err(e.into());
+                }
+                eprintln!("tlog: {e}; retrying");
+            }
+        }
+        tokio::time::sleep(interval.min(Duration::from_secs(1) * failures.max(1))).await;
+    }
+}
+
+async fn run(cli: Cli) -> Res {
+    let g = config::resolve(cli.g)?;
+    // Commands that need no log.
+    match &cli.command {
+        Command::Keygen { name, out } => return keygen(name, out),
+        Command::VerifyBundle { file } => return verify_bundle(file, g.vkey.as_deref(), g.json),
+        Command::Report {
+            q,
+            format,
+            out,
+            bundle: Some(b),
+        } => {
+            let fmt = report::Format::parse(format)?;
+            let bytes = read_bundle(b)?;
+            let v = bytes
+                .verify(g.vkey.as_deref())
+                .map_err(|e| Failure::verification(anyhow::anyhow!("{}: {e}", b.display())))?;
+            let text = report::render_bundle(&v, &describe_query(q), fmt);
+            return report::write(out.as_deref(), &text);
+        }
+        _ => {}
+    }
+    // Check local input before touching the network.
+    let submit_events = match &cli.command {
+        Command::Submit(a) => Some(events_to_submit(a)?),
+        _ => None,
+    };
+    let query = match &cli.command {
+        Command::Query(q) | Command::Export { q, .. } | Command::Report { q, .. } => {
+            Some(query_of(q)?)
+        }
+        _ => None,
+    };
+    let report_format = match &cli.command {
+        Command::Report { format, .. } => Some(report::Format::parse(format)?),
+        _ => None,
+    };
+    let entry = match &cli.command {
+        Command::Get { entry } | Command::Prove { entry } => Some(entry_ref(entry)?),
+        _ => None,
+    };
+    let vkey = g.vkey.clone().ok_or_else(|| {
+        Failure::usage(anyhow::anyhow!(
+            "give the log's verifier key with --vkey, --vkey-file, TLOG_VKEY or the config file"
+        ))
+    })?;
+    let opts = g.connect_options(&vkey)?;
+    let mut client = Client::connect_with(&g.server, &vkey, &opts).await?;
+    let json = g.json;
+    match cli.command {
+        Command::Submit(a) => {
+            submit(
+                &mut client,
+                submit_events.unwrap_or_default(),
+                a.batch,
+                json,
+            )
+            .await?
+        }
+        Command::Checkpoint => {
+            let cp = client.checkpoint().await?;
+            output::checkpoint(&cp, json);
+        }
+        Command::Get { .. } | Command::Prove { .. } => {
+            let detail = if matches!(cli.command, Command::Get { .. }) {
+                output::Detail::Get
+            } else {
+                output::Detail::Prove
+            };
+            let e = match entry {
+                Some(EntryRef::Index(i)) => client.prove_index(i).await?,
+                Some(EntryRef::Hash(h)) => client.prove_hash(&h).await?,
+                None => return Err(Failure::usage(anyhow::anyhow!("no entry given"))),
+            };
+            output::entry(&e, json, detail);
+        }
+        Command::Consistency { size1, size2 } => {
+            let (old, new, proof) = client.consistency(size1, size2.unwrap_or(0)).await?;
+            output::consistency(&old, &new, &proof, json);
+        }
+        Command::Watch { count, interval } => watch(&mut client, count, interval, json).await?,
+        Command::Query(_) | Command::Export { .. } | Command::Report { .. } => {
+            let q = query.unwrap_or_default();
+            let bar = progress(None, "verifying entries");
+            let (cp, entries) = client.query(&q, &mut |n| bar.set_position(n)).await?;
+            bar.finish_and_clear();
+            match cli.command {
+                Command::Query(_) => output::query(&q.name, &cp, &entries, json),
+                Command::Export { q: qa, out } => {
+                    let bundle = Bundle::new(
+                        format!("tlog export {}", describe_query(&qa)),
+                        format_time(Timestamp::now()),
+                        client.verifier_key().to_owned(),
+                        &cp,
+                        entries
+                            .iter()
+                            .map(|e| (e.index, e.leaf.clone(), e.proof.clone())),
+                    );
+                    write_file(&out, bundle.to_json().as_bytes())?;
+                    output::exported(&out, entries.len(), &cp, client.verifier_key(), json);
+                }
+                Command::Report { q: qa, out, .. } => {
+                    let text = report::render(
+                        &describe_query(&qa),
+                        &cp,
+                        client.verifier_key(),
+                        &entries,
+                        report_format.unwrap_or(report::Format::Markdown),
+                    );
+                    report::write(out.as_deref(), &text)?;
+                }
+                _ => {}
+            }
+        }
+        Command::Keygen { .. } | Command::VerifyBundle { .. } => {}
     }
     Ok(())
 }
 
-fn main() -> std::process::ExitCode {
+fn write_file(path: &Path, bytes: &[u8]) -> Res {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| Failure::usage(anyhow::anyhow!("cannot write {}: {e}", path.display())))
+}
+
+fn read_bundle(path: &Path) -> Res<Bundle> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Failure::usage(anyhow::anyhow!("cannot read {}: {e}", path.display())))?;
+    Bundle::parse(&bytes).map_err(|e| Failure::usage(anyhow::anyhow!("{}: {e}", path.display())))
+}
+
+fn verify_bundle(path: &Path, vkey: Option<&str>, json: bool) -> Res {
+    let bundle = read_bundle(path)?;
+    match bundle.verify(vkey) {
+        Ok(v) => {
+            output::bundle_ok(path, &v, json);
+            Ok(())
+        }
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"file": path.display().to_string(), "verified": false, "error": e.to_string()})
+                );
+            }
+            Err(Failure::verification(anyhow::anyhow!(
+                "{}: verification FAILED: {e}",
+                path.display()
+            )))
+        }
+    }
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json = cli.g.json;
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -272,14 +878,32 @@ fn main() -> std::process::ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tlog: cannot start the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
+            return ExitCode::from(3);
         }
     };
     match rt.block_on(run(cli)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("tlog: {e:#}");
-            std::process::ExitCode::FAILURE
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            if json {
+                let evidence = MISBEHAVIOR.with(|c| c.borrow_mut().take());
+                println!(
+                    "{}",
+                    match evidence {
+                        Some(m) => serde_json::json!({
+                            "error": "misbehavior",
+                            "what": m.what,
+                            "trusted_checkpoint": m.trusted,
+                            "conflicting_checkpoint": m.seen,
+                            "consistency_proof": m.proof.iter().map(Hash::to_hex).collect::<Vec<_>>(),
+                            "exit_code": f.code,
+                        }),
+                        None =>
+                            serde_json::json!({"error": format!("{:#}", f.error), "exit_code": f.code}),
+                    }
+                );
+            }
+            eprintln!("tlog: {:#}", f.error);
+            ExitCode::from(f.code)
         }
     }
 }
