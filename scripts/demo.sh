@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The main job, on a fresh data directory: start a log server, submit a
-# model's lifecycle events with the tlog CLI (each answer carries an
-# inclusion proof that the CLI verifies against the signed checkpoint), prove
-# an earlier entry again, show the signed checkpoint, and stop the server.
+# The main job, on a fresh data directory: start a log server, submit two
+# models' lifecycles with the tlog CLI (each answer carries an inclusion
+# proof that the CLI verifies against the signed checkpoint, and each
+# checkpoint is proven consistent with the one trusted before), query and
+# report one model's history, export it as an evidence bundle, stop the
+# server, and verify the bundle offline.
 # Everything it starts is stopped on exit or Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +39,7 @@ for _ in $(seq 1 300); do [ -s "$WORK/ready" ] && break; sleep 0.1; done
 [ -s "$WORK/ready" ] || { echo "server did not start:"; cat "$WORK/server.log"; exit 1; }
 URL="http://$(head -n1 "$WORK/ready")"
 echo "listening on $URL"
-export TLOG_SERVER="$URL" TLOG_VKEY="$VKEY"
+export TLOG_SERVER="$URL" TLOG_VKEY="$VKEY" TLOG_STATE="$WORK/trusted-checkpoint"
 
 DIGEST="sha256:$(printf 'fraud-model 1.4.2 weights' | sha256sum | cut -d' ' -f1)"
 submit() {
@@ -58,15 +60,46 @@ echo "-- a retry of evt-1 returns the original entry"
 submit evt-1 register --actor alice@example.com --interface registry-ui
 
 echo
-echo "== tlog prove 0 (fetch entry 0 and verify it in the latest checkpoint)"
-"$BIN/tlog" prove 0
+echo "== a second model arrives as a JSONL stream from CI, signed with the pipeline's key"
+"$BIN/tlog" keygen --name release-pipeline -o "$WORK/release-pipeline.key"
+RANKER="sha256:$(printf 'ranker 2.0.0 weights' | sha256sum | cut -d' ' -f1)"
+cat >"$WORK/ranker-events.jsonl" <<EOF
+{"source":"ci.demo","event_id":"r-1","action":"register","artifact":{"name":"team-b/ranker","version":"2.0.0","digests":["$RANKER"]},"actor":"ci-bot","interface":"ci-pipeline","provenance":{"source_repo":"git@example.com:team-b/ranker","source_commit":"4f2a9c1","builder":"ci.demo/train-job/812"}}
+{"source":"ci.demo","event_id":"r-2","action":"upload","artifact":{"name":"team-b/ranker","version":"2.0.0","digests":["$RANKER"],"uri":"s3://models/ranker/2.0.0"},"actor":"ci-bot","interface":"ci-pipeline"}
+{"source":"ci.demo","event_id":"r-3","action":"approve","artifact":{"name":"team-b/ranker","version":"2.0.0","digests":["$RANKER"]},"actor":"carol@example.com","interface":"registry-ui","justification":"offline eval +2.1% NDCG"}
+{"source":"ci.demo","event_id":"r-4","action":"deploy","environment":"production","artifact":{"name":"team-b/ranker","version":"2.0.0","digests":["$RANKER"]},"actor":"release-bot","interface":"ci-pipeline","ticket":"CHG-1301"}
+EOF
+echo "-- tlog submit --jsonl --sign-key ... < ranker-events.jsonl"
+"$BIN/tlog" submit --jsonl --sign-key "$WORK/release-pipeline.key" <"$WORK/ranker-events.jsonl"
+
 echo
-echo "== tlog checkpoint (signature verified with the pinned key)"
+echo "== tlog get 0 (fetch entry 0, verify it, show what it records)"
+"$BIN/tlog" get 0
+echo
+echo "== tlog consistency 1 (the log at size 1 is a prefix of the latest)"
+"$BIN/tlog" consistency 1
+echo
+echo "== tlog checkpoint (signature verified with the pinned key, consistent with the trusted state)"
 "$BIN/tlog" checkpoint
+echo
+echo "== tlog query --artifact team-a/fraud-model (each entry proven in one checkpoint)"
+"$BIN/tlog" query --artifact team-a/fraud-model
+echo
+echo "== tlog export: an evidence bundle for the fraud model, and the investigator's report"
+"$BIN/tlog" export --artifact team-a/fraud-model -o "$WORK/fraud-model.bundle.json"
+"$BIN/tlog" report --artifact team-a/fraud-model --format html -o "$WORK/fraud-model.report.html"
 
 echo
 echo "== stopping the server (SIGTERM: finishes in-flight work, exits 0)"
 kill -TERM "$SERVER_PID"
 wait "$SERVER_PID"
 SERVER_PID=""
-echo "done. Server log: $WORK/server.log; data: $DATA"
+
+echo
+echo "== tlog verify-bundle, with the server gone: no network needed"
+"$BIN/tlog" verify-bundle "$WORK/fraud-model.bundle.json" --vkey "$VKEY"
+echo
+echo "done."
+echo "  investigator's report (one self-contained page): $WORK/fraud-model.report.html"
+echo "  evidence bundle: $WORK/fraud-model.bundle.json"
+echo "  server log: $WORK/server.log; data: $DATA"

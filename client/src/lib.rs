@@ -48,6 +48,10 @@ pub enum ClientError {
         /// The server's message.
         message: String,
     },
+    /// The connection broke or could not be re-established during a call
+    /// (the server is down, restarting, or unreachable).
+    #[error("the connection to the log failed: {0}")]
+    Transport(String),
     /// No answer within the configured time.
     #[error("no answer to {what} within {after:?} (raise --timeout if the log is slow)")]
     Timeout {
@@ -142,6 +146,16 @@ impl std::fmt::Display for Misbehavior {
 
 impl From<tonic::Status> for ClientError {
     fn from(s: tonic::Status) -> Self {
+        // A status made on this side from a transport error carries that
+        // error as its source; one the server sent does not.
+        if let Some(mut src) = std::error::Error::source(&s) {
+            let mut text = src.to_string();
+            while let Some(next) = src.source() {
+                text.push_str(&format!(": {next}"));
+                src = next;
+            }
+            return ClientError::Transport(text);
+        }
         ClientError::Refused {
             code: s.code(),
             message: s.message().to_owned(),
@@ -153,16 +167,21 @@ fn verification(e: impl std::fmt::Display) -> ClientError {
     ClientError::Verification(e.to_string())
 }
 
-/// Status codes after which an append is retried (safe: appends are
-/// idempotent by source and event id).
-fn retryable(code: tonic::Code) -> bool {
-    matches!(
-        code,
-        tonic::Code::Unavailable
-            | tonic::Code::ResourceExhausted
-            | tonic::Code::Aborted
-            | tonic::Code::DeadlineExceeded
-    )
+/// Failures after which an append is retried (safe: appends are
+/// idempotent by source and event id): transport failures, and the status
+/// codes of an overloaded, restarting or briefly unavailable log.
+fn retryable(e: &ClientError) -> bool {
+    match e {
+        ClientError::Transport(_) | ClientError::Timeout { .. } => true,
+        ClientError::Refused { code, .. } => matches!(
+            code,
+            tonic::Code::Unavailable
+                | tonic::Code::ResourceExhausted
+                | tonic::Code::Aborted
+                | tonic::Code::DeadlineExceeded
+        ),
+        _ => false,
+    }
 }
 
 /// An entry whose inclusion in a verified checkpoint was proven.
@@ -384,20 +403,13 @@ impl Client {
         loop {
             let err = match tokio::time::timeout(self.timeout, f(self.rpc.clone())).await {
                 Ok(Ok(r)) => return Ok(r.into_inner()),
-                Ok(Err(status)) if retry && retryable(status.code()) => ClientError::from(status),
-                Ok(Err(status)) => return Err(status.into()),
-                Err(_) if retry => ClientError::Timeout {
+                Ok(Err(status)) => ClientError::from(status),
+                Err(_) => ClientError::Timeout {
                     what,
                     after: self.timeout,
                 },
-                Err(_) => {
-                    return Err(ClientError::Timeout {
-                        what,
-                        after: self.timeout,
-                    });
-                }
             };
-            if attempt >= self.retries {
+            if !retry || !retryable(&err) || attempt >= self.retries {
                 return Err(err);
             }
             let delay = backoff(attempt);

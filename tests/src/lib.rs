@@ -122,12 +122,18 @@ impl Server {
 
     /// Like [`Server::start`], with more `serve` arguments (e.g. `--config`).
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
+        Self::start_at(data_dir, "127.0.0.1:0", extra)
+    }
+
+    /// Like [`Server::start_with`], listening on `listen` (e.g. the
+    /// address of a server that was stopped, to restart it in place).
+    pub fn start_at(data_dir: &Path, listen: &str, extra: &[&str]) -> Server {
         let ready = data_dir.join("ready");
         let _ = std::fs::remove_file(&ready);
         let log = data_dir.join("server.log");
         let out = std::fs::File::create(&log).expect("log file");
         let child = cmd("tlog-server")
-            .args(["serve", "--listen", "127.0.0.1:0", "--ready-file"])
+            .args(["serve", "--listen", listen, "--ready-file"])
             .arg(&ready)
             .arg("--data-dir")
             .arg(data_dir)

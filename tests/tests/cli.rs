@@ -724,3 +724,72 @@ fn a_forked_log_is_refused_with_both_checkpoints_as_evidence() {
     assert!(a.stop());
     assert!(b.stop());
 }
+
+#[test]
+fn appends_are_retried_while_the_log_restarts() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let vkey = init(&data, "retry.e2e.example/log");
+    let s = Server::start(&data);
+    let (url, addr) = (s.url.clone(), s.addr.clone());
+    let ev = |id: &str| {
+        tlog_core::json::event_from_json(&event(id, "register", "team-r/m", "1.0.0", ""))
+            .expect("event")
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let restarted = rt.block_on(async {
+        let connect = |retries| {
+            let opts = tlog_client::ConnectOptions {
+                retries: Some(retries),
+                timeout: Some(std::time::Duration::from_secs(5)),
+                ..Default::default()
+            };
+            let (url, vkey) = (url.clone(), vkey.clone());
+            async move {
+                tlog_client::Client::connect_with(&url, &vkey, &opts)
+                    .await
+                    .expect("connect")
+            }
+        };
+        let mut patient = connect(8).await;
+        let mut impatient = connect(0).await;
+        assert_eq!(patient.append(&ev("r-0")).await.expect("append").index, 0);
+        assert!(s.stop());
+        let data2 = data.clone();
+        let restart = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(800));
+            Server::start_at(&data2, &addr, &[])
+        });
+        // Without retries the outage is the caller's problem ...
+        let e = impatient.append(&ev("r-1")).await.expect_err("log is down");
+        assert!(
+            matches!(
+                e,
+                tlog_client::ClientError::Transport(_)
+                    | tlog_client::ClientError::Refused {
+                        code: tonic_code::Unavailable,
+                        ..
+                    }
+            ),
+            "{e}"
+        );
+        // ... with them, the append lands once the log is back.
+        let got = patient
+            .append(&ev("r-1"))
+            .await
+            .expect("retried until the log was back");
+        assert_eq!(got.index, 1);
+        // A retry of an event already in the log returns the original.
+        let again = patient.append(&ev("r-0")).await.expect("duplicate");
+        assert!(again.duplicate);
+        assert_eq!(again.index, 0);
+        restart.join().expect("restart thread")
+    });
+    assert!(restarted.stop());
+}
+
+/// The gRPC status codes, as the client reports them.
+use tonic::Code as tonic_code;

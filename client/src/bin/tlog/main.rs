@@ -287,7 +287,7 @@ impl From<ClientError> for Failure {
             3
         };
         let hint = match &e {
-            ClientError::Connect { .. } => {
+            ClientError::Connect { .. } | ClientError::Transport(_) => {
                 " (is the server running at that address? set --server or TLOG_SERVER)"
             }
             ClientError::Refused {
