@@ -831,6 +831,85 @@ impl Client {
         Ok((old, new, proof))
     }
 
+    /// The latest checkpoint with its signature verified, without checking
+    /// it against the trusted state (for monitors, which keep their own).
+    pub async fn fetch_checkpoint(&mut self) -> Result<SignedCheckpoint, ClientError> {
+        let note = self.fetch_checkpoint_unverified().await?;
+        self.verify_checkpoint(&note)
+    }
+
+    /// The latest checkpoint as the server sent it, not verified: a monitor
+    /// keeps a checkpoint whose signature fails as evidence. Verify it with
+    /// [`Client::verify_checkpoint`].
+    pub async fn fetch_checkpoint_unverified(
+        &mut self,
+    ) -> Result<pb::SignedCheckpoint, ClientError> {
+        let r = self
+            .call("GetCheckpoint", false, |mut rpc| async move {
+                rpc.get_checkpoint(pb::GetCheckpointRequest { size: 0 })
+                    .await
+            })
+            .await?;
+        r.checkpoint.ok_or_else(|| verification("no checkpoint"))
+    }
+
+    /// The log's consistency proof from `size1` to `size2`, parsed but not
+    /// verified (the caller holds the roots).
+    pub async fn fetch_consistency(
+        &mut self,
+        size1: u64,
+        size2: u64,
+    ) -> Result<Vec<Hash>, ClientError> {
+        let p = self
+            .call("GetConsistencyProof", false, |mut rpc| async move {
+                rpc.get_consistency_proof(pb::GetConsistencyProofRequest { size1, size2 })
+                    .await
+            })
+            .await?;
+        parse_proof(&p.hashes)
+            .map_err(|e| verification(format!("consistency proof {size1} -> {size2}: {e}")))
+    }
+
+    /// The log's inclusion proof for `index` in the tree of `size`, parsed
+    /// but not verified.
+    pub async fn fetch_inclusion(
+        &mut self,
+        index: u64,
+        size: u64,
+    ) -> Result<Vec<Hash>, ClientError> {
+        let p = self
+            .call("GetInclusionProof", false, |mut rpc| async move {
+                rpc.get_inclusion_proof(pb::GetInclusionProofRequest {
+                    leaf: Some(pb::get_inclusion_proof_request::Leaf::Index(index)),
+                    tree_size: size,
+                })
+                .await
+            })
+            .await?;
+        parse_proof(&p.hashes).map_err(|e| verification(format!("inclusion proof {index}: {e}")))
+    }
+
+    /// Streams the leaves of entries `[start, end)`, in pages. The leaves
+    /// are not verified: a monitor hashes them into the tree and compares
+    /// the root with a signed checkpoint.
+    pub async fn entries(&mut self, start: u64, end: u64) -> Result<EntryStream, ClientError> {
+        let s = tokio::time::timeout(
+            self.timeout,
+            self.rpc.get_entries(pb::GetEntriesRequest { start, end }),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout {
+            what: "GetEntries",
+            after: self.timeout,
+        })??;
+        Ok(EntryStream {
+            inner: s.into_inner(),
+            next: start,
+            end,
+            timeout: self.timeout,
+        })
+    }
+
     /// Opens the log's stream of new checkpoints. Pass each message to
     /// [`Client::watched`].
     pub async fn watch(&mut self) -> Result<tonic::Streaming<pb::SignedCheckpoint>, ClientError> {
@@ -925,6 +1004,52 @@ impl Client {
             cursor = page.next_cursor;
         }
         Ok((cp, out))
+    }
+}
+
+/// Pages of entries from [`Client::entries`], checked to arrive in order
+/// with no gap.
+#[derive(Debug)]
+pub struct EntryStream {
+    inner: tonic::Streaming<pb::GetEntriesResponse>,
+    next: u64,
+    end: u64,
+    timeout: Duration,
+}
+
+impl EntryStream {
+    /// The next page of `(index, leaf)`, or `None` when the range is done.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<(u64, Vec<u8>)>>, ClientError> {
+        if self.next >= self.end {
+            return Ok(None);
+        }
+        let page = tokio::time::timeout(self.timeout, self.inner.message())
+            .await
+            .map_err(|_| ClientError::Timeout {
+                what: "GetEntries",
+                after: self.timeout,
+            })??;
+        let Some(page) = page else {
+            return Err(verification(format!(
+                "the entry stream ended at {} before {}",
+                self.next, self.end
+            )));
+        };
+        let mut out = Vec::with_capacity(page.entries.len());
+        for e in page.entries {
+            if e.index != self.next || e.index >= self.end {
+                return Err(verification(format!(
+                    "expected entry {}, the server sent entry {}",
+                    self.next, e.index
+                )));
+            }
+            self.next += 1;
+            out.push((e.index, e.leaf));
+        }
+        if out.is_empty() {
+            return Err(verification("the server sent an empty page of entries"));
+        }
+        Ok(Some(out))
     }
 }
 

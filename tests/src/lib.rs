@@ -15,7 +15,7 @@ pub fn bin_dir() -> PathBuf {
         .and_then(Path::parent)
         .expect("target/<profile>/deps/<test>")
         .to_owned();
-    for b in ["tlog-server", "tlog"] {
+    for b in ["tlog-server", "tlog", "tlog-monitor"] {
         assert!(
             dir.join(b).is_file(),
             "{} not built: run `cargo build --workspace --bins` first (scripts/test.sh does)",
@@ -40,6 +40,134 @@ pub fn cmd(name: &str) -> Command {
         .env_remove("TLOG_CONFIG")
         .env_remove("TLOG_STATE");
     c
+}
+
+/// A running `tlog-monitor run`; its stdout (the alerts) goes to a file.
+pub struct MonitorProcess {
+    child: Option<Child>,
+    /// Alerts, one JSON object per line.
+    pub out: PathBuf,
+    /// Diagnostics.
+    pub err: PathBuf,
+    /// The HTTP address (`/metrics`, `POST /gossip`), if configured.
+    pub addr: String,
+}
+
+impl MonitorProcess {
+    /// Starts `tlog-monitor run --config CONFIG`, with output files in
+    /// `dir` (named by `tag`), and waits until it is ready.
+    pub fn start(config: &Path, dir: &Path, tag: &str) -> MonitorProcess {
+        let ready = dir.join(format!("monitor-{tag}.ready"));
+        let _ = std::fs::remove_file(&ready);
+        let out = dir.join(format!("monitor-{tag}.out"));
+        let err = dir.join(format!("monitor-{tag}.err"));
+        let child = cmd("tlog-monitor")
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).expect("out"))
+            .stderr(std::fs::File::create(&err).expect("err"))
+            .spawn()
+            .expect("start tlog-monitor");
+        let mut m = MonitorProcess {
+            child: Some(child),
+            out,
+            err,
+            addr: String::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&ready)
+                && text.ends_with('\n')
+            {
+                m.addr = text.trim().to_owned();
+                return m;
+            }
+            if let Some(c) = m.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                panic!(
+                    "tlog-monitor exited with {status}: {}",
+                    std::fs::read_to_string(&m.err).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "monitor did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The alerts printed so far.
+    pub fn alerts(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits until `pred` holds for the alerts (or panics after `secs`).
+    pub fn wait_for(
+        &self,
+        secs: u64,
+        what: &str,
+        pred: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let a = self.alerts();
+            if pred(&a) {
+                return a;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "monitor: {what} did not happen; alerts: {a:?}; log: {}",
+                std::fs::read_to_string(&self.err).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills it with SIGKILL (no chance to save anything).
+    pub fn kill(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops it with SIGTERM; returns whether it exited 0.
+    pub fn stop(mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for MonitorProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// Creates a log in `data_dir` with `tlog-server init`; returns its
@@ -206,5 +334,229 @@ impl Drop for Server {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// Realistic, benign model histories for tests: many artifacts, each going
+/// through register, upload, approve, promote, deploy (by the release
+/// pipeline, signed), downloads by many readers at a steady rate, newer
+/// versions, an occasional explicit rollback, and retirements of versions
+/// no longer deployed. A monitor with the example rules must find nothing
+/// in it.
+pub mod history {
+    use tlog_core::event::{Action, Artifact, ArtifactEvent, Digest, Interface, Provenance};
+
+    /// Who submits an event (the principal the log will authenticate).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum By {
+        /// The model registry (registers, uploads, approvals, downloads,
+        /// retirements).
+        Registry,
+        /// The release pipeline (promotions, deploys, rollbacks); its
+        /// events carry its signature.
+        Release,
+    }
+
+    /// One planned event.
+    #[derive(Debug, Clone)]
+    pub struct Planned {
+        /// The event.
+        pub event: ArtifactEvent,
+        /// Who submits it.
+        pub by: By,
+    }
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+    }
+
+    fn digest(name: &str, version: &str) -> Digest {
+        use sha2::Digest as _;
+        Digest {
+            algorithm: "sha256".into(),
+            hex: hex::encode(sha2::Sha256::digest(format!("{name}@{version}").as_bytes())),
+        }
+    }
+
+    /// The event for `name@version`.
+    pub fn event(
+        id: String,
+        action: Action,
+        name: &str,
+        version: &str,
+        environment: &str,
+        actor: &str,
+    ) -> ArtifactEvent {
+        ArtifactEvent {
+            event_id: id,
+            source: "history".into(),
+            action,
+            artifact: Artifact {
+                name: name.into(),
+                version: version.into(),
+                digests: vec![digest(name, version)],
+                media_type: "application/x-onnx".into(),
+                uri: format!("s3://models/{name}/{version}"),
+            },
+            actor: actor.into(),
+            interface: match action {
+                Action::Download => Interface::Api,
+                Action::Approve => Interface::RegistryUi,
+                _ => Interface::CiPipeline,
+            },
+            environment: environment.into(),
+            client_time: None,
+            provenance: (action == Action::Register).then(|| Provenance {
+                source_repo: format!("git@example.com:{name}"),
+                source_commit: format!("{:040x}", version.len()),
+                data_digests: vec![],
+                config_digests: vec![],
+                parents: vec![],
+                builder: "ci.example/train".into(),
+            }),
+            justification: String::new(),
+            ticket: String::new(),
+            attestations: vec![],
+        }
+    }
+
+    /// At least `n` events over `artifacts` artifacts (namespaces team-0 ..
+    /// team-9), deterministic for a seed.
+    pub fn benign(n: usize, artifacts: usize, seed: u64) -> Vec<Planned> {
+        let mut rng = Rng(seed | 1);
+        // Per artifact: current minor version, what production runs.
+        let names: Vec<String> = (0..artifacts)
+            .map(|i| format!("team-{}/model-{i}", i % 10))
+            .collect();
+        let mut minor = vec![0u32; artifacts];
+        let mut out: Vec<Planned> = Vec::with_capacity(n + 16);
+        let mut id = 0u64;
+        let push = |out: &mut Vec<Planned>, by: By, e: ArtifactEvent| {
+            out.push(Planned { event: e, by });
+        };
+        let mut next_id = || {
+            id += 1;
+            format!("h-{seed}-{id}")
+        };
+        while out.len() < n {
+            let a = rng.below(artifacts as u64) as usize;
+            let name = names[a].clone();
+            let roll = rng.below(100);
+            if minor[a] == 0 || roll < 8 {
+                // A new version's whole way to production.
+                let old = minor[a];
+                minor[a] += 1;
+                let v = format!("1.{}.0", minor[a]);
+                push(
+                    &mut out,
+                    By::Registry,
+                    event(next_id(), Action::Register, &name, &v, "", "ci-bot"),
+                );
+                push(
+                    &mut out,
+                    By::Registry,
+                    event(next_id(), Action::Upload, &name, &v, "", "ci-bot"),
+                );
+                push(
+                    &mut out,
+                    By::Registry,
+                    event(
+                        next_id(),
+                        Action::Approve,
+                        &name,
+                        &v,
+                        "",
+                        "reviewer@example.com",
+                    ),
+                );
+                push(
+                    &mut out,
+                    By::Release,
+                    event(
+                        next_id(),
+                        Action::Promote,
+                        &name,
+                        &v,
+                        "staging",
+                        "release-bot",
+                    ),
+                );
+                push(
+                    &mut out,
+                    By::Release,
+                    event(
+                        next_id(),
+                        Action::Deploy,
+                        &name,
+                        &v,
+                        "production",
+                        "release-bot",
+                    ),
+                );
+                if old > 1 && rng.below(3) == 0 {
+                    // The version before last is no longer needed.
+                    let retired = format!("1.{}.0", old - 1);
+                    push(
+                        &mut out,
+                        By::Registry,
+                        event(
+                            next_id(),
+                            Action::Retire,
+                            &name,
+                            &retired,
+                            "",
+                            "registry-gc",
+                        ),
+                    );
+                }
+            } else if roll < 10 && minor[a] > 1 {
+                // An explicit rollback to the previous version, then
+                // forward again.
+                let prev = format!("1.{}.0", minor[a] - 1);
+                let cur = format!("1.{}.0", minor[a]);
+                push(
+                    &mut out,
+                    By::Release,
+                    event(
+                        next_id(),
+                        Action::Rollback,
+                        &name,
+                        &prev,
+                        "production",
+                        "release-bot",
+                    ),
+                );
+                push(
+                    &mut out,
+                    By::Release,
+                    event(
+                        next_id(),
+                        Action::Deploy,
+                        &name,
+                        &cur,
+                        "production",
+                        "release-bot",
+                    ),
+                );
+            } else {
+                let v = format!("1.{}.0", minor[a]);
+                let reader = format!("inference-{}", rng.below(50));
+                push(
+                    &mut out,
+                    By::Registry,
+                    event(next_id(), Action::Download, &name, &v, "", &reader),
+                );
+            }
+        }
+        out
     }
 }

@@ -6,6 +6,8 @@ mod access;
 mod cli;
 /// The CLI's answers to bad input.
 mod cli_errors;
+/// The real monitor against real servers.
+mod monitor;
 /// Restart across a graceful stop: everything still proves, and the log
 /// only grew.
 mod restart;

@@ -49,6 +49,36 @@ impl Tree {
         self.size
     }
 
+    /// The right edge: the roots of the perfect subtrees that make up the
+    /// tree, largest (leftmost) first, one per set bit of the size. With
+    /// [`Tree::from_edge`] this is all a monitor must keep to go on
+    /// appending leaves it downloads and recomputing the root.
+    pub fn edge(&self) -> &[Hash] {
+        &self.edge
+    }
+
+    /// Rebuilds a tree from its size and right edge; `None` when the edge
+    /// does not have one hash per set bit of `size`.
+    pub fn from_edge(size: u64, edge: Vec<Hash>) -> Option<Tree> {
+        (edge.len() == size.count_ones() as usize).then_some(Tree { size, edge })
+    }
+
+    /// Appends a leaf hash without reporting what to store (for callers
+    /// that only need the root, like a monitor).
+    pub fn push(&mut self, leaf_hash: Hash) {
+        let mut acc = leaf_hash;
+        let mut bits = self.size;
+        while bits & 1 == 1 {
+            let Some(left) = self.edge.pop() else {
+                break; // unreachable: one edge node per set bit
+            };
+            acc = node_hash(&left, &acc);
+            bits >>= 1;
+        }
+        self.edge.push(acc);
+        self.size += 1;
+    }
+
     /// `MTH(D[size])`, folded from the right edge in `O(log n)` hashes.
     pub fn root(&self) -> Hash {
         let mut iter = self.edge.iter().rev();
@@ -106,6 +136,22 @@ mod tests {
     use crate::hash::leaf_hash;
     use crate::merkle::reference;
     use crate::merkle::store::MemoryStore;
+
+    #[test]
+    fn push_and_from_edge_match_append() {
+        let mut a = Tree::new();
+        let mut b = Tree::new();
+        let mut out = Vec::new();
+        for i in 0..300u64 {
+            let h = leaf_hash(&i.to_le_bytes());
+            a.append(h, &mut out);
+            b.push(h);
+            assert_eq!(a.root(), b.root());
+            let c = Tree::from_edge(b.size(), b.edge().to_vec()).expect("edge");
+            assert_eq!(c, b);
+        }
+        assert!(Tree::from_edge(3, vec![leaf_hash(b"x")]).is_none());
+    }
 
     #[test]
     fn append_matches_reference_root_and_reopens() {

@@ -1,0 +1,125 @@
+//! `tlog-monitor`: `run` watches logs until stopped; `check` makes one pass
+//! and exits 1 if anything was found (for CI gates).
+//!
+//! Alerts go to stdout as JSON lines (and to the configured webhooks and
+//! hooks); diagnostics go to stderr. Exit codes: 0 nothing found, 1
+//! findings (`check`), 2 configuration error, 3 runtime error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tlog_monitor::Monitor;
+use tlog_monitor::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "tlog-monitor",
+    version,
+    about = "Audits transparency logs and alerts on misbehavior and unexpected artifact versions"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Watch the configured logs until SIGINT or SIGTERM.
+    Run {
+        /// The configuration file.
+        #[arg(long, env = "TLOG_MONITOR_CONFIG")]
+        config: PathBuf,
+        /// Write the HTTP address (for `listen = "127.0.0.1:0"`) here once
+        /// ready.
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+    },
+    /// One pass over every log; exit 1 if anything was found.
+    Check {
+        /// The configuration file.
+        #[arg(long, env = "TLOG_MONITOR_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let path = match &cli.command {
+        Command::Run { config, .. } | Command::Check { config } => config.clone(),
+    };
+    let cfg = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tlog-monitor: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tlog-monitor: cannot start the runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    rt.block_on(async move {
+        let mut monitor = match Monitor::new(cfg) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("tlog-monitor: {e:#}");
+                return ExitCode::from(2);
+            }
+        };
+        match cli.command {
+            Command::Check { .. } => match monitor.pass().await {
+                Ok(r) if r.alerts.is_empty() => {
+                    eprintln!("tlog-monitor: nothing found");
+                    ExitCode::SUCCESS
+                }
+                Ok(r) => {
+                    for a in r.alerts.iter().filter(|_| r.new < r.alerts.len()) {
+                        eprintln!("finding ({}): {} [{}]", a.rule, a.message, a.id);
+                    }
+                    eprintln!("tlog-monitor: {} finding(s), {} new", r.alerts.len(), r.new);
+                    ExitCode::from(1)
+                }
+                Err(e) => {
+                    eprintln!("tlog-monitor: {e:#}");
+                    ExitCode::from(3)
+                }
+            },
+            Command::Run { ready_file, .. } => {
+                let shutdown = async {
+                    let mut term = match tokio::signal::unix::signal(
+                        tokio::signal::unix::SignalKind::terminate(),
+                    ) {
+                        Ok(s) => s,
+                        Err(_) => return std::future::pending().await,
+                    };
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                };
+                match monitor.run(shutdown, ready_file.as_deref()).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("tlog-monitor: {e:#}");
+                        ExitCode::from(3)
+                    }
+                }
+            }
+        }
+    })
+}

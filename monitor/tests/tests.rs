@@ -1,0 +1,4 @@
+//! Integration tests of the monitor library: the rules on crafted and
+//! benign histories.
+
+mod rules;

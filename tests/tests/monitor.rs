@@ -1,0 +1,676 @@
+//! The real `tlog-monitor` against real servers: a split view between two
+//! vantage points, a rollback, a proxy that alters an entry in transit,
+//! every artifact rule on crafted events and none on a benign history, a
+//! restart mid-stream, and gossip.
+
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+use serde_json::Value;
+use tlog_e2e::{Server, copy_dir, init, run, run_with_stdin};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn ev(id: &str, action: &str, name: &str, version: &str, extra: &str) -> String {
+    use sha2::Digest as _;
+    let d = hex::encode(sha2::Sha256::digest(format!("{name}@{version}").as_bytes()));
+    format!(
+        r#"{{"source":"e2e","event_id":"{id}","action":"{action}","artifact":{{"name":"{name}","version":"{version}","digests":["sha256:{d}"]}},"actor":"someone","interface":"api"{extra}}}"#
+    )
+}
+
+/// Submits JSON events with `tlog` (no trusted state: the monitor is what
+/// is under test).
+fn submit(s: &Server, vkey: &str, lines: &[String]) {
+    let out = run_with_stdin(
+        "tlog",
+        &[
+            "--server",
+            &s.url,
+            "--vkey",
+            vkey,
+            "--no-state",
+            "submit",
+            "--jsonl",
+        ],
+        lines.join("\n").as_bytes(),
+    );
+    assert!(out.status.success(), "submit: {}", text(&out.stderr));
+}
+
+fn config(dir: &Path, logs: &[(&str, &str, Vec<String>)], rest: &str) -> PathBuf {
+    let mut s = format!(
+        "state_dir = {:?}\npoll_interval = \"200ms\"\n",
+        dir.join("monitor-state")
+    );
+    s.push_str(rest);
+    s.push('\n');
+    for (name, vkey, endpoints) in logs {
+        s.push_str(&format!(
+            "[[log]]\nname = {name:?}\nvkey = {vkey:?}\nendpoints = {endpoints:?}\ntimeout = \"5s\"\n"
+        ));
+    }
+    let path = dir.join("monitor.toml");
+    std::fs::write(&path, s).expect("config");
+    path
+}
+
+/// `tlog-monitor check`: exit code and alerts.
+fn check(cfg: &Path) -> (i32, Vec<Value>, String) {
+    let out = run(
+        "tlog-monitor",
+        &["check", "--config", cfg.to_str().expect("utf8")],
+    );
+    let alerts = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    (out.status.code().unwrap_or(-1), alerts, text(&out.stderr))
+}
+
+fn rules(alerts: &[Value]) -> Vec<String> {
+    alerts
+        .iter()
+        .map(|a| a["rule"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn evidence(a: &Value) -> Value {
+    let p = a["evidence"].as_str().expect("evidence path");
+    serde_json::from_slice(&std::fs::read(p).expect("evidence file")).expect("json")
+}
+
+fn open(vkey: &str, note: &str) -> tlog_core::checkpoint::SignedCheckpoint {
+    let v = tlog_core::note::Verifier::from_vkey(vkey).expect("vkey");
+    let origin = v.name().to_owned();
+    tlog_core::checkpoint::open(
+        note.as_bytes(),
+        &tlog_core::note::Verifiers::new([v]),
+        &origin,
+    )
+    .expect("evidence checkpoint verifies")
+}
+
+#[test]
+fn split_view_between_vantage_points() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let a_dir = dir.path().join("a");
+    let vkey = init(&a_dir, "split.e2e.example/log");
+    let b_dir = dir.path().join("b");
+    copy_dir(&a_dir, &b_dir);
+    let a = Server::start(&a_dir);
+    let b = Server::start(&b_dir);
+    submit(
+        &a,
+        &vkey,
+        &[
+            ev("1", "register", "m", "1.0.0", ""),
+            ev("2", "upload", "m", "1.0.0", ""),
+        ],
+    );
+    submit(
+        &b,
+        &vkey,
+        &[
+            ev("1", "register", "m", "6.6.6", ""),
+            ev("2", "upload", "m", "6.6.6", ""),
+        ],
+    );
+    let cfg = config(
+        dir.path(),
+        &[("split", &vkey, vec![a.url.clone(), b.url.clone()])],
+        "",
+    );
+    let (code, alerts, err) = check(&cfg);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(rules(&alerts), ["split-view"], "{alerts:?}");
+    let e = evidence(&alerts[0]);
+    let t = open(&vkey, e["trusted_checkpoint"].as_str().expect("t"));
+    let c = open(&vkey, e["conflicting_checkpoint"].as_str().expect("c"));
+    assert_eq!((t.checkpoint.size, c.checkpoint.size), (2, 2));
+    assert_ne!(t.checkpoint.root, c.checkpoint.root);
+    assert!(
+        alerts[0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&b.url)
+    );
+
+    // The same finding is not sent again, but check still fails.
+    let (code, again, _) = check(&cfg);
+    assert_eq!(code, 1);
+    assert!(again.is_empty(), "not sent twice: {again:?}");
+
+    // B grows: its larger tree cannot be proven consistent either.
+    submit(&b, &vkey, &[ev("3", "approve", "m", "6.6.6", "")]);
+    let (code, alerts, _) = check(&cfg);
+    assert_eq!(code, 1);
+    assert_eq!(rules(&alerts), ["split-view"]);
+    let e = evidence(&alerts[0]);
+    assert!(e["consistency_proof"].is_array(), "{e}");
+    assert!(a.stop() && b.stop());
+}
+
+#[test]
+fn rollback_to_an_older_copy_of_the_data() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let vkey = init(&data, "rollback.e2e.example/log");
+    let s = Server::start(&data);
+    let addr = s.addr.clone();
+    submit(
+        &s,
+        &vkey,
+        &(0..3)
+            .map(|i| ev(&format!("a{i}"), "download", "m", "1", ""))
+            .collect::<Vec<_>>(),
+    );
+    assert!(s.stop());
+    let old = dir.path().join("old");
+    copy_dir(&data, &old);
+    let s = Server::start_at(&data, &addr, &[]);
+    submit(
+        &s,
+        &vkey,
+        &(0..3)
+            .map(|i| ev(&format!("b{i}"), "download", "m", "1", ""))
+            .collect::<Vec<_>>(),
+    );
+    let cfg = config(dir.path(), &[("rb", &vkey, vec![s.url.clone()])], "");
+    let (code, alerts, err) = check(&cfg);
+    assert_eq!((code, alerts.len()), (0, 0), "{err} {alerts:?}");
+    assert!(s.stop());
+    let s = Server::start_at(&old, &addr, &[]);
+    let (code, alerts, err) = check(&cfg);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(rules(&alerts), ["rollback"]);
+    let e = evidence(&alerts[0]);
+    assert_eq!(
+        open(&vkey, e["trusted_checkpoint"].as_str().expect("t"))
+            .checkpoint
+            .size,
+        6
+    );
+    assert_eq!(
+        open(&vkey, e["conflicting_checkpoint"].as_str().expect("c"))
+            .checkpoint
+            .size,
+        3
+    );
+    assert!(s.stop());
+}
+
+mod proxy {
+    //! A gRPC proxy that changes one byte of one entry in transit.
+    use super::*;
+    use tlog_proto::v1 as pb;
+    use tonic::{Request, Response, Status};
+
+    type Stream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
+
+    pub struct Proxy {
+        pub up: pb::log_client::LogClient<tonic::transport::Channel>,
+        pub index: u64,
+    }
+
+    fn nope<T>() -> Result<Response<T>, Status> {
+        Err(Status::unimplemented("not through this proxy"))
+    }
+
+    #[tonic::async_trait]
+    impl pb::log_server::Log for Proxy {
+        async fn append(
+            &self,
+            _: Request<pb::AppendRequest>,
+        ) -> Result<Response<pb::AppendResponse>, Status> {
+            nope()
+        }
+        async fn append_batch(
+            &self,
+            _: Request<pb::AppendBatchRequest>,
+        ) -> Result<Response<pb::AppendBatchResponse>, Status> {
+            nope()
+        }
+        async fn get_checkpoint(
+            &self,
+            r: Request<pb::GetCheckpointRequest>,
+        ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
+            self.up.clone().get_checkpoint(r.into_inner()).await
+        }
+        type GetEntriesStream = Stream<pb::GetEntriesResponse>;
+        async fn get_entries(
+            &self,
+            r: Request<pb::GetEntriesRequest>,
+        ) -> Result<Response<Self::GetEntriesStream>, Status> {
+            let mut s = self
+                .up
+                .clone()
+                .get_entries(r.into_inner())
+                .await?
+                .into_inner();
+            let mut pages = Vec::new();
+            while let Some(mut page) = s.message().await? {
+                for e in &mut page.entries {
+                    if e.index == self.index
+                        && let Some(i) = e.leaf.windows(6).position(|w| w == b"target")
+                    {
+                        e.leaf[i] = b'T';
+                    }
+                }
+                pages.push(Ok(page));
+            }
+            Ok(Response::new(Box::pin(tokio_stream::iter(pages))))
+        }
+        async fn get_entry_by_hash(
+            &self,
+            r: Request<pb::GetEntryByHashRequest>,
+        ) -> Result<Response<pb::Entry>, Status> {
+            self.up.clone().get_entry_by_hash(r.into_inner()).await
+        }
+        async fn get_inclusion_proof(
+            &self,
+            r: Request<pb::GetInclusionProofRequest>,
+        ) -> Result<Response<pb::InclusionProof>, Status> {
+            self.up.clone().get_inclusion_proof(r.into_inner()).await
+        }
+        async fn get_consistency_proof(
+            &self,
+            r: Request<pb::GetConsistencyProofRequest>,
+        ) -> Result<Response<pb::ConsistencyProof>, Status> {
+            self.up.clone().get_consistency_proof(r.into_inner()).await
+        }
+        async fn query_artifact(
+            &self,
+            _: Request<pb::QueryArtifactRequest>,
+        ) -> Result<Response<pb::QueryArtifactResponse>, Status> {
+            nope()
+        }
+        type WatchCheckpointsStream = Stream<pb::SignedCheckpoint>;
+        async fn watch_checkpoints(
+            &self,
+            _: Request<pb::WatchCheckpointsRequest>,
+        ) -> Result<Response<Self::WatchCheckpointsStream>, Status> {
+            nope()
+        }
+        async fn get_log_info(
+            &self,
+            _: Request<pb::GetLogInfoRequest>,
+        ) -> Result<Response<pb::LogInfo>, Status> {
+            nope()
+        }
+    }
+}
+
+#[test]
+fn an_entry_altered_in_transit_is_named() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let vkey = init(&data, "proxy.e2e.example/log");
+    let s = Server::start(&data);
+    let lines: Vec<String> = (0..40)
+        .map(|i| {
+            let id = if i == 27 {
+                "the-target".to_owned()
+            } else {
+                format!("e{i}")
+            };
+            ev(&id, "download", "m", "1", "")
+        })
+        .collect();
+    submit(&s, &vkey, &lines);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let proxy_url = format!("http://{}", listener.local_addr().expect("addr"));
+    let up_url = s.url.clone();
+    rt.spawn(async move {
+        let up = pb_client(&up_url).await;
+        let svc = tlog_proto::v1::log_server::LogServer::new(proxy::Proxy { up, index: 27 });
+        let _ = tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await;
+    });
+    let cfg = config(dir.path(), &[("px", &vkey, vec![proxy_url])], "");
+    let (code, alerts, err) = check(&cfg);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(rules(&alerts), ["root-mismatch"], "{alerts:?}");
+    assert_eq!(alerts[0]["entries"][0]["index"], 27);
+    assert!(
+        alerts[0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("entry 27")
+    );
+    let e = evidence(&alerts[0]);
+    assert_eq!(e["index"], 27);
+    // Nothing from the altered range was trusted.
+    let st: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("monitor-state/px/state.json"))
+            .unwrap_or_else(|_| b"{\"size\":0}".to_vec()),
+    )
+    .expect("state");
+    assert_eq!(st["size"], 0);
+    rt.shutdown_background();
+    assert!(s.stop());
+}
+
+async fn pb_client(url: &str) -> tlog_proto::v1::log_client::LogClient<tonic::transport::Channel> {
+    tlog_proto::v1::log_client::LogClient::connect(url.to_owned())
+        .await
+        .expect("upstream")
+}
+
+/// A log with authentication: two token principals (the registry and the
+/// release pipeline) and the release pipeline's signing key trusted for
+/// attestations. Submits through the client library.
+struct AuthedLog {
+    server: Server,
+    vkey: String,
+    registry: String,
+    release: String,
+    signer: tlog_core::note::Signer,
+    rt: tokio::runtime::Runtime,
+}
+
+impl AuthedLog {
+    fn start(dir: &Path) -> AuthedLog {
+        let p = |n: &str| dir.join(n).to_str().expect("utf8").to_owned();
+        let data = dir.join("data");
+        let vkey = init(&data, "rules.e2e.example/log");
+        let kg = run(
+            "tlog-server",
+            &[
+                "token",
+                "keygen",
+                "--kid",
+                "k1",
+                "--key-out",
+                &p("op.key"),
+                "--jwks-out",
+                &p("op.jwks"),
+            ],
+        );
+        assert!(kg.status.success(), "{}", text(&kg.stderr));
+        let signer =
+            tlog_core::note::Signer::from_seed("release-pipeline", &[5; 32]).expect("signer");
+        std::fs::write(
+            dir.join("policy.cedar"),
+            "permit(principal, action, resource);\n",
+        )
+        .expect("policy");
+        std::fs::write(
+            dir.join("server.toml"),
+            format!(
+                "[auth]\npolicy_file = {:?}\ntrusted_signers = [{:?}]\n\
+                 [[auth.token_issuers]]\nissuer = \"https://ops.e2e\"\naudience = \"tlog\"\njwks_file = {:?}\n",
+                p("policy.cedar"),
+                signer.verifier().to_vkey(),
+                p("op.jwks")
+            ),
+        )
+        .expect("config");
+        let server = Server::start_with(&data, &["--config", &p("server.toml")]);
+        let mint = |sub: &str| {
+            let o = run(
+                "tlog-server",
+                &[
+                    "token",
+                    "mint",
+                    "--key",
+                    &p("op.key"),
+                    "--kid",
+                    "k1",
+                    "--issuer",
+                    "https://ops.e2e",
+                    "--audience",
+                    "tlog",
+                    "--subject",
+                    sub,
+                    "--role",
+                    "ci",
+                    "--ttl",
+                    "30m",
+                ],
+            );
+            assert!(o.status.success(), "{}", text(&o.stderr));
+            text(&o.stdout).trim().to_owned()
+        };
+        AuthedLog {
+            vkey,
+            registry: mint("registry"),
+            release: mint("release-pipeline"),
+            signer,
+            server,
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime"),
+        }
+    }
+
+    /// Appends planned events in order, in batches that keep one
+    /// submitter; the release pipeline's events are signed.
+    fn submit(&self, plan: &[tlog_e2e::history::Planned]) {
+        use ed25519_dalek::Signer as _;
+        use tlog_e2e::history::By;
+        self.rt.block_on(async {
+            let connect = |token: &str| {
+                let opts = tlog_client::ConnectOptions {
+                    token: Some(token.to_owned()),
+                    ..Default::default()
+                };
+                let (url, vkey) = (self.server.url.clone(), self.vkey.clone());
+                async move {
+                    tlog_client::Client::connect_with(&url, &vkey, &opts)
+                        .await
+                        .expect("connect")
+                }
+            };
+            let mut registry = connect(&self.registry).await;
+            let mut release = connect(&self.release).await;
+            let mut i = 0;
+            while i < plan.len() {
+                let by = plan[i].by;
+                let mut batch = Vec::new();
+                while i < plan.len() && plan[i].by == by && batch.len() < 200 {
+                    let mut e = plan[i].event.clone();
+                    if by == By::Release {
+                        let sig = self.signer.signing_key().sign(&e.attestation_bytes());
+                        e.attestations.push(tlog_core::event::Attestation {
+                            scheme: "ed25519".into(),
+                            key_id: "release-pipeline".into(),
+                            signature: sig.to_bytes().to_vec(),
+                        });
+                    }
+                    batch.push(e);
+                    i += 1;
+                }
+                let c = if by == By::Release {
+                    &mut release
+                } else {
+                    &mut registry
+                };
+                c.append_batch(&batch).await.expect("append");
+            }
+        });
+    }
+}
+
+const RULES: &str = r#"
+[[rules.require_approval]]
+environments = ["production"]
+[[rules.version_patterns]]
+namespace = "team-*"
+pattern = '\d+\.\d+\.\d+'
+[[rules.allowed_submitters]]
+action = "deploy"
+environment = "production"
+principals = ["release-pipeline"]
+[[rules.required_attestations]]
+action = "deploy"
+environment = "production"
+signers = ["release-pipeline"]
+"#;
+
+#[test]
+fn every_artifact_rule_fires_on_crafted_events() {
+    use tlog_core::event::Action::*;
+    use tlog_e2e::history::{By, Planned, event};
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = AuthedLog::start(dir.path());
+    let mut n = 0;
+    let mut p = |action, name: &str, version: &str, env: &str, by| {
+        n += 1;
+        Planned {
+            event: event(format!("c{n}"), action, name, version, env, "someone"),
+            by,
+        }
+    };
+    let mut plan = vec![
+        // A normal release.
+        p(Register, "team-a/m", "1.0.0", "", By::Registry),
+        p(Approve, "team-a/m", "1.0.0", "", By::Registry),
+        p(Deploy, "team-a/m", "1.0.0", "production", By::Release),
+    ];
+    // digest-conflict: the same version with another digest.
+    let mut other = p(Upload, "team-a/m", "1.0.0", "", By::Registry);
+    other.event.artifact.digests[0].hex = "ab".repeat(32);
+    plan.push(other);
+    plan.extend([
+        // unregistered + unapproved
+        p(Deploy, "team-a/u", "1.0.0", "production", By::Release),
+        // version-regression
+        p(Register, "team-a/n", "2.0.0", "", By::Registry),
+        p(Approve, "team-a/n", "2.0.0", "", By::Registry),
+        p(Deploy, "team-a/n", "2.0.0", "production", By::Release),
+        p(Register, "team-a/n", "1.9.0", "", By::Registry),
+        p(Approve, "team-a/n", "1.9.0", "", By::Registry),
+        p(Deploy, "team-a/n", "1.9.0", "production", By::Release),
+        // version-pattern
+        p(Register, "team-a/v", "latest", "", By::Registry),
+        // submitter-not-allowed + missing-attestation
+        p(Register, "team-a/s", "1.0.0", "", By::Registry),
+        p(Approve, "team-a/s", "1.0.0", "", By::Registry),
+        p(Deploy, "team-a/s", "1.0.0", "production", By::Registry),
+        // deploy-retired
+        p(Register, "team-a/r", "1.0.0", "", By::Registry),
+        p(Approve, "team-a/r", "1.0.0", "", By::Registry),
+        p(Retire, "team-a/r", "1.0.0", "", By::Registry),
+        p(Deploy, "team-a/r", "1.0.0", "production", By::Release),
+    ]);
+    log.submit(&plan);
+    // access-rate: a steady 4 downloads a second for 4 seconds, then 80 at once.
+    for s in 0..4 {
+        let steady: Vec<Planned> = (0..4)
+            .map(|i| Planned {
+                event: event(
+                    format!("d{s}-{i}"),
+                    Download,
+                    "team-a/m",
+                    "1.0.0",
+                    "",
+                    "svc-x",
+                ),
+                by: By::Registry,
+            })
+            .collect();
+        log.submit(&steady);
+        std::thread::sleep(std::time::Duration::from_millis(1000));
+    }
+    let burst: Vec<Planned> = (0..80)
+        .map(|i| Planned {
+            event: event(format!("b{i}"), Download, "team-a/m", "1.0.0", "", "svc-x"),
+            by: By::Registry,
+        })
+        .collect();
+    log.submit(&burst);
+
+    let rest = format!(
+        "{RULES}[rules.access_rate]\nwindow = \"1s\"\nfactor = 5.0\nmin_count = 30\nwarmup_windows = 3\n"
+    );
+    let cfg = config(
+        dir.path(),
+        &[("rules", &log.vkey, vec![log.server.url.clone()])],
+        &rest,
+    );
+    let (code, alerts, err) = check(&cfg);
+    assert_eq!(code, 1, "{err}");
+    let mut got = rules(&alerts);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "access-rate",
+            "deploy-retired",
+            "digest-conflict",
+            "missing-attestation",
+            "submitter-not-allowed",
+            "unapproved",
+            "unregistered",
+            "version-pattern",
+            "version-regression",
+        ],
+        "{alerts:#?}"
+    );
+    for a in &alerts {
+        assert!(!a["entries"].as_array().expect("entries").is_empty(), "{a}");
+        assert!(a["entries"][0]["leaf_hash"].as_str().expect("hash").len() == 64);
+    }
+    let conflict = alerts
+        .iter()
+        .find(|a| a["rule"] == "digest-conflict")
+        .expect("conflict");
+    let idx: Vec<u64> = conflict["entries"]
+        .as_array()
+        .expect("e")
+        .iter()
+        .map(|e| e["index"].as_u64().expect("i"))
+        .collect();
+    assert_eq!(idx, [0, 3]);
+    // The alert's leaf hash is the log's: the entry proves with it.
+    let out = run(
+        "tlog",
+        &[
+            "--server",
+            &log.server.url,
+            "--vkey",
+            &log.vkey,
+            "--no-state",
+            "--token",
+            &log.registry,
+            "--json",
+            "prove",
+            conflict["entries"][1]["leaf_hash"].as_str().expect("h"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn nothing_fires_on_a_benign_history_of_ten_thousand_events() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = AuthedLog::start(dir.path());
+    let plan = tlog_e2e::history::benign(10_000, 250, 11);
+    log.submit(&plan);
+    let rest = format!("{RULES}[rules.access_rate]\n");
+    let cfg = config(
+        dir.path(),
+        &[("benign", &log.vkey, vec![log.server.url.clone()])],
+        &rest,
+    );
+    let (code, alerts, err) = check(&cfg);
+    assert_eq!((code, alerts.len()), (0, 0), "{err} {alerts:#?}");
+    let st: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("monitor-state/benign/state.json")).expect("state"),
+    )
+    .expect("json");
+    assert_eq!(st["size"].as_u64(), Some(plan.len() as u64));
+}
