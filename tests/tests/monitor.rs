@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
 use serde_json::Value;
-use tlog_e2e::{Server, copy_dir, init, run, run_with_stdin};
+use tlog_e2e::{MonitorProcess, Server, copy_dir, init, run, run_with_stdin};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -673,4 +673,286 @@ fn nothing_fires_on_a_benign_history_of_ten_thousand_events() {
     )
     .expect("json");
     assert_eq!(st["size"].as_u64(), Some(plan.len() as u64));
+}
+
+fn version_pattern_violation(id: &str) -> String {
+    ev(id, "register", "team-z/model", &format!("bad-{id}"), "")
+}
+
+fn log_size(s: &Server, vkey: &str) -> u64 {
+    let out = run(
+        "tlog",
+        &[
+            "--server",
+            &s.url,
+            "--vkey",
+            vkey,
+            "--no-state",
+            "--json",
+            "checkpoint",
+        ],
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("checkpoint json");
+    v["size"].as_u64().expect("size")
+}
+
+fn verified_size(dir: &Path, log: &str) -> u64 {
+    std::fs::read(dir.join(format!("monitor-state/{log}/state.json")))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| v["size"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_restarted_monitor_skips_no_range_and_repeats_no_alert() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let vkey = init(&data, "restart.e2e.example/log");
+    let s = Server::start(&data);
+    let rest = "[[rules.version_patterns]]\nnamespace = \"team-z/*\"\npattern = '\\d+\\.\\d+'\n";
+    let cfg = config(dir.path(), &[("rs", &vkey, vec![s.url.clone()])], rest);
+    let filler = |tag: &str, n: usize| -> Vec<String> {
+        (0..n)
+            .map(|i| ev(&format!("{tag}-{i}"), "download", "team-y/m", "1.0", ""))
+            .collect()
+    };
+    let m = MonitorProcess::start(&cfg, dir.path(), "1");
+    let mut first = filler("a", 30);
+    first.insert(10, version_pattern_violation("v1"));
+    submit(&s, &vkey, &first);
+    m.wait_for(20, "the first alert", |a| a.len() == 1);
+    // A large range with a violation in the middle; the monitor is killed
+    // while it may be auditing it.
+    let mut second = filler("b", 3000);
+    second.insert(1500, version_pattern_violation("v2"));
+    submit(&s, &vkey, &second);
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let before = m.alerts();
+    m.kill();
+    submit(&s, &vkey, &[version_pattern_violation("v3")]);
+    let m2 = MonitorProcess::start(&cfg, dir.path(), "2");
+    let size = log_size(&s, &vkey);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while verified_size(dir.path(), "rs") < size {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the monitor did not catch up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let after = m2.wait_for(10, "the remaining alerts", |a| before.len() + a.len() >= 3);
+    assert!(m2.stop(), "SIGTERM stops it cleanly");
+    let all: Vec<&Value> = before.iter().chain(after.iter()).collect();
+    let mut ids: Vec<&str> = all.iter().map(|a| a["id"].as_str().expect("id")).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), all.len(), "no alert repeated: {all:#?}");
+    let mut versions: Vec<String> = all
+        .iter()
+        .map(|a| a["message"].as_str().unwrap_or_default().to_owned())
+        .filter_map(|m| {
+            ["bad-v1", "bad-v2", "bad-v3"]
+                .into_iter()
+                .find(|v| m.contains(v))
+                .map(str::to_owned)
+        })
+        .collect();
+    versions.sort();
+    assert_eq!(
+        versions,
+        ["bad-v1", "bad-v2", "bad-v3"],
+        "no range skipped: {all:#?}"
+    );
+    let journal =
+        std::fs::read_to_string(dir.path().join("monitor-state/alerts.jsonl")).expect("journal");
+    assert_eq!(journal.lines().count(), 3);
+    assert!(s.stop());
+}
+
+/// A tiny HTTP server that records requests and answers 500 to the first.
+/// Requests a webhook receiver saw: headers and body.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+fn webhook_receiver() -> (String, Received) {
+    use std::io::{BufRead as _, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(conn) = conn else { continue };
+            let mut r = std::io::BufReader::new(conn);
+            let mut headers = String::new();
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                headers.push_str(&line);
+            }
+            let mut body = vec![0; len];
+            let _ = r.read_exact(&mut body);
+            seen2.lock().expect("lock").push((headers, body));
+            let status = if n == 0 {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
+            let _ = r.get_mut().write_all(
+                format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+        }
+    });
+    (url, seen)
+}
+
+fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut c = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        c,
+        "{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, out)
+}
+
+#[test]
+fn gossip_webhooks_hooks_and_metrics() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let a_dir = dir.path().join("a");
+    let vkey = init(&a_dir, "gossip.e2e.example/log");
+    let b_dir = dir.path().join("b");
+    copy_dir(&a_dir, &b_dir);
+    let a = Server::start(&a_dir);
+    let b = Server::start(&b_dir);
+    submit(&a, &vkey, &[ev("1", "register", "m", "1.0.0", "")]);
+    submit(&b, &vkey, &[ev("1", "register", "m", "6.6.6", "")]);
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s3cret\n").expect("secret");
+    let (hook_url, received) = webhook_receiver();
+    let hook_out = dir.path().join("hook.out");
+    let gossip_dir = dir.path().join("gossip");
+    std::fs::create_dir_all(&gossip_dir).expect("gossip dir");
+    let rest = format!(
+        "listen = \"127.0.0.1:0\"\ngossip_dir = {gossip_dir:?}\n\
+         [[alerts.webhook]]\nurl = {hook_url:?}\nsecret_file = {secret:?}\nattempts = 3\n\
+         [[alerts.hook]]\ncommand = [\"sh\", \"-c\", \"echo \\\"$TLOG_ALERT_RULE $TLOG_ALERT_ENTRIES\\\" >> {}\"]\n",
+        hook_out.display()
+    );
+    // Only the honest server is configured; the other is seen through gossip.
+    let cfg = config(dir.path(), &[("g", &vkey, vec![a.url.clone()])], &rest);
+    let m = MonitorProcess::start(&cfg, dir.path(), "g");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while verified_size(dir.path(), "g") < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "monitor did not audit"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // A client of B posts the checkpoint it saw.
+    let b_note = {
+        let out = run(
+            "tlog",
+            &[
+                "--server",
+                &b.url,
+                "--vkey",
+                &vkey,
+                "--no-state",
+                "--json",
+                "checkpoint",
+            ],
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        v["signed_note"].as_str().expect("note").to_owned()
+    };
+    let (status, body) = http(&m.addr, "POST", "/gossip", "not a checkpoint");
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = http(&m.addr, "POST", "/gossip", &b_note);
+    assert_eq!(status, 202, "{body}");
+    let alerts = m.wait_for(20, "a split-view alert from gossip", |a| !a.is_empty());
+    assert_eq!(rules(&alerts), ["split-view"]);
+    assert!(
+        alerts[0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("POST /gossip")
+    );
+    // The same checkpoint dropped in the gossip folder: checked, moved to
+    // done/, and not alerted twice.
+    std::fs::write(gossip_dir.join("seen-by-client.checkpoint"), &b_note).expect("write");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !gossip_dir.join("done/seen-by-client.checkpoint").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gossip file not taken"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert_eq!(m.alerts().len(), 1, "not alerted twice");
+    // The webhook got it on the second attempt, signed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while received.lock().expect("lock").len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "webhook not retried");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (headers, body) = received.lock().expect("lock")[1].clone();
+    let sig = headers
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("x-tlog-signature:")
+                .map(|v| v.trim().to_owned())
+        })
+        .expect("signature header");
+    let want = format!(
+        "sha256={}",
+        hex::encode(tlog_monitor::sink::hmac_sha256(b"s3cret", &body))
+    );
+    assert_eq!(sig, want);
+    let posted: Value = serde_json::from_slice(&body).expect("json body");
+    assert_eq!(posted["id"], alerts[0]["id"]);
+    // The hook ran with the alert in its environment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string(&hook_out)
+        .unwrap_or_default()
+        .contains("split-view")
+    {
+        assert!(std::time::Instant::now() < deadline, "hook did not run");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (status, metrics) = http(&m.addr, "GET", "/metrics", "");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("tlog_monitor_alerts_total{rule=\"split-view\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tlog_monitor_verified_size{log=\"g\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tlog_monitor_gossip_total{outcome=\"accepted\"} 2"),
+        "{metrics}"
+    );
+    assert!(m.stop());
+    assert!(a.stop() && b.stop());
 }
