@@ -64,6 +64,9 @@ pub struct Auditor {
     failures: u32,
     outage_start: Option<u64>,
     gossip: GossipQueue,
+    save_interval: Duration,
+    last_save: std::time::Instant,
+    dirty: bool,
 }
 
 fn now_secs() -> u64 {
@@ -167,7 +170,31 @@ impl Auditor {
             failures: 0,
             outage_start: None,
             gossip: Arc::new(Mutex::new(VecDeque::new())),
+            save_interval: cfg.save_interval,
+            last_save: std::time::Instant::now(),
+            dirty: false,
         })
+    }
+
+    /// Saves the state if it changed since the last save.
+    pub fn flush(&mut self) -> Result<(), AuditError> {
+        if self.dirty {
+            self.dir.save(&self.state)?;
+            self.dirty = false;
+            self.last_save = std::time::Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Goes back to the saved state: a consistent, older audited point
+    /// (used when a round fails half-way, so that nothing half-audited is
+    /// kept; the next round re-audits from there).
+    fn revert(&mut self) -> Result<(), AuditError> {
+        let last_growth = self.state.last_growth;
+        self.state = self.dir.load()?;
+        self.state.last_growth = self.state.last_growth.max(last_growth);
+        self.dirty = false;
+        Ok(())
     }
 
     /// The queue gossiped checkpoints of this log go to.
@@ -500,7 +527,24 @@ impl Auditor {
         let result: Result<(), ClientError> = async {
             let client = self.client(p).await?;
             let mut stream = client.entries(start, size).await?;
-            while let Some(page) = stream.next_page().await? {
+            // Receiving and decoding pages runs beside the hashing and the
+            // rules (a pipeline over both cores).
+            let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+            let reader = tokio::spawn(async move {
+                loop {
+                    let next = stream.next_page().await;
+                    let done = !matches!(next, Ok(Some(_)));
+                    if let Ok(None) = next {
+                        return;
+                    }
+                    if tx.send(next).await.is_err() || done {
+                        return;
+                    }
+                }
+            });
+            let _abort = AbortOnDrop(reader);
+            while let Some(page) = rx.recv().await {
+                let Some(page) = page? else { break };
                 for (index, leaf) in page {
                     let h = tlog_core::leaf_hash(&leaf);
                     tree.push(h);
@@ -536,12 +580,12 @@ impl Auditor {
             // Nothing is trusted from a partial download; the rules' memory
             // goes back to the last audited checkpoint.
             tracing::warn!(log = %self.name, error = %e, "entry download failed; retrying next round");
-            self.state.rules = self.dir.load()?.rules;
+            self.revert()?;
             self.metrics.log(&self.name, |f| f.failed_rounds += 1);
             return Ok(());
         }
         if tree.root() != root {
-            self.state.rules = self.dir.load()?.rules;
+            self.revert()?;
             let finding = self.locate_mismatch(p, cp, start, &hashes, keep).await;
             findings.push(finding);
             return Ok(());
@@ -550,7 +594,10 @@ impl Auditor {
         self.state.checkpoint = cp.raw.clone();
         self.state.set_tree(&tree);
         self.state.last_growth = now_secs();
-        self.dir.save(&self.state)?;
+        self.dirty = true;
+        if self.last_save.elapsed() >= self.save_interval {
+            self.flush()?;
+        }
         self.metrics.log(&self.name, |f| f.verified_size = size);
         findings.extend(rule_findings);
         Ok(())
@@ -726,6 +773,15 @@ impl Auditor {
             ));
         }
         true
+    }
+}
+
+/// Aborts a task when dropped (so an abandoned download stops).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -56,6 +56,13 @@ pub struct Config {
     /// a log that is idle by design would alert).
     #[serde(default, with = "humantime_serde")]
     pub max_checkpoint_age: Option<Duration>,
+    /// How often the state is saved while following a log (and always at
+    /// the end of `check` and at shutdown). The state is a consistent
+    /// audited point: after a crash the monitor re-audits from the last
+    /// save, skipping nothing, and the alert journal keeps alerts from
+    /// repeating. Saving rewrites the rules' memory, so not every round.
+    #[serde(default = "default_save", with = "humantime_serde")]
+    pub save_interval: Duration,
     /// Alert when no endpoint of a log answered for this many polls in a
     /// row.
     #[serde(default = "default_unreachable")]
@@ -80,6 +87,10 @@ pub struct Config {
 
 fn default_poll() -> Duration {
     Duration::from_secs(5)
+}
+
+fn default_save() -> Duration {
+    Duration::from_secs(10)
 }
 
 fn default_unreachable() -> u32 {

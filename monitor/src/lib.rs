@@ -144,15 +144,23 @@ impl Monitor {
         for i in 0..self.auditors.len() {
             let findings = self.auditors[i].round().await?;
             let log = self.auditors[i].name.clone();
-            for f in findings {
-                let alert = self.alert(&log, f)?;
-                if self.alerter.send(&alert).await? {
-                    report.new += 1;
-                }
-                report.alerts.push(alert);
-            }
+            let alerts = findings
+                .into_iter()
+                .map(|f| self.alert(&log, f))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            report.new += self.alerter.send_all(&alerts).await?;
+            report.alerts.extend(alerts);
         }
         Ok(report)
+    }
+
+    /// Saves every log's state that changed (call at the end of `check`
+    /// and at shutdown).
+    pub fn flush(&mut self) -> anyhow::Result<()> {
+        for a in &mut self.auditors {
+            a.flush()?;
+        }
+        Ok(())
     }
 
     fn alert(&self, log: &str, f: Finding) -> anyhow::Result<Alert> {
@@ -246,7 +254,7 @@ impl Monitor {
         let mut stop = stop_rx;
         loop {
             if *stop.borrow() {
-                return Ok(());
+                return self.flush();
             }
             match self.pass().await {
                 Ok(r) if r.new > 0 => tracing::info!(new = r.new, "alerts sent"),
@@ -256,7 +264,7 @@ impl Monitor {
             tokio::select! {
                 _ = tokio::time::sleep(self.cfg.poll_interval) => {}
                 _ = wake.notified() => {}
-                _ = stop.wait_for(|s| *s) => return Ok(()),
+                _ = stop.wait_for(|s| *s) => return self.flush(),
             }
         }
     }

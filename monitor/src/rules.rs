@@ -44,16 +44,19 @@ pub struct RateInfo {
     pub alerted: bool,
 }
 
+/// A map with a fast, randomly seeded hash (the keys come from the log).
+pub type Map<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 /// Everything the rules remember; saved with the trusted checkpoint.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct RuleState {
     /// By `name\nversion`.
-    pub versions: HashMap<String, VersionInfo>,
+    pub versions: Map<VersionInfo>,
     /// The version last deployed (or rolled back to), by `name\nenvironment`:
     /// (version, entry).
-    pub deployed: HashMap<String, (String, EntryRef)>,
+    pub deployed: Map<(String, EntryRef)>,
     /// By principal.
-    pub access: HashMap<String, RateInfo>,
+    pub access: Map<RateInfo>,
 }
 
 /// The rules with their compiled patterns.
@@ -138,22 +141,29 @@ impl Rules {
         let e: &ArtifactEvent = &l.event;
         let name = &e.artifact.name;
         let version = &e.artifact.version;
-        let digests: Vec<String> = e.artifact.digests.iter().map(digest_text).collect();
+        let digests = || -> Vec<String> { e.artifact.digests.iter().map(digest_text).collect() };
         let key = format!("{name}\n{version}");
-        let what = format!(
-            "{} of {name}@{version}{}",
-            e.action.as_str(),
-            if e.environment.is_empty() {
-                String::new()
-            } else {
-                format!(" to {}", e.environment)
+        // Formatted only when a finding needs it.
+        let what = || {
+            format!(
+                "{} of {name}@{version}{}",
+                e.action.as_str(),
+                if e.environment.is_empty() {
+                    String::new()
+                } else {
+                    format!(" to {}", e.environment)
+                }
+            )
+        };
+        let (is_new, info) = match state.versions.entry(key) {
+            std::collections::hash_map::Entry::Occupied(o) => (false, o.into_mut()),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                (true, v.insert(VersionInfo::default()))
             }
-        );
-        let is_new = !state.versions.contains_key(&key);
-        let info = state.versions.entry(key.clone()).or_default();
+        };
         if is_new {
             info.first = Some(me.clone());
-            info.digests = digests.clone();
+            info.digests = digests();
             for (ns, re) in &self.patterns {
                 if glob(ns, name) && !re.is_match(version) {
                     out.push(Finding {
@@ -172,12 +182,14 @@ impl Rules {
         } else if self.cfg.digest_conflict {
             // Same algorithm, another value: two different artifacts
             // carry the same name and version.
-            let conflict = digests.iter().find_map(|d| {
-                let (alg, _) = d.split_once(':')?;
+            let conflict = e.artifact.digests.iter().find_map(|d| {
                 info.digests
                     .iter()
-                    .find(|o| o.split_once(':').is_some_and(|(a, _)| a == alg) && *o != d)
-                    .map(|o| (o.clone(), d.clone()))
+                    .find(|o| {
+                        o.split_once(':')
+                            .is_some_and(|(a, h)| a == d.algorithm && h != d.hex)
+                    })
+                    .map(|o| (o.clone(), digest_text(d)))
             });
             if let Some((old, new)) = conflict {
                 let first = info.first.clone();
@@ -197,9 +209,13 @@ impl Rules {
                     evidence: None,
                 });
             } else {
-                for d in &digests {
-                    if !info.digests.contains(d) {
-                        info.digests.push(d.clone());
+                for d in &e.artifact.digests {
+                    let known = info.digests.iter().any(|o| {
+                        o.split_once(':')
+                            .is_some_and(|(a, h)| a == d.algorithm && h == d.hex)
+                    });
+                    if !known {
+                        info.digests.push(digest_text(d));
                     }
                 }
             }
@@ -210,9 +226,10 @@ impl Rules {
                 rule: "unregistered",
                 severity: Severity::High,
                 message: format!(
-                    "{what} by {} ({}), but that version was never registered",
+                    "{} by {} ({}), but that version was never registered",
+                    what(),
                     l.submitter.principal,
-                    digests.first().map(|d| short(d)).unwrap_or_default()
+                    digests().first().map(|d| short(d)).unwrap_or_default()
                 ),
                 entries: vec![me.clone()],
                 key: me.leaf_hash.clone(),
@@ -228,7 +245,8 @@ impl Rules {
                     rule: "unapproved",
                     severity: Severity::High,
                     message: format!(
-                        "{what} by {}, but that version was never approved (required for {} in {})",
+                        "{} by {}, but that version was never approved (required for {} in {})",
+                        what(),
                         l.submitter.principal,
                         r.namespace,
                         if r.environments.is_empty() {
@@ -253,8 +271,10 @@ impl Rules {
                     rule: "deploy-retired",
                     severity: Severity::High,
                     message: format!(
-                        "{what} by {}, but that version was retired at entry {}",
-                        l.submitter.principal, ret.index
+                        "{} by {}, but that version was retired at entry {}",
+                        what(),
+                        l.submitter.principal,
+                        ret.index
                     ),
                     entries: vec![ret.clone(), me.clone()],
                     key: me.leaf_hash.clone(),
@@ -280,7 +300,8 @@ impl Rules {
                     rule: "submitter-not-allowed",
                     severity: Severity::High,
                     message: format!(
-                        "{what} was submitted by {} ({}), who is not allowed to; allowed: {}",
+                        "{} was submitted by {} ({}), who is not allowed to; allowed: {}",
+                        what(),
                         l.submitter.principal,
                         l.submitter.auth_method,
                         r.principals.join(", ")
@@ -309,7 +330,8 @@ impl Rules {
                         rule: "missing-attestation",
                         severity: Severity::High,
                         message: format!(
-                            "{what} by {} lacks a verified attestation by {}",
+                            "{} by {} lacks a verified attestation by {}",
+                            what(),
                             l.submitter.principal,
                             missing
                                 .iter()

@@ -106,10 +106,22 @@ impl Alerter {
 
     /// Records and delivers an alert, unless it was sent before.
     pub async fn send(&mut self, alert: &Alert) -> Result<bool, JournalError> {
-        if self.sent.contains(&alert.id) {
-            return Ok(false);
+        Ok(self.send_all(std::slice::from_ref(alert)).await? == 1)
+    }
+
+    /// Records the alerts not sent before in the journal with one sync,
+    /// then delivers each; returns how many were new.
+    pub async fn send_all(&mut self, alerts: &[Alert]) -> Result<usize, JournalError> {
+        let mut fresh: Vec<(&Alert, String)> = Vec::new();
+        let mut ids = HashSet::new();
+        for a in alerts {
+            if !self.sent.contains(&a.id) && ids.insert(a.id.clone()) {
+                fresh.push((a, serde_json::to_string(a).unwrap_or_default()));
+            }
         }
-        let line = serde_json::to_string(alert).unwrap_or_default();
+        if fresh.is_empty() {
+            return Ok(0);
+        }
         let journal_err = |source| JournalError {
             path: self.journal.clone(),
             source,
@@ -119,13 +131,25 @@ impl Alerter {
             .append(true)
             .open(&self.journal)
             .map_err(journal_err)?;
-        f.write_all(format!("{line}\n").as_bytes())
+        let mut buf = String::new();
+        for (_, line) in &fresh {
+            buf.push_str(line);
+            buf.push('\n');
+        }
+        f.write_all(buf.as_bytes())
             .and_then(|()| f.sync_data())
             .map_err(|source| JournalError {
                 path: self.journal.clone(),
                 source,
             })?;
-        self.sent.insert(alert.id.clone());
+        for (a, line) in &fresh {
+            self.sent.insert(a.id.clone());
+            self.deliver(a, line).await;
+        }
+        Ok(fresh.len())
+    }
+
+    async fn deliver(&mut self, alert: &Alert, line: &str) {
         self.metrics.alert(&alert.rule);
         tracing::warn!(rule = %alert.rule, severity = ?alert.severity, log = %alert.log, id = %alert.id, "{}", alert.message);
         if self.stdout {
@@ -140,12 +164,11 @@ impl Alerter {
             }
         }
         for h in &self.hooks {
-            if let Err(e) = run_hook(h, alert, &line).await {
+            if let Err(e) = run_hook(h, alert, line).await {
                 self.metrics.delivery_failed();
                 tracing::error!(command = ?h.command, error = %e, id = %alert.id, "alert hook failed");
             }
         }
-        Ok(true)
     }
 }
 

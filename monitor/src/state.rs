@@ -124,11 +124,10 @@ impl LogDir {
     /// Saves the state atomically (temporary file, fsync, rename, fsync of
     /// the folder).
     pub fn save(&self, s: &LogState) -> Result<(), StateError> {
-        let bytes = serde_json::to_vec(s).map_err(|e| StateError::Corrupt {
-            path: self.state_path(),
-            reason: e.to_string(),
-        })?;
-        write_atomic(&self.state_path(), &bytes)
+        let path = self.state_path();
+        write_atomic_with(&path, |w| {
+            serde_json::to_writer(w, s).map_err(std::io::Error::other)
+        })
     }
 
     /// Writes an evidence file; returns its path.
@@ -146,6 +145,15 @@ impl LogDir {
 
 /// Replaces `path` with `bytes` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    write_atomic_with(path, |w| w.write_all(bytes))
+}
+
+/// Replaces `path` atomically with what `fill` writes (buffered, so a
+/// large state is never held twice in memory).
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut std::io::BufWriter<&mut std::fs::File>) -> std::io::Result<()>,
+) -> Result<(), StateError> {
     let io = |what: &'static str| {
         move |source| StateError::Io {
             path: path.to_owned(),
@@ -157,7 +165,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     std::fs::create_dir_all(dir).map_err(io("create folder"))?;
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp).map_err(io("create temporary file"))?;
-    f.write_all(bytes).map_err(io("write"))?;
+    {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut f);
+        fill(&mut w).map_err(io("write"))?;
+        w.flush().map_err(io("write"))?;
+    }
     f.sync_all().map_err(io("sync"))?;
     drop(f);
     std::fs::rename(&tmp, path).map_err(io("rename"))?;

@@ -696,6 +696,15 @@ fn log_size(s: &Server, vkey: &str) -> u64 {
     v["size"].as_u64().expect("size")
 }
 
+/// The monitor's audited size for a log, from its /metrics.
+fn metric_size(addr: &str, log: &str) -> u64 {
+    let (_, body) = http(addr, "GET", "/metrics", "");
+    let prefix = format!("tlog_monitor_verified_size{{log=\"{log}\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&prefix).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0)
+}
+
 fn verified_size(dir: &Path, log: &str) -> u64 {
     std::fs::read(dir.join(format!("monitor-state/{log}/state.json")))
         .ok()
@@ -710,7 +719,10 @@ fn a_restarted_monitor_skips_no_range_and_repeats_no_alert() {
     let data = dir.path().join("data");
     let vkey = init(&data, "restart.e2e.example/log");
     let s = Server::start(&data);
-    let rest = "[[rules.version_patterns]]\nnamespace = \"team-z/*\"\npattern = '\\d+\\.\\d+'\n";
+    // The state is saved only at shutdown: the restarted monitor must
+    // re-audit everything the killed one saw, and send nothing twice.
+    let rest = "listen = \"127.0.0.1:0\"\nsave_interval = \"1h\"\n\
+                [[rules.version_patterns]]\nnamespace = \"team-z/*\"\npattern = '\\d+\\.\\d+'\n";
     let cfg = config(dir.path(), &[("rs", &vkey, vec![s.url.clone()])], rest);
     let filler = |tag: &str, n: usize| -> Vec<String> {
         (0..n)
@@ -734,7 +746,7 @@ fn a_restarted_monitor_skips_no_range_and_repeats_no_alert() {
     let m2 = MonitorProcess::start(&cfg, dir.path(), "2");
     let size = log_size(&s, &vkey);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while verified_size(dir.path(), "rs") < size {
+    while metric_size(&m2.addr, "rs") < size {
         assert!(
             std::time::Instant::now() < deadline,
             "the monitor did not catch up"
@@ -743,6 +755,7 @@ fn a_restarted_monitor_skips_no_range_and_repeats_no_alert() {
     }
     let after = m2.wait_for(10, "the remaining alerts", |a| before.len() + a.len() >= 3);
     assert!(m2.stop(), "SIGTERM stops it cleanly");
+    assert_eq!(verified_size(dir.path(), "rs"), size, "saved at shutdown");
     let all: Vec<&Value> = before.iter().chain(after.iter()).collect();
     let mut ids: Vec<&str> = all.iter().map(|a| a["id"].as_str().expect("id")).collect();
     ids.sort();
@@ -859,7 +872,7 @@ fn gossip_webhooks_hooks_and_metrics() {
     let cfg = config(dir.path(), &[("g", &vkey, vec![a.url.clone()])], &rest);
     let m = MonitorProcess::start(&cfg, dir.path(), "g");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while verified_size(dir.path(), "g") < 1 {
+    while metric_size(&m.addr, "g") < 1 {
         assert!(
             std::time::Instant::now() < deadline,
             "monitor did not audit"

@@ -82,7 +82,11 @@ fn main() -> ExitCode {
             }
         };
         match cli.command {
-            Command::Check { .. } => match monitor.pass().await {
+            Command::Check { .. } => match monitor
+                .pass()
+                .await
+                .and_then(|r| monitor.flush().map(|()| r))
+            {
                 Ok(r) if r.alerts.is_empty() => {
                     eprintln!("tlog-monitor: nothing found");
                     ExitCode::SUCCESS

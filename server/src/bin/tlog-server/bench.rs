@@ -84,7 +84,9 @@ fn event(run: u64, client: usize, seq: u64) -> pb::ArtifactEvent {
         action: pb::Action::Upload as i32,
         artifact: Some(pb::Artifact {
             name: format!("bench/model-{}", client % 16),
-            version: format!("1.0.{seq}"),
+            // Unique per run, so that repeated runs against one log never
+            // give one version two digests (a monitor would rightly alert).
+            version: format!("1.0.{seq}-r{run:x}"),
             digests: vec![pb::Digest {
                 algorithm: "sha256".into(),
                 hex,
