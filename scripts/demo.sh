@@ -17,7 +17,12 @@ BIN="$CARGO_TARGET_DIR/debug"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/tlog-demo.XXXXXX")"
 SERVER_PID=""
+MONITOR_PID=""
 cleanup() {
+  if [ -n "$MONITOR_PID" ] && kill -0 "$MONITOR_PID" 2>/dev/null; then
+    kill -TERM "$MONITOR_PID" 2>/dev/null || true
+    wait "$MONITOR_PID" 2>/dev/null || true
+  fi
   if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill -TERM "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
@@ -40,6 +45,31 @@ for _ in $(seq 1 300); do [ -s "$WORK/ready" ] && break; sleep 0.1; done
 URL="http://$(head -n1 "$WORK/ready")"
 echo "listening on $URL"
 export TLOG_SERVER="$URL" TLOG_VKEY="$VKEY" TLOG_STATE="$WORK/trusted-checkpoint"
+
+echo
+echo "== tlog-monitor run (audits every checkpoint in full, runs the artifact rules)"
+cat >"$WORK/monitor.toml" <<EOF
+state_dir = "$WORK/monitor-state"
+poll_interval = "500ms"
+save_interval = "1s"
+listen = "127.0.0.1:0"
+[[log]]
+name = "demo"
+vkey = "$VKEY"
+endpoints = ["$URL"]
+[[rules.require_approval]]
+environments = ["production"]
+[[rules.version_patterns]]
+namespace = "team-*"
+pattern = '\d+\.\d+\.\d+'
+EOF
+"$BIN/tlog-monitor" run --config "$WORK/monitor.toml" --ready-file "$WORK/monitor.ready" \
+  >"$WORK/alerts.jsonl" 2>"$WORK/monitor.log" &
+MONITOR_PID=$!
+for _ in $(seq 1 300); do [ -s "$WORK/monitor.ready" ] && break; sleep 0.1; done
+[ -s "$WORK/monitor.ready" ] || { echo "monitor did not start:"; cat "$WORK/monitor.log"; exit 1; }
+MONITOR_ADDR="$(head -n1 "$WORK/monitor.ready")"
+echo "monitor: alerts to $WORK/alerts.jsonl, metrics and gossip on http://$MONITOR_ADDR"
 
 DIGEST="sha256:$(printf 'fraud-model 1.4.2 weights' | sha256sum | cut -d' ' -f1)"
 submit() {
@@ -85,12 +115,29 @@ echo
 echo "== tlog query --artifact team-a/fraud-model (each entry proven in one checkpoint)"
 "$BIN/tlog" query --artifact team-a/fraud-model
 echo
+echo "== gossip: the client hands the checkpoint it verified to the monitor"
+"$BIN/tlog" checkpoint 2>/dev/null >"$WORK/seen.checkpoint"
+curl -sS --data-binary @"$WORK/seen.checkpoint" "http://$MONITOR_ADDR/gossip"
+
+echo
+echo "== planting an unexpected version: fraud-model 1.4.2 uploaded again with another digest"
+"$BIN/tlog" submit --source registry.demo --event-id evt-7 --action upload \
+  --artifact team-a/fraud-model --version 1.4.2 --actor mallory --interface api \
+  --digest "sha256:$(printf 'tampered weights' | sha256sum | cut -d' ' -f1)" >/dev/null
+for _ in $(seq 1 100); do grep -q digest-conflict "$WORK/alerts.jsonl" 2>/dev/null && break; sleep 0.1; done
+echo "-- the monitor's alert:"
+grep digest-conflict "$WORK/alerts.jsonl" || { echo "no alert"; cat "$WORK/monitor.log"; exit 1; }
+
+echo
 echo "== tlog export: an evidence bundle for the fraud model, and the investigator's report"
 "$BIN/tlog" export --artifact team-a/fraud-model -o "$WORK/fraud-model.bundle.json"
 "$BIN/tlog" report --artifact team-a/fraud-model --format html -o "$WORK/fraud-model.report.html"
 
 echo
-echo "== stopping the server (SIGTERM: finishes in-flight work, exits 0)"
+echo "== stopping the monitor and the server (SIGTERM: both finish and exit 0)"
+kill -TERM "$MONITOR_PID"
+wait "$MONITOR_PID"
+MONITOR_PID=""
 kill -TERM "$SERVER_PID"
 wait "$SERVER_PID"
 SERVER_PID=""
@@ -102,4 +149,5 @@ echo
 echo "done."
 echo "  investigator's report (one self-contained page): $WORK/fraud-model.report.html"
 echo "  evidence bundle: $WORK/fraud-model.bundle.json"
+echo "  monitor alerts: $WORK/alerts.jsonl"
 echo "  server log: $WORK/server.log; data: $DATA"
