@@ -212,7 +212,10 @@ mod proxy {
 
     pub struct Proxy {
         pub up: pb::log_client::LogClient<tonic::transport::Channel>,
+        /// The entry whose bytes are changed (u64::MAX: none).
         pub index: u64,
+        /// Change one byte of the checkpoint's signature.
+        pub bad_signature: bool,
     }
 
     fn nope<T>() -> Result<Response<T>, Status> {
@@ -237,7 +240,20 @@ mod proxy {
             &self,
             r: Request<pb::GetCheckpointRequest>,
         ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
-            self.up.clone().get_checkpoint(r.into_inner()).await
+            let mut resp = self.up.clone().get_checkpoint(r.into_inner()).await?;
+            if self.bad_signature
+                && let Some(cp) = resp.get_mut().checkpoint.as_mut()
+            {
+                // A base64 character of the signature, after the key id.
+                let at = cp.note.rfind(' ').map(|i| i + 6).unwrap_or(0);
+                let c = if cp.note.as_bytes().get(at) == Some(&b'A') {
+                    "B"
+                } else {
+                    "A"
+                };
+                cp.note.replace_range(at..at + 1, c);
+            }
+            Ok(resp)
         }
         type GetEntriesStream = Stream<pb::GetEntriesResponse>;
         async fn get_entries(
@@ -320,24 +336,7 @@ fn an_entry_altered_in_transit_is_named() {
         })
         .collect();
     submit(&s, &vkey, &lines);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let proxy_url = format!("http://{}", listener.local_addr().expect("addr"));
-    let up_url = s.url.clone();
-    rt.spawn(async move {
-        let up = pb_client(&up_url).await;
-        let svc = tlog_proto::v1::log_server::LogServer::new(proxy::Proxy { up, index: 27 });
-        let _ = tonic::transport::Server::builder()
-            .add_service(svc)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-            .await;
-    });
+    let (rt, proxy_url) = start_proxy(&s.url, 27, false);
     let cfg = config(dir.path(), &[("px", &vkey, vec![proxy_url])], "");
     let (code, alerts, err) = check(&cfg);
     assert_eq!(code, 1, "{err}");
@@ -359,6 +358,82 @@ fn an_entry_altered_in_transit_is_named() {
     .expect("state");
     assert_eq!(st["size"], 0);
     rt.shutdown_background();
+    assert!(s.stop());
+}
+
+/// Starts a proxy in front of `up_url`; returns its runtime and address.
+fn start_proxy(up_url: &str, index: u64, bad_signature: bool) -> (tokio::runtime::Runtime, String) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let proxy_url = format!("http://{}", listener.local_addr().expect("addr"));
+    let up_url = up_url.to_owned();
+    rt.spawn(async move {
+        let up = pb_client(&up_url).await;
+        let svc = tlog_proto::v1::log_server::LogServer::new(proxy::Proxy {
+            up,
+            index,
+            bad_signature,
+        });
+        let _ = tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await;
+    });
+    (rt, proxy_url)
+}
+
+#[test]
+fn bad_signatures_outages_and_staleness() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let vkey = init(&data, "faults.e2e.example/log");
+    let s = Server::start(&data);
+    submit(&s, &vkey, &[ev("1", "register", "m", "1.0.0", "")]);
+    // A checkpoint whose signature was changed on the way.
+    let (rt, proxy_url) = start_proxy(&s.url, u64::MAX, true);
+    let cfg = config(
+        dir.path(),
+        &[("bs", &vkey, vec![proxy_url])],
+        "unreachable_after = 5\n",
+    );
+    let (code, alerts, err) = check(&cfg);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(rules(&alerts), ["bad-signature"], "{alerts:?}");
+    let e = evidence(&alerts[0]);
+    assert!(
+        e["served_checkpoint"]
+            .as_str()
+            .expect("note")
+            .starts_with("faults.e2e.example/log\n1\n")
+    );
+    rt.shutdown_background();
+    // Nobody answers.
+    let cfg = config(
+        dir.path(),
+        &[("down", &vkey, vec!["http://127.0.0.1:9".into()])],
+        "unreachable_after = 1\n",
+    );
+    let (code, alerts, err) = check(&cfg);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(rules(&alerts), ["unreachable"], "{alerts:?}");
+    // No growth for longer than the maximum age.
+    let cfg = config(
+        dir.path(),
+        &[("st", &vkey, vec![s.url.clone()])],
+        "max_checkpoint_age = \"1s\"\n",
+    );
+    let (code, alerts, _) = check(&cfg);
+    assert_eq!((code, alerts.len()), (0, 0), "{alerts:?}");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let (code, alerts, err) = check(&cfg);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(rules(&alerts), ["stale"], "{alerts:?}");
     assert!(s.stop());
 }
 
