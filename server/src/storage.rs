@@ -7,13 +7,21 @@
 //! | `entries`     | index (u64)                           | leaf bytes, verbatim               |
 //! | `hashes`      | row level (u8) ‖ index (u64)          | 32-byte hash (tile rows, see core) |
 //! | `checkpoints` | tree size (u64)                       | signed checkpoint note             |
-//! | `leaf_hashes` | leaf hash (32)                        | index (u64)                        |
-//! | `idempotency` | len(source) (u32) ‖ source ‖ event id | index (u64) ‖ content digest (32)  |
+//! | `leaf_index`  | leaf hash's first 8 bytes ‖ index (u64) | (empty)                          |
+//! | `leaf_hashes` | leaf hash (32)                        | index (u64): stores before 0.2     |
+//! | `idempotency` | len(source) (u32) ‖ source ‖ event id | index (u64); before 0.2 also the content digest (32) |
 //! | `artifacts`   | name ‖ 0x00 ‖ index (u64)             | action (u8) ‖ time (i64 s, u32 ns) ‖ version |
 //! | `meta`        | `origin`, `vkey`, `size`              | text / u64                         |
 //!
 //! One append batch is one synced `WriteBatch`: entries, hashes, indexes,
 //! the new checkpoint and the new size land together or not at all.
+//!
+//! Space per entry: the leaf-hash index keeps only 8 bytes of the hash (a
+//! lookup checks candidates against the full leaf hash in `hashes`), and an
+//! idempotency record only the index (a retry recomputes the stored
+//! event's digest from its leaf). Stores written before keep working: their
+//! `leaf_hashes` rows are still read, and 40-byte idempotency values still
+//! carry their digest.
 
 use std::path::Path;
 
@@ -28,18 +36,31 @@ const CF_ENTRIES: &str = "entries";
 const CF_HASHES: &str = "hashes";
 const CF_CHECKPOINTS: &str = "checkpoints";
 const CF_LEAF_HASHES: &str = "leaf_hashes";
+const CF_LEAF_INDEX: &str = "leaf_index";
 const CF_IDEMPOTENCY: &str = "idempotency";
 const CF_ARTIFACTS: &str = "artifacts";
 const CF_META: &str = "meta";
-const ALL_CFS: [&str; 7] = [
+const ALL_CFS: [&str; 8] = [
     CF_ENTRIES,
     CF_HASHES,
     CF_CHECKPOINTS,
+    CF_LEAF_INDEX,
     CF_LEAF_HASHES,
     CF_IDEMPOTENCY,
     CF_ARTIFACTS,
     CF_META,
 ];
+
+/// The size of one column family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CfSize {
+    /// Its name.
+    pub name: &'static str,
+    /// Bytes in its table files.
+    pub sst_bytes: u64,
+    /// Estimated number of keys.
+    pub keys: u64,
+}
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -212,6 +233,13 @@ fn idem_key(source: &str, event_id: &str) -> Vec<u8> {
     k
 }
 
+fn leaf_index_key(leaf_hash: &Hash, index: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&leaf_hash.as_bytes()[..8]);
+    k[8..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
 fn hash_key(level: u8, index: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = level;
@@ -249,7 +277,7 @@ impl RocksStore {
         let cfs = ALL_CFS.iter().map(|name| {
             let o = match *name {
                 CF_ENTRIES => entries_opts.clone(),
-                CF_LEAF_HASHES | CF_IDEMPOTENCY => lookup_opts.clone(),
+                CF_LEAF_HASHES | CF_LEAF_INDEX | CF_IDEMPOTENCY => lookup_opts.clone(),
                 _ => Options::default(),
             };
             ColumnFamilyDescriptor::new(*name, o)
@@ -268,6 +296,49 @@ impl RocksStore {
         let mut w = WriteOptions::default();
         w.set_sync(true);
         w
+    }
+
+    /// Bytes in each column family's table files (after flushing the
+    /// memtables), and its estimated number of keys.
+    pub fn column_family_sizes(&self) -> Result<Vec<CfSize>, StorageError> {
+        self.db.flush()?;
+        let mut out = Vec::with_capacity(ALL_CFS.len());
+        for name in ALL_CFS {
+            let cf = self.cf(name)?;
+            self.db.flush_cf(cf)?;
+            let prop = |p: &str| -> Result<u64, StorageError> {
+                Ok(self.db.property_int_value_cf(cf, p)?.unwrap_or(0))
+            };
+            out.push(CfSize {
+                name,
+                sst_bytes: prop("rocksdb.total-sst-files-size")?,
+                keys: prop("rocksdb.estimate-num-keys")?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Compacts every column family fully (what a long-running log reaches
+    /// over time), so sizes are not inflated by overwritten or L0 data.
+    pub fn compact_all(&self) -> Result<(), StorageError> {
+        for name in ALL_CFS {
+            self.db
+                .compact_range_cf(self.cf(name)?, None::<&[u8]>, None::<&[u8]>);
+        }
+        Ok(())
+    }
+
+    /// The total size of all leaves (the payload), by reading them.
+    pub fn payload_bytes(&self) -> Result<u64, StorageError> {
+        let mut total = 0u64;
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_ENTRIES)?, IteratorMode::Start)
+        {
+            let (_, v) = item?;
+            total += v.len() as u64;
+        }
+        Ok(total)
     }
 
     /// Overwrites one stored value (test hook for corruption tests).
@@ -368,10 +439,10 @@ impl LogStore for RocksStore {
     }
 
     fn commit(&self, batch: &CommitBatch) -> Result<(), StorageError> {
-        let (entries, hashes, leaf_hashes, idem, artifacts) = (
+        let (entries, hashes, leaf_index, idem, artifacts) = (
             self.cf(CF_ENTRIES)?,
             self.cf(CF_HASHES)?,
-            self.cf(CF_LEAF_HASHES)?,
+            self.cf(CF_LEAF_INDEX)?,
             self.cf(CF_IDEMPOTENCY)?,
             self.cf(CF_ARTIFACTS)?,
         );
@@ -379,11 +450,9 @@ impl LogStore for RocksStore {
         for e in &batch.entries {
             let idx = e.index.to_be_bytes();
             b.put_cf(entries, idx, &e.leaf);
-            b.put_cf(leaf_hashes, e.leaf_hash.as_bytes(), idx);
+            b.put_cf(leaf_index, leaf_index_key(&e.leaf_hash, e.index), []);
             if let Some(i) = &e.idempotency {
-                let mut v = idx.to_vec();
-                v.extend_from_slice(&i.content_digest);
-                b.put_cf(idem, idem_key(&i.source, &i.event_id), v);
+                b.put_cf(idem, idem_key(&i.source, &i.event_id), idx);
             }
             if let Some((name, meta)) = &e.artifact {
                 let mut k = artifact_prefix(name);
@@ -435,6 +504,29 @@ impl LogStore for RocksStore {
     }
 
     fn index_of(&self, leaf_hash: &Hash) -> Result<Option<u64>, StorageError> {
+        // Candidates share the hash's first 8 bytes; the full leaf hash in
+        // the tree's bottom row decides.
+        let prefix = &leaf_hash.as_bytes()[..8];
+        let hashes = self.cf(CF_HASHES)?;
+        let iter = self.db.iterator_cf(
+            self.cf(CF_LEAF_INDEX)?,
+            IteratorMode::From(prefix, Direction::Forward),
+        );
+        for item in iter {
+            let (k, _) = item?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            let index = u64_value(k.get(8..).unwrap_or_default(), "leaf index key")?;
+            let stored = self
+                .db
+                .get_cf(hashes, hash_key(0, index))?
+                .ok_or_else(|| StorageError::Corrupt(format!("leaf hash {index} missing")))?;
+            if stored[..] == leaf_hash.as_bytes()[..] {
+                return Ok(Some(index));
+            }
+        }
+        // Stores written before the compact index.
         self.db
             .get_cf(self.cf(CF_LEAF_HASHES)?, leaf_hash.as_bytes())?
             .map(|v| u64_value(&v, "leaf hash index"))
@@ -452,11 +544,32 @@ impl LogStore for RocksStore {
         else {
             return Ok(None);
         };
-        let digest: [u8; 32] = v
-            .get(8..40)
-            .and_then(|s| s.try_into().ok())
-            .ok_or_else(|| StorageError::Corrupt("idempotency value length".into()))?;
-        Ok(Some((u64_value(&v, "idempotency index")?, digest)))
+        let index = u64_value(&v, "idempotency index")?;
+        let digest: [u8; 32] = match v.len() {
+            40 => v
+                .get(8..40)
+                .and_then(|s| s.try_into().ok())
+                .ok_or_else(|| StorageError::Corrupt("idempotency value length".into()))?,
+            8 => {
+                // Only a retry gets here: recompute the stored event's
+                // digest from its leaf.
+                let leaf = self.entry(index)?.ok_or_else(|| {
+                    StorageError::Corrupt(format!(
+                        "idempotency names entry {index}, which is missing"
+                    ))
+                })?;
+                tlog_core::leaf::Leaf::decode(&leaf)
+                    .map_err(|e| StorageError::Corrupt(format!("entry {index}: {e}")))?
+                    .event
+                    .content_digest()
+            }
+            n => {
+                return Err(StorageError::Corrupt(format!(
+                    "idempotency value of {n} bytes"
+                )));
+            }
+        };
+        Ok(Some((index, digest)))
     }
 
     fn checkpoint(&self, size: u64) -> Result<Option<String>, StorageError> {

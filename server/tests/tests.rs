@@ -17,3 +17,5 @@ mod operations;
 mod reads;
 /// Storage: restart checks, corruption refused at start.
 mod startup;
+/// Storage: the compact indexes, and stores written before them.
+mod storage;

@@ -45,6 +45,19 @@ enum Command {
     /// Operator keys and short-lived bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Disk use of a stopped log: bytes per column family, the payload
+    /// (leaf bytes), and what is stored per entry beyond the leaves.
+    Stats {
+        /// Data directory (the server must be stopped: RocksDB locks it).
+        #[arg(long, env = "TLOG_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Compact fully first, as a long-running log would be.
+        #[arg(long)]
+        compact: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -265,6 +278,100 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Total bytes of the files under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|list| {
+            list.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn stats(data_dir: &std::path::Path, compact: bool, json: bool) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use tlog_server::storage::LogStore as _;
+    let path = tlog_server::keys::db_path(data_dir);
+    let store = tlog_server::storage::RocksStore::open(&path)
+        .with_context(|| format!("open {} (is the server still running?)", path.display()))?;
+    let size = store
+        .meta()?
+        .map(|m| m.size)
+        .context("not a log: run tlog-server init")?;
+    if compact {
+        store.compact_all()?;
+    }
+    let cfs = store.column_family_sizes()?;
+    let payload = store.payload_bytes()?;
+    drop(store);
+    let on_disk = dir_bytes(&path);
+    let sst: u64 = cfs.iter().map(|c| c.sst_bytes).sum();
+    // What the log keeps besides the leaves themselves: tree hashes,
+    // indexes, checkpoints (the leaves are stored compressed, so the
+    // folder can be smaller than the payload).
+    let leaves = cfs
+        .iter()
+        .filter(|c| c.name == "entries")
+        .map(|c| c.sst_bytes)
+        .sum::<u64>();
+    let overhead = sst.saturating_sub(leaves);
+    let per = |b: u64| {
+        if size == 0 {
+            0.0
+        } else {
+            b as f64 / size as f64
+        }
+    };
+    if json {
+        let v = serde_json::json!({
+            "entries": size,
+            "payload_bytes": payload,
+            "sst_bytes": sst,
+            "on_disk_bytes": on_disk,
+            "leaf_bytes_stored": leaves,
+            "overhead_bytes_per_entry": per(overhead),
+            "column_families": cfs.iter().map(|c| serde_json::json!({
+                "name": c.name, "sst_bytes": c.sst_bytes, "keys": c.keys,
+                "bytes_per_entry": per(c.sst_bytes),
+            })).collect::<Vec<_>>(),
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    println!("entries:                 {size}");
+    println!(
+        "payload (leaf bytes):    {payload} ({:.1} per entry)",
+        per(payload)
+    );
+    println!(
+        "on disk (db folder):     {on_disk} ({:.1} per entry; table files {sst})",
+        per(on_disk)
+    );
+    println!(
+        "leaves as stored:        {leaves} ({:.1} per entry, compressed)",
+        per(leaves)
+    );
+    println!(
+        "beyond the leaves:       {:.1} bytes per entry (tree hashes, indexes, checkpoints)",
+        per(overhead)
+    );
+    for c in &cfs {
+        println!(
+            "  {:<12} {:>14} bytes {:>8.1} per entry  ~{} keys",
+            c.name,
+            c.sst_bytes,
+            per(c.sst_bytes),
+            c.keys
+        );
+    }
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -285,6 +392,11 @@ fn main() -> std::process::ExitCode {
         Command::Serve(a) => runtime().and_then(|rt| rt.block_on(serve(a))),
         Command::Bench(a) => runtime().and_then(|rt| rt.block_on(bench::run(a))),
         Command::Token(t) => token(t),
+        Command::Stats {
+            data_dir,
+            compact,
+            json,
+        } => stats(&data_dir, compact, json),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
