@@ -37,6 +37,18 @@ pub struct BenchArgs {
     /// How long to fetch inclusion proofs afterwards; 0 to skip.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     proof_duration: Duration,
+    /// How long to fetch consistency proofs (random old size to the
+    /// latest) afterwards; 0 to skip.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    consistency_duration: Duration,
+    /// Stream this many entries (GetEntries from a random start) and report
+    /// entries/s; 0 to skip.
+    #[arg(long, default_value_t = 0)]
+    stream_entries: u64,
+    /// Run this many artifact queries (one page each, by the clients in
+    /// turn) and report their latency; 0 to skip.
+    #[arg(long, default_value_t = 0)]
+    queries: u64,
     /// HTTP/2 connections shared by the clients.
     #[arg(long, default_value_t = 4)]
     connections: usize,
@@ -83,7 +95,8 @@ fn event(run: u64, client: usize, seq: u64) -> pb::ArtifactEvent {
         source: "bench.tlog".into(),
         action: pb::Action::Upload as i32,
         artifact: Some(pb::Artifact {
-            name: format!("bench/model-{}", client % 16),
+            // One artifact per client: clients never share a version.
+            name: format!("bench/model-{client}"),
             // Unique per run, so that repeated runs against one log never
             // give one version two digests (a monitor would rightly alert).
             version: format!("1.0.{seq}-r{run:x}"),
@@ -194,7 +207,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let per_client_interval = (a.rate > 0)
         .then(|| Duration::from_secs_f64(a.clients as f64 * a.batch as f64 / a.rate as f64));
     let mut tasks = Vec::new();
-    for c in 0..a.clients {
+    // --duration 0s: no append phase at all (reads only).
+    let appenders = if a.duration.is_zero() { 0 } else { a.clients };
+    for c in 0..appenders {
         let mut client = client(&channels[c % channels.len()]);
         let (stop, verify, batch) = (stop.clone(), verify.clone(), a.batch);
         tasks.push(tokio::spawn(async move {
@@ -245,7 +260,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             (lat, errors)
         }));
     }
-    tokio::time::sleep(a.duration).await;
+    if !a.duration.is_zero() {
+        tokio::time::sleep(a.duration).await;
+    }
     stop.store(true, Ordering::Relaxed);
     let mut lat = Vec::new();
     let mut errors = 0;
@@ -307,6 +324,91 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         proofs_per_s = n as f64 / start.elapsed().as_secs_f64();
     }
 
+    let size = client(&channels[0])
+        .get_checkpoint(pb::GetCheckpointRequest { size: 0 })
+        .await?
+        .into_inner()
+        .checkpoint
+        .context("no checkpoint")?
+        .size;
+
+    // Consistency proofs: a random older size to the latest.
+    let mut consistency_per_s = 0.0;
+    let mut consistency_errors = 0u64;
+    if !a.consistency_duration.is_zero() && size > 1 {
+        let stop = Arc::new(AtomicBool::new(false));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..a.clients {
+            let mut client = client(&channels[c % channels.len()]);
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                let (mut n, mut errs) = (0u64, 0u64);
+                let mut x = (c as u64 + 7).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                while !stop.load(Ordering::Relaxed) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let req = pb::GetConsistencyProofRequest {
+                        size1: 1 + x % (size - 1),
+                        size2: size,
+                    };
+                    match client.get_consistency_proof(req).await {
+                        Ok(_) => n += 1,
+                        Err(_) => errs += 1,
+                    }
+                }
+                (n, errs)
+            }));
+        }
+        tokio::time::sleep(a.consistency_duration).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut n = 0;
+        for t in tasks {
+            let (k, e) = t.await?;
+            n += k;
+            consistency_errors += e;
+        }
+        consistency_per_s = n as f64 / start.elapsed().as_secs_f64();
+    }
+
+    // Streaming entries.
+    let mut stream_per_s = 0.0;
+    if a.stream_entries > 0 && size > 0 {
+        let count = a.stream_entries.min(size);
+        let first = (run_id % (size - count + 1)).min(size - count);
+        let start = Instant::now();
+        let mut s = client(&channels[0])
+            .get_entries(pb::GetEntriesRequest {
+                start: first,
+                end: first + count,
+            })
+            .await?
+            .into_inner();
+        let mut got = 0u64;
+        while let Some(page) = s.message().await? {
+            got += page.entries.len() as u64;
+        }
+        anyhow::ensure!(got == count, "streamed {got} of {count} entries");
+        stream_per_s = count as f64 / start.elapsed().as_secs_f64();
+    }
+
+    // Artifact queries: one page of one artifact's history each.
+    let mut query_lat = Vec::new();
+    for q in 0..a.queries {
+        let mut c = client(&channels[q as usize % channels.len()]);
+        let t = Instant::now();
+        c.query_artifact(pb::QueryArtifactRequest {
+            name: format!("bench/model-{}", q % 16),
+            page_size: 100,
+            ..Default::default()
+        })
+        .await?;
+        query_lat.push(t.elapsed());
+    }
+    query_lat.sort();
+    let (q50, q99) = (percentile(&query_lat, 0.50), percentile(&query_lat, 0.99));
+
     let (p50, p99, p999) = (
         percentile(&lat, 0.50),
         percentile(&lat, 0.99),
@@ -321,7 +423,10 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             "{{\"clients\":{},\"batch\":{},\"rate\":{},\"seconds\":{elapsed:.3},\
              \"appends_per_s\":{appends_per_s:.1},\"calls\":{calls},\"errors\":{errors},\
              \"p50_ms\":{p50:.3},\"p99_ms\":{p99:.3},\"p999_ms\":{p999:.3},\
-             \"proofs_per_s\":{proofs_per_s:.1},\"proof_errors\":{proof_errors}}}",
+             \"proofs_per_s\":{proofs_per_s:.1},\"proof_errors\":{proof_errors},\
+             \"consistency_per_s\":{consistency_per_s:.1},\"consistency_errors\":{consistency_errors},\
+             \"stream_entries_per_s\":{stream_per_s:.1},\"query_p50_ms\":{q50:.3},\"query_p99_ms\":{q99:.3},\
+             \"tree_size\":{size}}}",
             a.clients, a.batch, a.rate
         )
     } else {
@@ -329,7 +434,10 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             out,
             "appends: {appends_per_s:.0}/s ({} calls of {} event(s), {} clients, {elapsed:.1}s, \
              {errors} errors)\nlatency to verified proof: p50 {p50:.2} ms, p99 {p99:.2} ms, \
-             p999 {p999:.2} ms\ninclusion proofs: {proofs_per_s:.0}/s ({proof_errors} errors)",
+             p999 {p999:.2} ms\ninclusion proofs: {proofs_per_s:.0}/s ({proof_errors} errors)\n\
+             consistency proofs: {consistency_per_s:.0}/s ({consistency_errors} errors)\n\
+             entries streamed: {stream_per_s:.0}/s\nartifact query (one page): p50 {q50:.2} ms, p99 {q99:.2} ms\n\
+             tree size: {size}",
             calls, a.batch, a.clients
         )
     };

@@ -2,6 +2,7 @@
 //! running one (`bench`).
 
 mod bench;
+mod load;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,6 +46,12 @@ enum Command {
     /// Operator keys and short-lived bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Fill a stopped log with synthetic events through the sequencer and
+    /// storage code (for benchmarks at millions of entries).
+    Load(load::LoadArgs),
+    /// What this machine allows at most: synced RocksDB write batches
+    /// shaped like the server's commits, SHA-256, Ed25519.
+    Limits(load::LimitsArgs),
     /// Disk use of a stopped log: bytes per column family, the payload
     /// (leaf bytes), and what is stored per entry beyond the leaves.
     Stats {
@@ -392,6 +399,8 @@ fn main() -> std::process::ExitCode {
         Command::Serve(a) => runtime().and_then(|rt| rt.block_on(serve(a))),
         Command::Bench(a) => runtime().and_then(|rt| rt.block_on(bench::run(a))),
         Command::Token(t) => token(t),
+        Command::Load(a) => runtime().and_then(|rt| rt.block_on(load::load(a))),
+        Command::Limits(a) => load::limits(a),
         Command::Stats {
             data_dir,
             compact,

@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# The benchmark suite (see BENCHMARKS.md): the machine's limits, then at
+# each scale (10k, 1M, 10M entries; --quick: 10k, 100k) the server's
+# figures, each beside its limit, written as JSON and Markdown.
+#
+# Usage: scripts/bench-suite.sh [--quick] [--out DIR]
+# Needs: a release build (made here), python3 (report), /usr/bin/time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+. scripts/env.sh
+
+QUICK=0
+OUT=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --out) OUT="$2"; shift ;;
+    *) echo "usage: $0 [--quick] [--out DIR]" >&2; exit 2 ;;
+  esac
+  shift
+done
+command -v python3 >/dev/null || { echo "bench-suite: python3 is needed for the report" >&2; exit 2; }
+if [ "$QUICK" = 1 ]; then SCALES="10000 100000"; D=3; else SCALES="10000 1000000 10000000"; D=10; fi
+COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo -dirty)"
+OUT="${OUT:-$CARGO_TARGET_DIR/bench-suite/$(date -u +%Y%m%dT%H%M%SZ)-$COMMIT}"
+mkdir -p "$OUT"
+echo "== building (release)"
+cargo build --release --locked --quiet -p tlog-server -p tlog-client -p tlog-monitor --bins
+BIN="$CARGO_TARGET_DIR/release"
+W="$(mktemp -d "${TMPDIR:-/var/tmp}/tlog-suite.XXXXXX")"
+PID=""
+stop_server() {
+  if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then kill -TERM "$PID"; wait "$PID" 2>/dev/null || true; fi
+  PID=""
+}
+trap 'stop_server; rm -rf "$W"' EXIT
+R="$OUT/results.jsonl"
+: >"$R"
+emit() { # kind, scale, command, json
+  printf '{"kind":"%s","scale":%s,"command":%s,"result":%s}\n' "$1" "$2" \
+    "$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$3")" "$4" >>"$R"
+}
+run_json() { # kind scale command...
+  local kind="$1" scale="$2"; shift 2
+  local out
+  out="$("$@")"
+  emit "$kind" "$scale" "$*" "$out"
+  echo "   $kind: $out"
+}
+
+echo "== machine"
+CPU="$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -1)"
+DISK="$(df -h "$W" | tail -1 | awk '{print $1" ("$2", "$5" used)"}')"
+ROTA="$(lsblk -dno ROTA "$(df "$W" | tail -1 | awk '{print $1}')" 2>/dev/null || echo "?")"
+python3 - "$OUT/machine.json" <<PY
+import json, sys, os
+json.dump({"cores": os.cpu_count(), "cpu": """$CPU""", "memory_gib": round(os.sysconf('SC_PAGE_SIZE')*os.sysconf('SC_PHYS_PAGES')/2**30, 1),
+           "disk": """$DISK""", "rotational": """$ROTA""", "commit": "$COMMIT", "date": "$(date -u +%FT%TZ)",
+           "quick": $QUICK, "seconds_per_figure": $D}, open(sys.argv[1], "w"))
+PY
+cat "$OUT/machine.json"; echo
+
+echo "== limits"
+run_json limits 0 "$BIN/tlog-server" limits --duration 3s --json
+
+for N in $SCALES; do
+  echo "== scale $N"
+  rm -rf "$W/data"
+  VKEY="$("$BIN/tlog-server" init --data-dir "$W/data" --origin suite.example/log 2>/dev/null)"
+  if [ "$N" -gt 0 ]; then
+    run_json load "$N" "$BIN/tlog-server" load --data-dir "$W/data" --entries "$N" --json
+  fi
+  rm -f "$W/ready"
+  RUST_LOG=warn "$BIN/tlog-server" serve --data-dir "$W/data" --listen 127.0.0.1:0 \
+    --ready-file "$W/ready" >"$W/server.log" 2>&1 &
+  PID=$!
+  for _ in $(seq 1 600); do [ -s "$W/ready" ] && break; sleep 0.1; done
+  URL="http://$(head -n1 "$W/ready")"
+  # Reads first, at exactly this scale.
+  run_json reads "$N" "$BIN/tlog-server" bench --addr "$URL" --clients 64 --duration 0s \
+    --proof-duration "${D}s" --consistency-duration "${D}s" --stream-entries 200000 --queries 200 --json
+  for C in 1 16 64 256; do
+    run_json single "$N" "$BIN/tlog-server" bench --addr "$URL" --clients "$C" --duration "${D}s" \
+      --proof-duration 0s --json
+  done
+  run_json batched "$N" "$BIN/tlog-server" bench --addr "$URL" --clients 16 --batch 64 \
+    --duration "${D}s" --proof-duration 0s --json
+  PEAK="$(tail -n 5 "$R" | python3 -c '
+import json, sys
+print(int(max(json.loads(l)["result"]["appends_per_s"] for l in sys.stdin if json.loads(l)["kind"] == "single")))')"
+  for PCT in 25 50 75; do
+    RATE=$((PEAK * PCT / 100))
+    run_json "latency-$PCT" "$N" "$BIN/tlog-server" bench --addr "$URL" --clients 64 --rate "$RATE" \
+      --duration "${D}s" --proof-duration 0s --json
+  done
+  RSS="$(awk '/VmHWM/ {print $2}' "/proc/$PID/status")"
+  emit rss "$N" "grep VmHWM /proc/<server pid>/status" "{\"server_max_rss_kib\":$RSS}"
+  echo "   server max RSS: $RSS KiB"
+  cat >"$W/monitor.toml" <<CFG
+state_dir = "$W/monitor-state"
+[[log]]
+name = "suite"
+vkey = "$VKEY"
+endpoints = ["$URL"]
+timeout = "900s"
+CFG
+  rm -rf "$W/monitor-state"
+  SIZE="$("$BIN/tlog" --server "$URL" --vkey "$VKEY" --no-state --json checkpoint | python3 -c 'import json,sys; print(json.load(sys.stdin)["size"])')"
+  START=$(date +%s.%N)
+  /usr/bin/time -f '%M' -o "$W/monitor.rss" "$BIN/tlog-monitor" check --config "$W/monitor.toml" \
+    >"$W/alerts.jsonl" 2>"$W/monitor.err" || true
+  END=$(date +%s.%N)
+  MRATE="$(python3 -c "print(round($SIZE / ($END - $START), 1))")"
+  emit monitor "$N" "tlog-monitor check (from scratch, $SIZE entries)" \
+    "{\"entries\":$SIZE,\"entries_per_s\":$MRATE,\"max_rss_kib\":$(tail -n1 "$W/monitor.rss"),\"alerts\":$(wc -l <"$W/alerts.jsonl")}"
+  echo "   monitor audit: $MRATE entries/s over $SIZE entries"
+  stop_server
+  run_json disk "$N" "$BIN/tlog-server" stats --data-dir "$W/data" --compact --json
+done
+
+python3 - "$OUT" <<'PY'
+import json, sys, os
+out = sys.argv[1]
+m = json.load(open(os.path.join(out, "machine.json")))
+rows = [json.loads(l) for l in open(os.path.join(out, "results.jsonl"))]
+lim = next(r["result"] for r in rows if r["kind"] == "limits")
+rocks = {x["batch"]: x["entries_per_s"] for x in lim["rocksdb_synced"]}
+def fmt(x, d=0):
+    return f"{x:,.{d}f}"
+md = [f"# Benchmark report ({m['date']}, commit {m['commit']})", "",
+      f"Machine: {m['cores']} cores, {m['cpu']}, {m['memory_gib']} GiB; disk {m['disk']} (rotational: {m['rotational']}). "
+      f"Release build; server, load generator and monitor share the machine; {m['seconds_per_figure']} s per figure"
+      + (" (quick run)." if m["quick"] else "."), "",
+      "## Limits of this machine", "",
+      "| limit | rate |", "|---|---|",
+      f"| SHA-256 of a {lim['leaf_bytes']}-byte leaf | {fmt(lim['sha256_leaf_per_s'])}/s |",
+      f"| SHA-256 of a node (65 bytes) | {fmt(lim['sha256_node_per_s'])}/s |",
+      f"| Ed25519 sign / verify (checkpoint) | {fmt(lim['ed25519_sign_per_s'])}/s / {fmt(lim['ed25519_verify_per_s'])}/s |"]
+for b, e in sorted(rocks.items()):
+    md.append(f"| RocksDB synced WriteBatch of {b} entries (the server's commit) | {fmt(e)} entries/s |")
+md.append("")
+scales = sorted({r["scale"] for r in rows if r["scale"]})
+def get(kind, scale):
+    return [r for r in rows if r["kind"] == kind and r["scale"] == scale]
+md += ["## Figures by scale", "",
+       "| figure | " + " | ".join(f"{s:,} entries" for s in scales) + " | limit |",
+       "|---|" + "---|" * len(scales) + "---|"]
+def line(name, vals, limit=""):
+    md.append(f"| {name} | " + " | ".join(vals) + f" | {limit} |")
+for c in (1, 16, 64, 256):
+    vals = []
+    for s in scales:
+        r = next((x["result"] for x in get("single", s) if x["result"]["clients"] == c), None)
+        vals.append(f"{fmt(r['appends_per_s'])}/s (p99 {r['p99_ms']:.1f} ms)" if r else "-")
+    line(f"durable single appends, {c} clients", vals, f"{fmt(rocks.get(1, 0))}/s at 1 per commit; {fmt(rocks.get(64, 0))}/s at 64")
+vals = []
+for s in scales:
+    r = get("batched", s)[0]["result"]
+    vals.append(f"{fmt(r['appends_per_s'])}/s ({100 * r['appends_per_s'] / rocks.get(1024, 1):.0f}% of limit)")
+line("durable appends, 16 clients x AppendBatch(64)", vals, f"{fmt(rocks.get(1024, 0))}/s (commits of 1024)")
+for pct in (25, 50, 75):
+    vals = []
+    for s in scales:
+        r = get(f"latency-{pct}", s)[0]["result"]
+        vals.append(f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f} / {r['p999_ms']:.1f} ms at {fmt(r['appends_per_s'])}/s")
+    line(f"submit to verified proof p50/p99/p999 at {pct}% of the single-append peak", vals)
+for key, name in (("proofs_per_s", "inclusion proofs/s (64 clients)"), ("consistency_per_s", "consistency proofs/s (64 clients)"),
+                  ("stream_entries_per_s", "entries streamed/s (one GetEntries)")):
+    line(name, [fmt(get("reads", s)[0]["result"][key]) for s in scales])
+line("artifact query, one page of 100: p50 / p99", [f"{get('reads', s)[0]['result']['query_p50_ms']:.2f} / {get('reads', s)[0]['result']['query_p99_ms']:.2f} ms" for s in scales])
+line("monitor audit from scratch (entries/s)", [f"{fmt(get('monitor', s)[0]['result']['entries_per_s'])} (of {fmt(get('monitor', s)[0]['result']['entries'])})" for s in scales],
+     f"hashing: {fmt(lim['sha256_leaf_per_s'])}/s leaf hashes")
+line("disk per entry beside the leaves (compacted)", [f"{get('disk', s)[0]['result']['overhead_bytes_per_entry']:.1f} B" for s in scales], "target 120 B")
+line("leaves as stored (LZ4) per entry", [f"{get('disk', s)[0]['result']['leaf_bytes_stored'] / max(get('disk', s)[0]['result']['entries'], 1):.1f} B" for s in scales])
+line("server max RSS", [f"{get('rss', s)[0]['result']['server_max_rss_kib'] / 1024:.0f} MiB" for s in scales], "target < 1 GiB")
+line("monitor max RSS", [f"{get('monitor', s)[0]['result']['max_rss_kib'] / 1024:.0f} MiB" for s in scales])
+if len(scales) >= 2:
+    a = get("batched", scales[0])[0]["result"]["appends_per_s"]
+    b = get("batched", scales[-1])[0]["result"]["appends_per_s"]
+    md += ["", f"Batched throughput at {scales[-1]:,} is {100 * b / a:.0f}% of that at {scales[0]:,} (target: at least 80%)."]
+md += ["", "Reads are measured first at each scale, on exactly that many entries; the append figures then add entries.",
+       "", "## Commands", ""]
+for r in rows:
+    md.append(f"- `{r['command']}`")
+open(os.path.join(out, "report.md"), "w").write("\n".join(md) + "\n")
+json.dump({"machine": m, "results": rows}, open(os.path.join(out, "report.json"), "w"), indent=1)
+print("\n".join(md))
+PY
+echo
+echo "report: $OUT/report.md and $OUT/report.json"
