@@ -167,6 +167,18 @@ fn verification(e: impl std::fmt::Display) -> ClientError {
     ClientError::Verification(e.to_string())
 }
 
+/// Awaits `fut` for at most `after`.
+async fn timed<T>(
+    after: Duration,
+    what: &'static str,
+    fut: impl std::future::Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, ClientError> {
+    match tokio::time::timeout(after, fut).await {
+        Ok(r) => r.map_err(ClientError::from),
+        Err(_) => Err(ClientError::Timeout { what, after }),
+    }
+}
+
 /// Failures after which an append is retried (safe: appends are
 /// idempotent by source and event id): transport failures, and the status
 /// codes of an overloaded, restarting or briefly unavailable log.
@@ -435,7 +447,8 @@ impl Client {
         cp: SignedCheckpoint,
         claims_latest: bool,
     ) -> Result<SignedCheckpoint, ClientError> {
-        let mut trust = self.trust.lock().await;
+        let shared = self.trust.clone();
+        let mut trust = shared.lock().await;
         let Some(old) = trust.latest.clone() else {
             trust.set(&cp)?;
             return Ok(cp);
@@ -471,35 +484,7 @@ impl Client {
         } else {
             (&old, &cp)
         };
-        let (s1, s2) = (small.checkpoint.size, big.checkpoint.size);
-        let p = self
-            .call("GetConsistencyProof", false, |mut rpc| async move {
-                rpc.get_consistency_proof(pb::GetConsistencyProofRequest {
-                    size1: s1,
-                    size2: s2,
-                })
-                .await
-            })
-            .await?;
-        let proof = match parse_proof(&p.hashes) {
-            Ok(p) => p,
-            Err(e) => {
-                return Err(misbehavior(
-                    format!("the consistency proof from {s1} to {s2} is malformed: {e}"),
-                    Vec::new(),
-                ));
-            }
-        };
-        if let Err(e) =
-            verify_consistency(s1, s2, &proof, &small.checkpoint.root, &big.checkpoint.root)
-        {
-            return Err(misbehavior(
-                format!(
-                    "the checkpoints of sizes {s1} and {s2} are not consistent ({e}): the log forked or rewrote history"
-                ),
-                proof,
-            ));
-        }
+        self.consistent(small, big, &old, &cp).await?;
         if s_new > s_old {
             trust.set(&cp)?;
         }
@@ -657,32 +642,13 @@ impl Client {
         let end = index
             .checked_add(1)
             .ok_or_else(|| ClientError::Usage(format!("index {index} is too large")))?;
-        let mut entries = tokio::time::timeout(
-            self.timeout,
-            self.rpc
-                .get_entries(pb::GetEntriesRequest { start: index, end }),
-        )
-        .await
-        .map_err(|_| ClientError::Timeout {
-            what: "GetEntries",
-            after: self.timeout,
-        })??
-        .into_inner();
-        let entry = tokio::time::timeout(self.timeout, entries.message())
-            .await
-            .map_err(|_| ClientError::Timeout {
-                what: "GetEntries",
-                after: self.timeout,
-            })??
-            .and_then(|page| page.entries.into_iter().next())
-            .ok_or_else(|| verification(format!("entry {index} was not served")))?;
-        if entry.index != index {
-            return Err(verification(format!(
-                "asked for entry {index}, the server sent entry {}",
-                entry.index
-            )));
-        }
-        Ok(entry.leaf)
+        let mut stream = self.entries(index, end).await?;
+        stream
+            .next_page()
+            .await?
+            .and_then(|page| page.into_iter().next())
+            .map(|(_, leaf)| leaf)
+            .ok_or_else(|| verification(format!("entry {index} was not served")))
     }
 
     /// Proves `leaf` is entry `index` of the tree of `checkpoint`
@@ -784,6 +750,28 @@ impl Client {
                 Vec::new(),
             ));
         }
+        self.consistent(old, new, old, new).await
+    }
+
+    /// Fetches the consistency proof from `small` to `big` and verifies it
+    /// (RFC 9162 §2.1.4.2); a proof that is malformed or does not verify is
+    /// [`ClientError::Misbehavior`] with `trusted` and `seen` as evidence.
+    async fn consistent(
+        &mut self,
+        small: &SignedCheckpoint,
+        big: &SignedCheckpoint,
+        trusted: &SignedCheckpoint,
+        seen: &SignedCheckpoint,
+    ) -> Result<Vec<Hash>, ClientError> {
+        let (s1, s2) = (small.checkpoint.size, big.checkpoint.size);
+        let evidence = |what: String, proof: Vec<Hash>| {
+            ClientError::Misbehavior(Box::new(Misbehavior {
+                what,
+                trusted: trusted.raw.clone(),
+                seen: seen.raw.clone(),
+                proof,
+            }))
+        };
         let p = self
             .call("GetConsistencyProof", false, |mut rpc| async move {
                 rpc.get_consistency_proof(pb::GetConsistencyProofRequest {
@@ -799,10 +787,12 @@ impl Client {
                 Vec::new(),
             )
         })?;
-        match verify_consistency(s1, s2, &proof, &old.checkpoint.root, &new.checkpoint.root) {
+        match verify_consistency(s1, s2, &proof, &small.checkpoint.root, &big.checkpoint.root) {
             Ok(()) => Ok(proof),
             Err(e) => Err(evidence(
-                format!("checkpoints {s1} and {s2} are not consistent: {e}"),
+                format!(
+                    "the checkpoints of sizes {s1} and {s2} are not consistent ({e}): the log forked or rewrote history"
+                ),
                 proof,
             )),
         }
@@ -893,15 +883,12 @@ impl Client {
     /// are not verified: a monitor hashes them into the tree and compares
     /// the root with a signed checkpoint.
     pub async fn entries(&mut self, start: u64, end: u64) -> Result<EntryStream, ClientError> {
-        let s = tokio::time::timeout(
+        let s = timed(
             self.timeout,
+            "GetEntries",
             self.rpc.get_entries(pb::GetEntriesRequest { start, end }),
         )
-        .await
-        .map_err(|_| ClientError::Timeout {
-            what: "GetEntries",
-            after: self.timeout,
-        })??;
+        .await?;
         Ok(EntryStream {
             inner: s.into_inner(),
             next: start,
@@ -913,15 +900,12 @@ impl Client {
     /// Opens the log's stream of new checkpoints. Pass each message to
     /// [`Client::watched`].
     pub async fn watch(&mut self) -> Result<tonic::Streaming<pb::SignedCheckpoint>, ClientError> {
-        let s = tokio::time::timeout(
+        let s = timed(
             self.timeout,
+            "WatchCheckpoints",
             self.rpc.watch_checkpoints(pb::WatchCheckpointsRequest {}),
         )
-        .await
-        .map_err(|_| ClientError::Timeout {
-            what: "WatchCheckpoints",
-            after: self.timeout,
-        })??;
+        .await?;
         Ok(s.into_inner())
     }
 
@@ -1023,12 +1007,7 @@ impl EntryStream {
         if self.next >= self.end {
             return Ok(None);
         }
-        let page = tokio::time::timeout(self.timeout, self.inner.message())
-            .await
-            .map_err(|_| ClientError::Timeout {
-                what: "GetEntries",
-                after: self.timeout,
-            })??;
+        let page = timed(self.timeout, "GetEntries", self.inner.message()).await?;
         let Some(page) = page else {
             return Err(verification(format!(
                 "the entry stream ended at {} before {}",

@@ -145,6 +145,52 @@ impl Verify {
     }
 }
 
+/// Runs one task per client for `d`, each calling `call(client, random)`
+/// in a loop; returns calls/s and the number of failed calls.
+async fn read_phase<F, Fut>(
+    clients: Vec<Client>,
+    d: Duration,
+    seed: u64,
+    call: F,
+) -> anyhow::Result<(f64, u64)>
+where
+    F: Fn(Client, u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = (Client, bool)> + Send,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (c, mut client) in clients.into_iter().enumerate() {
+        let (stop, call) = (stop.clone(), call.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut n, mut errs) = (0u64, 0u64);
+            let mut x = (c as u64 + seed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            while !stop.load(Ordering::Relaxed) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let (back, ok) = call(client, x).await;
+                client = back;
+                if ok {
+                    n += 1;
+                } else {
+                    errs += 1;
+                }
+            }
+            (n, errs)
+        }));
+    }
+    tokio::time::sleep(d).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut n, mut errors) = (0u64, 0u64);
+    for t in tasks {
+        let (k, e) = t.await?;
+        n += k;
+        errors += e;
+    }
+    Ok((n as f64 / start.elapsed().as_secs_f64(), errors))
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -276,54 +322,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let calls = lat.len() as f64;
     let appends_per_s = calls * a.batch as f64 / elapsed;
 
-    // Proof phase.
-    let mut proofs_per_s = 0.0;
-    let mut proof_errors = 0u64;
-    if !a.proof_duration.is_zero() {
-        let size = client(&channels[0])
-            .get_checkpoint(pb::GetCheckpointRequest { size: 0 })
-            .await?
-            .into_inner()
-            .checkpoint
-            .context("no checkpoint")?
-            .size;
-        anyhow::ensure!(size > 0, "the log is empty; nothing to prove");
-        let stop = Arc::new(AtomicBool::new(false));
-        let start = Instant::now();
-        let mut tasks = Vec::new();
-        for c in 0..a.clients {
-            let mut client = client(&channels[c % channels.len()]);
-            let stop = stop.clone();
-            tasks.push(tokio::spawn(async move {
-                let (mut n, mut errs) = (0u64, 0u64);
-                let mut x = (c as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                while !stop.load(Ordering::Relaxed) {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    let req = pb::GetInclusionProofRequest {
-                        leaf: Some(pb::get_inclusion_proof_request::Leaf::Index(x % size)),
-                        tree_size: size,
-                    };
-                    match client.get_inclusion_proof(req).await {
-                        Ok(_) => n += 1,
-                        Err(_) => errs += 1,
-                    }
-                }
-                (n, errs)
-            }));
-        }
-        tokio::time::sleep(a.proof_duration).await;
-        stop.store(true, Ordering::Relaxed);
-        let mut n = 0;
-        for t in tasks {
-            let (k, e) = t.await?;
-            n += k;
-            proof_errors += e;
-        }
-        proofs_per_s = n as f64 / start.elapsed().as_secs_f64();
-    }
-
+    // The tree size the reads run against.
     let size = client(&channels[0])
         .get_checkpoint(pb::GetCheckpointRequest { size: 0 })
         .await?
@@ -331,45 +330,45 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         .checkpoint
         .context("no checkpoint")?
         .size;
+    let readers = || {
+        (0..a.clients)
+            .map(|c| client(&channels[c % channels.len()]))
+            .collect::<Vec<_>>()
+    };
+
+    // Inclusion proofs for random indexes.
+    let (mut proofs_per_s, mut proof_errors) = (0.0, 0u64);
+    if !a.proof_duration.is_zero() {
+        anyhow::ensure!(size > 0, "the log is empty; nothing to prove");
+        (proofs_per_s, proof_errors) =
+            read_phase(readers(), a.proof_duration, 1, move |mut c, x| async move {
+                let req = pb::GetInclusionProofRequest {
+                    leaf: Some(pb::get_inclusion_proof_request::Leaf::Index(x % size)),
+                    tree_size: size,
+                };
+                let ok = c.get_inclusion_proof(req).await.is_ok();
+                (c, ok)
+            })
+            .await?;
+    }
 
     // Consistency proofs: a random older size to the latest.
-    let mut consistency_per_s = 0.0;
-    let mut consistency_errors = 0u64;
+    let (mut consistency_per_s, mut consistency_errors) = (0.0, 0u64);
     if !a.consistency_duration.is_zero() && size > 1 {
-        let stop = Arc::new(AtomicBool::new(false));
-        let start = Instant::now();
-        let mut tasks = Vec::new();
-        for c in 0..a.clients {
-            let mut client = client(&channels[c % channels.len()]);
-            let stop = stop.clone();
-            tasks.push(tokio::spawn(async move {
-                let (mut n, mut errs) = (0u64, 0u64);
-                let mut x = (c as u64 + 7).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                while !stop.load(Ordering::Relaxed) {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    let req = pb::GetConsistencyProofRequest {
-                        size1: 1 + x % (size - 1),
-                        size2: size,
-                    };
-                    match client.get_consistency_proof(req).await {
-                        Ok(_) => n += 1,
-                        Err(_) => errs += 1,
-                    }
-                }
-                (n, errs)
-            }));
-        }
-        tokio::time::sleep(a.consistency_duration).await;
-        stop.store(true, Ordering::Relaxed);
-        let mut n = 0;
-        for t in tasks {
-            let (k, e) = t.await?;
-            n += k;
-            consistency_errors += e;
-        }
-        consistency_per_s = n as f64 / start.elapsed().as_secs_f64();
+        (consistency_per_s, consistency_errors) = read_phase(
+            readers(),
+            a.consistency_duration,
+            7,
+            move |mut c, x| async move {
+                let req = pb::GetConsistencyProofRequest {
+                    size1: 1 + x % (size - 1),
+                    size2: size,
+                };
+                let ok = c.get_consistency_proof(req).await.is_ok();
+                (c, ok)
+            },
+        )
+        .await?;
     }
 
     // Streaming entries.
