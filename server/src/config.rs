@@ -194,7 +194,9 @@ pub struct Config {
     pub default_principal: String,
     /// Log output format.
     pub log_format: LogFormat,
-    /// Tiles whose interior hashes are cached for proofs (16 KiB each).
+    /// Tiles whose interior hashes are cached for proofs (16 KiB each);
+    /// summaries of sixteen times as many are kept too (1 KiB each), so
+    /// the default takes about 64 + 80 MiB when full.
     pub tile_cache_tiles: usize,
     /// How long a graceful shutdown waits for open connections.
     #[serde(with = "humantime_serde")]

@@ -12,6 +12,13 @@
 //! capacity it becomes the previous one and the one before is dropped;
 //! hits in the previous generation move back to the current one. That
 //! approximates LRU with no bookkeeping on hits.
+//!
+//! Beside the full tiles the cache keeps, for sixteen times as many tiles,
+//! a *summary*: only the rows from [`SUMMARY_FROM`] levels up (31 hashes,
+//! 1 KiB, instead of 511). A large log has far more bottom tiles than the
+//! full cache holds; with a summary, a proof reads the 16 stored hashes of
+//! one block of the tile and hashes 15 nodes, instead of reading 256 and
+//! hashing 255.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -52,7 +59,26 @@ impl TileRows {
     pub fn width(&self) -> usize {
         self.rows[0].len()
     }
+
+    /// The rows from `from` levels up (a summary: `node(sub, i)` of the
+    /// result is `node(from + sub, i)` of these rows).
+    pub fn upper(&self, from: u32) -> TileRows {
+        let rows: Vec<Vec<Hash>> = self.rows.iter().skip(from as usize).cloned().collect();
+        TileRows {
+            rows: if rows.is_empty() {
+                vec![Vec::new()]
+            } else {
+                rows
+            },
+        }
+    }
 }
+
+/// How many levels above a tile's bottom row a summary starts.
+pub const SUMMARY_FROM: u32 = 4;
+
+/// Summaries kept per full tile of capacity.
+const SUMMARIES_PER_TILE: usize = 16;
 
 type Key = (u8, u64, u16);
 
@@ -67,16 +93,31 @@ struct Generations {
 pub struct TileCache {
     inner: Mutex<Generations>,
     capacity: usize,
+    summaries: Mutex<Generations>,
 }
 
 impl TileCache {
     /// A cache holding about `capacity` tiles (each at most 511 hashes,
-    /// 16 KiB).
+    /// 16 KiB) and summaries of sixteen times as many (1 KiB each).
     pub fn new(capacity: usize) -> Self {
         TileCache {
             inner: Mutex::new(Generations::default()),
             capacity: capacity.max(2),
+            summaries: Mutex::new(Generations::default()),
         }
+    }
+
+    /// The summary of tile `(level, tile)` at `width`, if cached: its rows
+    /// from [`SUMMARY_FROM`] levels up.
+    pub fn get_summary(&self, level: u8, tile: u64, width: u16) -> Option<Arc<TileRows>> {
+        let mut g = self.summaries.lock().ok()?;
+        let key = (level, tile, width);
+        if let Some(t) = g.current.get(&key) {
+            return Some(t.clone());
+        }
+        let t = g.previous.remove(&key)?;
+        Self::insert_locked(&mut g, key, t.clone(), self.capacity * SUMMARIES_PER_TILE);
+        Some(t)
     }
 
     /// The rows of tile `(level, tile)` at `width`, if cached.
@@ -96,6 +137,15 @@ impl TileCache {
         let Ok(width) = u16::try_from(rows.width()) else {
             return;
         };
+        if let Ok(mut g) = self.summaries.lock() {
+            let summary = Arc::new(rows.upper(SUMMARY_FROM));
+            Self::insert_locked(
+                &mut g,
+                (level, tile, width),
+                summary,
+                self.capacity * SUMMARIES_PER_TILE,
+            );
+        }
         if let Ok(mut g) = self.inner.lock() {
             Self::insert_locked(&mut g, (level, tile, width), rows, self.capacity);
         }
@@ -141,6 +191,29 @@ mod tests {
             None,
             "no perfect node over 12..16 at width 13"
         );
+    }
+
+    #[test]
+    fn summaries_hold_the_upper_rows() {
+        let bottom: Vec<Hash> = (0..256u32).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        let t = TileRows::build(bottom.clone());
+        let s = t.upper(SUMMARY_FROM);
+        assert_eq!(s.width(), 16);
+        for sub in 0..=4 {
+            for i in 0..(16 >> sub) {
+                assert_eq!(s.node(sub, i), t.node(SUMMARY_FROM + sub, i));
+            }
+        }
+        let c = TileCache::new(2);
+        for i in 0..40 {
+            c.insert(0, i, Arc::new(TileRows::build(bottom.clone())));
+        }
+        assert!(c.get(0, 1, 256).is_none(), "full tiles: 2");
+        assert!(c.get_summary(0, 30, 256).is_some(), "summaries: 32");
+        assert!(c.get_summary(0, 1, 256).is_none());
+        // A narrow tile has an empty summary, not a panic.
+        let narrow = TileRows::build(bottom[..3].to_vec());
+        assert_eq!(narrow.upper(SUMMARY_FROM).width(), 0);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use super::cache::{TileCache, TileRows};
+use super::cache::{SUMMARY_FROM, TileCache, TileRows};
 use super::store::{HashReader, StoreError};
 use super::{TILE_HEIGHT, TILE_WIDTH, split_point};
 use crate::hash::{Hash, node_hash};
@@ -48,6 +48,9 @@ pub(crate) struct NodeReader<'a, R: ?Sized> {
     cache: Option<&'a TileCache>,
     /// `(level, tile index)` -> the tile's rows.
     tiles: Vec<((u8, u64), Arc<TileRows>)>,
+    /// `(level, first hash)` -> the rows of one 16-hash block of a tile
+    /// whose summary was cached.
+    blocks: Vec<((u8, u64), Arc<TileRows>)>,
 }
 
 impl<'a, R: HashReader + ?Sized> NodeReader<'a, R> {
@@ -57,30 +60,81 @@ impl<'a, R: HashReader + ?Sized> NodeReader<'a, R> {
             size,
             cache,
             tiles: Vec::new(),
+            blocks: Vec::new(),
         }
+    }
+
+    /// Hashes of tile `(level, tile)` stored for a tree of `size` leaves.
+    fn width(&self, level: u8, tile: u64) -> u64 {
+        let row_len = self.size >> (u32::from(level) * TILE_HEIGHT);
+        row_len.saturating_sub(tile * TILE_WIDTH).min(TILE_WIDTH)
+    }
+
+    /// Reads `count` stored hashes of row `level` from `start` and
+    /// computes the rows above them.
+    fn read_rows(&self, level: u8, start: u64, count: u64) -> Result<TileRows, StoreError> {
+        let mut hashes = Vec::with_capacity(count as usize);
+        self.reader.read_hashes(level, start, count, &mut hashes)?;
+        if hashes.len() as u64 != count {
+            return Err(StoreError::Backend(format!(
+                "row {level} from {start}: read returned {} hashes, wanted {count}",
+                hashes.len()
+            )));
+        }
+        Ok(TileRows::build(hashes))
+    }
+
+    /// The node `sub` levels above the bottom of tile `(level, tile)` at
+    /// position `pos` (in bottom-row units), from a cached summary when the
+    /// full tile is not at hand: levels from [`SUMMARY_FROM`] up come from
+    /// the summary, lower ones from one 16-hash block read from the store.
+    fn via_summary(
+        &mut self,
+        level: u8,
+        tile: u64,
+        sub: u32,
+        pos: u64,
+    ) -> Result<Option<Hash>, StoreError> {
+        if self.tiles.iter().any(|(k, _)| *k == (level, tile)) {
+            return Ok(None);
+        }
+        let Some(cache) = self.cache else {
+            return Ok(None);
+        };
+        let width = self.width(level, tile);
+        if cache.get(level, tile, width as u16).is_some() {
+            return Ok(None); // the full tile is cached: use it
+        }
+        let Some(summary) = cache.get_summary(level, tile, width as u16) else {
+            return Ok(None);
+        };
+        if sub >= SUMMARY_FROM {
+            return Ok(summary.node(sub - SUMMARY_FROM, (pos >> sub) as usize));
+        }
+        let block = 1u64 << SUMMARY_FROM;
+        let first = tile * TILE_WIDTH + (pos / block) * block;
+        let count = (width - (pos / block) * block).min(block);
+        let rows = match self.blocks.iter().find(|(k, _)| *k == (level, first)) {
+            Some((_, r)) => r.clone(),
+            None => {
+                let r = Arc::new(self.read_rows(level, first, count)?);
+                self.blocks.push(((level, first), r.clone()));
+                r
+            }
+        };
+        Ok(rows.node(sub, ((pos % block) >> sub) as usize))
     }
 
     fn tile(&mut self, level: u8, tile: u64) -> Result<Arc<TileRows>, StoreError> {
         if let Some((_, t)) = self.tiles.iter().find(|(k, _)| *k == (level, tile)) {
             return Ok(t.clone());
         }
-        // Hashes stored in this row for a tree of `size` leaves.
-        let row_len = self.size >> (u32::from(level) * TILE_HEIGHT);
-        let width = row_len.saturating_sub(tile * TILE_WIDTH).min(TILE_WIDTH);
+        let width = self.width(level, tile);
         let cached = self.cache.and_then(|c| c.get(level, tile, width as u16));
         let rows = match cached {
             Some(rows) => rows,
             None => {
-                let mut hashes = Vec::with_capacity(width as usize);
-                self.reader
-                    .read_hashes(level, tile * TILE_WIDTH, width, &mut hashes)?;
-                if hashes.len() as u64 != width {
-                    return Err(StoreError::Backend(format!(
-                        "tile {level}/{tile}: read returned {} hashes, wanted {width}",
-                        hashes.len()
-                    )));
-                }
-                let rows = Arc::new(TileRows::build(hashes));
+                let rows = Arc::new(self.read_rows(level, tile * TILE_WIDTH, width)?);
                 if let Some(c) = self.cache {
                     c.insert(level, tile, rows.clone());
                 }
@@ -98,12 +152,16 @@ impl<'a, R: HashReader + ?Sized> NodeReader<'a, R> {
         let sub = height % TILE_HEIGHT;
         let first = index << sub;
         let tile = first / TILE_WIDTH;
+        let missing = StoreError::Missing {
+            level,
+            index: first,
+        };
+        if let Some(h) = self.via_summary(level, tile, sub, first % TILE_WIDTH)? {
+            return Ok(h);
+        }
         let rows = self.tile(level, tile)?;
         rows.node(sub, ((first % TILE_WIDTH) >> sub) as usize)
-            .ok_or(StoreError::Missing {
-                level,
-                index: first,
-            })
+            .ok_or(missing)
     }
 
     /// `MTH(D[a:b])` for `a < b`, split as the RFC splits it.
@@ -339,6 +397,102 @@ mod tests {
         counting.1.set(0);
         prover.consistency_proof(1_000, 70_000).expect("proof");
         assert!(counting.1.get() <= 6, "{} reads", counting.1.get());
+    }
+
+    /// With a full-tile cache far smaller than the log, proofs come from
+    /// tile summaries and 16-hash blocks: the same proofs as without a
+    /// cache, and only small reads.
+    #[test]
+    fn summaries_give_the_same_proofs_with_small_reads() {
+        let n = 70_000u64;
+        let (store, _) = build(n);
+        let plain = Prover::new(&store);
+        let cache = TileCache::new(4);
+        // Warm: every bottom tile's summary gets cached (the full tiles do
+        // not fit: 4 of 274).
+        let warm = Prover::with_cache(&store, &cache);
+        for t in 0..n.div_ceil(TILE_WIDTH) {
+            warm.inclusion_proof(t * TILE_WIDTH, n).expect("warm");
+        }
+        let counting = Counting(&store, Cell::new(0));
+        let cached = Prover::with_cache(&counting, &cache);
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..400 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let size = 1 + x % n;
+            let index = (x >> 20) % size;
+            counting.1.set(0);
+            let (leaf, proof) = cached.leaf_and_inclusion_proof(index, size).expect("proof");
+            assert_eq!(
+                proof,
+                plain.inclusion_proof(index, size).expect("plain"),
+                "{index}/{size}"
+            );
+            assert_eq!(
+                leaf,
+                plain
+                    .leaf_and_inclusion_proof(index, size)
+                    .expect("plain")
+                    .0
+            );
+            let old = 1 + (x >> 40) % size;
+            assert_eq!(
+                cached.consistency_proof(old, size).expect("proof"),
+                plain.consistency_proof(old, size).expect("plain"),
+                "{old} -> {size}"
+            );
+            assert_eq!(
+                cached.root_at(size).expect("root"),
+                plain.root_at(size).expect("plain")
+            );
+        }
+        // From a summary, a proof reads 16-hash blocks, not whole tiles:
+        // far fewer hashes than the 256 a bottom tile holds.
+        struct Summing<'a>(&'a MemoryStore, Cell<u64>);
+        impl HashReader for Summing<'_> {
+            fn read_hashes(
+                &self,
+                level: u8,
+                start: u64,
+                count: u64,
+                out: &mut Vec<Hash>,
+            ) -> Result<(), StoreError> {
+                self.1.set(self.1.get() + count);
+                self.0.read_hashes(level, start, count, out)
+            }
+        }
+        let summing = Summing(&store, Cell::new(0));
+        let cached = Prover::with_cache(&summing, &cache);
+        for index in [12_345u64, 40_000, 60_001] {
+            // Touch the small upper tiles first so only the bottom one is
+            // left to the summary.
+            cached.inclusion_proof(index, n).expect("proof");
+            // Push its bottom tile out of the 4-tile full cache.
+            for other in 1..=8u64 {
+                Prover::new(&store).inclusion_proof(0, n).expect("other");
+                let o = (index + other * 2 * TILE_WIDTH) % n;
+                let mut rows = Vec::new();
+                store
+                    .read_hashes(0, o / TILE_WIDTH * TILE_WIDTH, TILE_WIDTH, &mut rows)
+                    .expect("tile");
+                cache.insert(0, o / TILE_WIDTH, Arc::new(TileRows::build(rows)));
+            }
+            assert!(
+                cache
+                    .get(0, index / TILE_WIDTH, TILE_WIDTH as u16)
+                    .is_none()
+            );
+            summing.1.set(0);
+            let proof = cached.inclusion_proof(index, n).expect("proof");
+            assert_eq!(proof, plain.inclusion_proof(index, n).expect("plain"));
+            assert!(
+                summing.1.get() <= 16 + 17,
+                "{} hashes read",
+                summing.1.get()
+            );
+        }
     }
 
     #[test]
