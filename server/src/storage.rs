@@ -371,27 +371,30 @@ impl HashReader for RocksStore {
             return Ok(());
         }
         let cf = self.cf(CF_HASHES)?;
-        let first = hash_key(level, start);
-        let iter = self
-            .db
-            .iterator_cf(cf, IteratorMode::From(&first, Direction::Forward));
+        let end = start.saturating_add(count);
+        // A raw iterator bounded to the range: no allocation per hash, and
+        // RocksDB stops at the bound instead of looking past it.
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_iterate_upper_bound(hash_key(level, end).to_vec());
+        let mut iter = self.db.raw_iterator_cf_opt(cf, opts);
+        iter.seek(hash_key(level, start));
         let mut want = start;
-        for item in iter {
-            let (k, v) = item.map_err(StorageError::from)?;
-            if want == start.saturating_add(count) {
+        while want < end && iter.valid() {
+            let (Some(k), Some(v)) = (iter.key(), iter.value()) else {
                 break;
-            }
-            let expected = hash_key(level, want);
-            if *k != expected[..] {
+            };
+            if k != hash_key(level, want) {
                 return Err(StoreError::Missing { level, index: want });
             }
-            let h = Hash::from_slice(&v).map_err(|_| {
+            let h = Hash::from_slice(v).map_err(|_| {
                 StoreError::Backend(format!("stored hash {level}/{want} is {} bytes", v.len()))
             })?;
             out.push(h);
             want += 1;
+            iter.next();
         }
-        if want != start.saturating_add(count) {
+        iter.status().map_err(StorageError::from)?;
+        if want != end {
             return Err(StoreError::Missing { level, index: want });
         }
         Ok(())
