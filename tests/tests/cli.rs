@@ -118,6 +118,30 @@ fn every_subcommand_against_a_real_server() {
     );
     assert!(kg.status.success(), "{}", text(&kg.stderr));
     let signer_vkey = text(&kg.stdout).trim().to_owned();
+    let kg2 = run(
+        "tlog",
+        &[
+            "--json",
+            "keygen",
+            "--name",
+            "other-signer",
+            "-o",
+            &path("other.key"),
+        ],
+    );
+    let kj: serde_json::Value = serde_json::from_slice(&kg2.stdout).expect("keygen --json");
+    assert!(
+        kj["verifier_key"]
+            .as_str()
+            .expect("vkey")
+            .starts_with("other-signer+")
+    );
+    let again = run("tlog", &["keygen", "--name", "x", "-o", &path("other.key")]);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "an existing key file is not overwritten"
+    );
     let file = path("events.json");
     std::fs::write(
         &file,

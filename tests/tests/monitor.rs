@@ -202,6 +202,65 @@ fn rollback_to_an_older_copy_of_the_data() {
     assert!(s.stop());
 }
 
+#[test]
+fn a_fork_at_the_same_address_is_caught() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let a_dir = dir.path().join("a");
+    let vkey = init(&a_dir, "fork.monitor.e2e.example/log");
+    let b_dir = dir.path().join("b");
+    copy_dir(&a_dir, &b_dir);
+    let a = Server::start(&a_dir);
+    let addr = a.addr.clone();
+    submit(
+        &a,
+        &vkey,
+        &[
+            ev("1", "register", "m", "1.0.0", ""),
+            ev("2", "upload", "m", "1.0.0", ""),
+        ],
+    );
+    let cfg = config(dir.path(), &[("fk", &vkey, vec![a.url.clone()])], "");
+    let (code, alerts, err) = check(&cfg);
+    assert_eq!((code, alerts.len()), (0, 0), "{err} {alerts:?}");
+    assert!(a.stop());
+    // The same key and address, another history that is longer.
+    let b = Server::start_at(&b_dir, &addr, &[]);
+    submit(
+        &b,
+        &vkey,
+        &[
+            ev("1", "register", "m", "6.6.6", ""),
+            ev("2", "upload", "m", "6.6.6", ""),
+            ev(
+                "3",
+                "deploy",
+                "m",
+                "6.6.6",
+                ",\"environment\":\"production\"",
+            ),
+        ],
+    );
+    let (code, alerts, err) = check(&cfg);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(rules(&alerts), ["fork"], "{alerts:?}");
+    let e = evidence(&alerts[0]);
+    assert_eq!(
+        open(&vkey, e["trusted_checkpoint"].as_str().expect("t"))
+            .checkpoint
+            .size,
+        2
+    );
+    assert_eq!(
+        open(&vkey, e["conflicting_checkpoint"].as_str().expect("c"))
+            .checkpoint
+            .size,
+        3
+    );
+    assert!(e["consistency_proof"].is_array());
+    // Nothing from the fork was trusted: the deploy in it raised no rule.
+    assert!(b.stop());
+}
+
 mod proxy {
     //! A gRPC proxy that changes one byte of one entry in transit.
     use super::*;

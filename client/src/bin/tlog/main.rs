@@ -587,7 +587,7 @@ fn load_sign_key(path: &Path) -> Res<Signer> {
     })
 }
 
-fn keygen(name: &str, out: &Path) -> Res {
+fn keygen(name: &str, out: &Path, json: bool) -> Res {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut seed = [0u8; 32];
@@ -606,15 +606,23 @@ fn keygen(name: &str, out: &Path) -> Res {
     writeln!(f, "{}", signer.to_skey())
         .and_then(|()| f.sync_all())
         .map_err(|e| Failure::usage(anyhow::anyhow!("cannot write {}: {e}", out.display())))?;
-    println!("{}", signer.verifier().to_vkey());
-    eprintln!(
-        "wrote the signing key to {} (mode 0600); the verifier key above goes into the server's auth.trusted_signers",
-        out.display()
-    );
+    let vkey = signer.verifier().to_vkey();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"verifier_key": vkey, "key_file": out.display().to_string(), "name": name})
+        );
+    } else {
+        println!("{vkey}");
+        eprintln!(
+            "wrote the signing key to {} (mode 0600); the verifier key above goes into the server's auth.trusted_signers",
+            out.display()
+        );
+    }
     Ok(())
 }
 
-/// Random bytes from the OS (via a fresh Ed25519 key's entropy source).
+/// Random bytes from the OS.
 fn getrandom(buf: &mut [u8; 32]) -> Res {
     let mut f = std::fs::File::open("/dev/urandom")
         .map_err(|e| Failure::usage(anyhow::anyhow!("cannot open /dev/urandom: {e}")))?;
@@ -718,7 +726,7 @@ async fn run(cli: Cli) -> Res {
     let g = config::resolve(cli.g)?;
     // Commands that need no log.
     match &cli.command {
-        Command::Keygen { name, out } => return keygen(name, out),
+        Command::Keygen { name, out } => return keygen(name, out, g.json),
         Command::VerifyBundle { file } => return verify_bundle(file, g.vkey.as_deref(), g.json),
         Command::Report {
             q,
