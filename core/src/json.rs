@@ -26,7 +26,7 @@ use crate::event::{
     Action, Artifact, ArtifactEvent, ArtifactRef, Attestation, Digest, EventError, Interface,
     Provenance, Timestamp,
 };
-use crate::leaf::{AccessLeaf, AnyLeaf, Leaf};
+use crate::leaf::{AnyLeaf, Leaf};
 
 /// An artifact event in JSON. Digests are `ALGORITHM:HEX` strings; times
 /// are RFC 3339; attestation signatures are base64.
@@ -404,66 +404,16 @@ impl EventLeafJson {
     }
 }
 
-/// An access-record leaf in JSON.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AccessLeafJson {
-    /// Always `"access"`.
-    pub kind: String,
-    /// When.
-    pub time: String,
-    /// Who.
-    pub principal: String,
-    /// How they were authenticated.
-    pub auth_method: String,
-    /// Token issuer, if any.
-    pub issuer: String,
-    /// Network peer.
-    pub peer: String,
-    /// The RPC.
-    pub method: String,
-    /// Policy actions checked.
-    pub actions: Vec<String>,
-    /// Resources checked.
-    pub resources: Vec<String>,
-    /// `allow` or `deny`.
-    pub decision: String,
-    /// Policies that decided.
-    pub policies: Vec<String>,
-    /// Why the caller said they asked.
-    pub justification: String,
-    /// The call's outcome.
-    pub status: String,
-    /// Why it was refused, if it was.
-    pub reason: String,
-}
-
-impl AccessLeafJson {
-    /// The JSON form of an access leaf.
-    pub fn from_leaf(a: &AccessLeaf) -> Self {
-        AccessLeafJson {
-            kind: "access".into(),
-            time: a.time.clone(),
-            principal: a.principal.clone(),
-            auth_method: a.auth_method.clone(),
-            issuer: a.issuer.clone(),
-            peer: a.peer.clone(),
-            method: a.method.clone(),
-            actions: a.actions.clone(),
-            resources: a.resources.clone(),
-            decision: a.decision.clone(),
-            policies: a.policies.clone(),
-            justification: a.justification.clone(),
-            status: a.status.clone(),
-            reason: a.reason.clone(),
-        }
-    }
-}
-
 /// The JSON form of any leaf.
 pub fn leaf_json(leaf: &AnyLeaf) -> serde_json::Value {
     let v = match leaf {
         AnyLeaf::Event(l) => serde_json::to_value(EventLeafJson::from_leaf(l)),
-        AnyLeaf::Access(a) => serde_json::to_value(AccessLeafJson::from_leaf(a)),
+        AnyLeaf::Access(a) => serde_json::to_value(a.as_ref()).map(|mut v| {
+            if let Some(o) = v.as_object_mut() {
+                o.insert("kind".into(), "access".into());
+            }
+            v
+        }),
     };
     // Serializing these plain structs cannot fail.
     v.unwrap_or(serde_json::Value::Null)
@@ -582,6 +532,31 @@ mod tests {
             }),
             "2025-11-30T18:00:00Z"
         );
+    }
+
+    #[test]
+    fn leaves_render_with_their_kind() {
+        let access = crate::leaf::AccessLeaf {
+            principal: "auditor@example.com".into(),
+            method: "QueryArtifact".into(),
+            actions: vec!["query".into()],
+            ..Default::default()
+        };
+        let v = leaf_json(&AnyLeaf::Access(Box::new(access)));
+        assert_eq!(v["kind"], "access");
+        assert_eq!(v["principal"], "auditor@example.com");
+        assert_eq!(v["actions"][0], "query");
+        let l = Leaf {
+            version: crate::leaf::LEAF_VERSION,
+            event: sample(),
+            submitter: crate::leaf::Submitter::default(),
+            integrated_at: Timestamp::default(),
+            verified_signers: vec!["release".into()],
+        };
+        let v = leaf_json(&AnyLeaf::Event(Box::new(l)));
+        assert_eq!(v["kind"], "event");
+        assert_eq!(v["event"]["action"], "deploy");
+        assert_eq!(v["verified_signers"][0], "release");
     }
 
     proptest::proptest! {

@@ -433,7 +433,7 @@ impl Leaf {
 ///          || list<str> resources || str decision || list<str> policies
 ///          || str justification || str status || str reason
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct AccessLeaf {
     /// When the request arrived, RFC 3339 UTC.
     pub time: String,
