@@ -72,11 +72,14 @@ for N in $SCALES; do
     run_json load "$N" "$BIN/tlog-server" load --data-dir "$W/data" --entries "$N" --json
   fi
   rm -f "$W/ready"
-  RUST_LOG=warn "$BIN/tlog-server" serve --data-dir "$W/data" --listen 127.0.0.1:0 \
+  RUST_LOG=info "$BIN/tlog-server" serve --data-dir "$W/data" --listen 127.0.0.1:0 \
     --ready-file "$W/ready" >"$W/server.log" 2>&1 &
   PID=$!
   for _ in $(seq 1 600); do [ -s "$W/ready" ] && break; sleep 0.1; done
   URL="http://$(head -n1 "$W/ready")"
+  # Reads are measured in steady state: after the server has warmed its
+  # proof cache (a few seconds at 10M entries; logged).
+  for _ in $(seq 1 600); do grep -q 'proof cache warmed' "$W/server.log" && break; sleep 0.1; done
   # Reads first, at exactly this scale.
   run_json reads "$N" "$BIN/tlog-server" bench --addr "$URL" --clients 64 --duration 0s \
     --proof-duration "${D}s" --consistency-duration "${D}s" --stream-entries 200000 --queries 200 --json

@@ -226,6 +226,19 @@ pub async fn run_with(
     let max_message = config.limits.max_event_bytes as usize
         * config.limits.max_batch_events as usize
         + 64 * 1024;
+    let tiles = Arc::new(tlog_core::merkle::cache::TileCache::new(
+        config.tile_cache_tiles,
+    ));
+    {
+        let (store, tiles, metrics, stop) = (
+            store.clone(),
+            tiles.clone(),
+            metrics.clone(),
+            stop_rx.clone(),
+        );
+        let size = seq.latest().size;
+        tokio::task::spawn_blocking(move || warm_tile_cache(&store, &tiles, size, &metrics, &stop));
+    }
     let svc = LogService::new(
         store.clone(),
         seq,
@@ -236,9 +249,7 @@ pub async fn run_with(
         metrics.clone(),
         auth,
         stop_rx.clone(),
-        Arc::new(tlog_core::merkle::cache::TileCache::new(
-            config.tile_cache_tiles,
-        )),
+        tiles.clone(),
         policy,
         audit,
         ratelimit::RateLimiter::new(config.auth.rate_limits.clone()),
@@ -315,4 +326,40 @@ pub async fn run_with(
     served?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Caches the summaries of the newest bottom tiles (as many as the cache
+/// holds), in the background at start-up, so that proofs on a large log do
+/// not each pay for reading and rehashing a whole tile until the cache has
+/// filled by itself. Stops early on shutdown.
+fn warm_tile_cache(
+    store: &RocksStore,
+    tiles: &tlog_core::merkle::cache::TileCache,
+    size: u64,
+    metrics: &Metrics,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) {
+    let started = std::time::Instant::now();
+    let bottom = size.div_ceil(tlog_core::merkle::TILE_WIDTH);
+    let n = bottom.min(tiles.summary_capacity() as u64);
+    let prover = tlog_core::merkle::prove::Prover::with_cache(store, tiles);
+    let mut warmed = 0u64;
+    for t in (bottom - n..bottom).rev() {
+        if *stop.borrow() {
+            break;
+        }
+        if prover
+            .inclusion_proof(t * tlog_core::merkle::TILE_WIDTH, size)
+            .is_err()
+        {
+            break;
+        }
+        warmed += 1;
+        metrics.tile_cache_warmed.set(warmed);
+    }
+    tracing::info!(
+        tiles = warmed,
+        seconds = started.elapsed().as_secs_f64(),
+        "proof cache warmed"
+    );
 }

@@ -115,6 +115,8 @@ pub struct Metrics {
     pub inclusion_proofs: Counter,
     /// Consistency proofs served.
     pub consistency_proofs: Counter,
+    /// Bottom tiles whose summaries were cached at start-up.
+    pub tile_cache_warmed: Gauge,
     /// Responses by gRPC method and status code.
     responses: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
@@ -131,6 +133,7 @@ impl Default for Metrics {
             tree_size: Gauge::default(),
             inclusion_proofs: Counter::default(),
             consistency_proofs: Counter::default(),
+            tile_cache_warmed: Gauge::default(),
             responses: Mutex::new(BTreeMap::new()),
         }
     }
@@ -167,6 +170,12 @@ impl Metrics {
             "tlog_queue_depth",
             "Append jobs waiting for the sequencer.",
             self.queue_depth.get(),
+            "gauge",
+        );
+        counter(
+            "tlog_tile_cache_warmed_tiles",
+            "Bottom tiles whose summaries were cached at start-up.",
+            self.tile_cache_warmed.get(),
             "gauge",
         );
         counter(

@@ -13,10 +13,16 @@ use tlog_server::storage::{
 
 use crate::common::{ORIGIN, TestServer, event};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_count_appends_and_responses() {
-    let dir = tempfile::tempdir().expect("tmp");
-    tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
+/// A server run in-process on `dir` with metrics; its gRPC channel, its
+/// metrics address, and how to stop it.
+async fn start_with_metrics(
+    dir: &std::path::Path,
+) -> (
+    tonic::transport::Channel,
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), tlog_server::ServerError>>,
+) {
     let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -26,7 +32,7 @@ async fn metrics_count_appends_and_responses() {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let config = tlog_server::config::Config {
-        data_dir: dir.path().to_owned(),
+        data_dir: dir.to_owned(),
         ..Default::default()
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -48,6 +54,58 @@ async fn metrics_count_appends_and_responses() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    (ch, maddr, stop, task)
+}
+
+async fn scrape(maddr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(maddr)
+        .await
+        .expect("metrics");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.expect("read");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proof_cache_is_warmed_at_start() {
+    let dir = tempfile::tempdir().expect("tmp");
+    tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
+    let (ch, _, stop, task) = start_with_metrics(dir.path()).await;
+    let mut c = pb::log_client::LogClient::new(ch);
+    for b in 0..4 {
+        let events = (0..200)
+            .map(|i| event("warm", &format!("{b}-{i}")))
+            .collect();
+        c.append_batch(pb::AppendBatchRequest { events })
+            .await
+            .expect("append");
+    }
+    let _ = stop.send(());
+    task.await.expect("join").expect("clean exit");
+    // 800 entries: bottom tiles 0..=3, all warmed at the next start.
+    let (_, maddr, stop, task) = start_with_metrics(dir.path()).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = scrape(maddr).await;
+        if body.contains("tlog_tile_cache_warmed_tiles 4") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not warmed:\n{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop.send(());
+    task.await.expect("join").expect("clean exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_appends_and_responses() {
+    let dir = tempfile::tempdir().expect("tmp");
+    tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
+    let (ch, maddr, stop, task) = start_with_metrics(dir.path()).await;
     let mut c = pb::log_client::LogClient::new(ch);
     for i in 0..3 {
         c.append(pb::AppendRequest {
@@ -58,15 +116,7 @@ async fn metrics_count_appends_and_responses() {
     }
     let _ = c.append(pb::AppendRequest { event: None }).await;
 
-    let mut s = tokio::net::TcpStream::connect(maddr)
-        .await
-        .expect("metrics");
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("write");
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.expect("read");
+    let body = scrape(maddr).await;
     for want in [
         "tlog_appends_total 3",
         "tlog_tree_size 3",

@@ -158,6 +158,11 @@ impl TileCache {
         g.current.insert(key, rows);
     }
 
+    /// How many tile summaries the cache holds at most.
+    pub fn summary_capacity(&self) -> usize {
+        self.capacity * SUMMARIES_PER_TILE
+    }
+
     /// Number of cached tiles.
     pub fn len(&self) -> usize {
         self.inner
