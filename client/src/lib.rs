@@ -548,6 +548,19 @@ impl Client {
         }
         let proof = parse_proof(proof)
             .map_err(|e| verification(format!("entry {index}: inclusion proof: {e}")))?;
+        Self::proven(index, leaf, leaf_hash, proof, checkpoint, duplicate)
+    }
+
+    /// Checks `proof` leads from `leaf_hash` at `index` to the
+    /// checkpoint's root (RFC 9162 §2.1.3.2).
+    fn proven(
+        index: u64,
+        leaf: Vec<u8>,
+        leaf_hash: Hash,
+        proof: Vec<Hash>,
+        checkpoint: SignedCheckpoint,
+        duplicate: bool,
+    ) -> Result<VerifiedEntry, ClientError> {
         verify_inclusion(
             index,
             checkpoint.checkpoint.size,
@@ -659,28 +672,11 @@ impl Client {
         leaf: Vec<u8>,
         checkpoint: &SignedCheckpoint,
     ) -> Result<VerifiedEntry, ClientError> {
-        let size = checkpoint.checkpoint.size;
-        let p = self
-            .call("GetInclusionProof", false, |mut rpc| async move {
-                rpc.get_inclusion_proof(pb::GetInclusionProofRequest {
-                    leaf: Some(pb::get_inclusion_proof_request::Leaf::Index(index)),
-                    tree_size: size,
-                })
-                .await
-            })
+        let proof = self
+            .fetch_inclusion(index, checkpoint.checkpoint.size)
             .await?;
-        if p.index != index {
-            return Err(verification("the server answered for another index"));
-        }
         let hash = tlog_core::leaf_hash(&leaf);
-        self.verify_entry(
-            index,
-            leaf,
-            hash.as_bytes(),
-            &p.hashes,
-            checkpoint.clone(),
-            false,
-        )
+        Self::proven(index, leaf, hash, proof, checkpoint.clone(), false)
     }
 
     /// Fetches entry `index` and proves it in the latest checkpoint.
@@ -876,6 +872,12 @@ impl Client {
                 .await
             })
             .await?;
+        if p.index != index {
+            return Err(verification(format!(
+                "asked for the proof of entry {index}, the server answered for entry {}",
+                p.index
+            )));
+        }
         parse_proof(&p.hashes).map_err(|e| verification(format!("inclusion proof {index}: {e}")))
     }
 

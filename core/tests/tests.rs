@@ -17,7 +17,12 @@ pub fn testdata() -> PathBuf {
     if let Some(p) = std::env::var_os("TLOG_TESTDATA") {
         return PathBuf::from(p);
     }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata");
+    // At run time, so that a test binary built from another checkout of
+    // the same code (a shared build folder) still looks beside this one.
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let p = dir.join("../../shared/testdata");
     assert!(
         p.is_dir(),
         "test vectors not found at {}: the repository expects ../shared/testdata beside \

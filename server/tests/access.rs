@@ -313,7 +313,10 @@ async fn start() -> Env {
     tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
     let pki = pki();
     let (issuers, issuer_cfg) = issuers(dir.path());
-    let policy_src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/policy/policy.cedar");
+    let policy_src = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../deploy/policy/policy.cedar");
     let policy = dir.path().join("policy.cedar");
     std::fs::copy(&policy_src, &policy).expect("copy policy");
     let config = Config {
