@@ -62,9 +62,40 @@ fn terminate(child: &mut Child) -> bool {
     }
 }
 
+/// A child process that is killed if it is still running when dropped.
+struct Running(Option<Child>);
+
+impl Running {
+    fn get(&mut self) -> Option<&mut Child> {
+        self.0.as_mut()
+    }
+
+    /// SIGTERM, then wait; whether it exited with status 0.
+    fn stop(&mut self) -> bool {
+        match self.0.take() {
+            Some(mut c) => terminate(&mut c),
+            None => false,
+        }
+    }
+
+    /// SIGKILL, then wait.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A running `tlog-monitor run`; its stdout (the alerts) goes to a file.
 pub struct MonitorProcess {
-    child: Option<Child>,
+    child: Running,
     /// Alerts, one JSON object per line.
     pub out: PathBuf,
     /// Diagnostics.
@@ -93,7 +124,7 @@ impl MonitorProcess {
             .spawn()
             .expect("start tlog-monitor");
         let mut m = MonitorProcess {
-            child: Some(child),
+            child: Running(Some(child)),
             out,
             err,
             addr: String::new(),
@@ -106,7 +137,7 @@ impl MonitorProcess {
                 m.addr = text.trim().to_owned();
                 return m;
             }
-            if let Some(c) = m.child.as_mut()
+            if let Some(c) = m.child.get()
                 && let Ok(Some(status)) = c.try_wait()
             {
                 panic!(
@@ -152,27 +183,12 @@ impl MonitorProcess {
 
     /// Kills it with SIGKILL (no chance to save anything).
     pub fn kill(mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.child.kill();
     }
 
     /// Stops it with SIGTERM; returns whether it exited 0.
     pub fn stop(mut self) -> bool {
-        let Some(mut child) = self.child.take() else {
-            return false;
-        };
-        terminate(&mut child)
-    }
-}
-
-impl Drop for MonitorProcess {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.child.stop()
     }
 }
 
@@ -239,7 +255,7 @@ pub fn run(name: &str, args: &[&str]) -> Output {
 
 /// A running `tlog-server serve`.
 pub struct Server {
-    child: Option<Child>,
+    child: Running,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     /// `127.0.0.1:PORT`.
@@ -279,7 +295,7 @@ impl Server {
             .expect("start tlog-server");
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut server = Server {
-            child: Some(child),
+            child: Running(Some(child)),
             url: String::new(),
             addr: String::new(),
             log,
@@ -292,7 +308,7 @@ impl Server {
                 server.addr = addr.to_owned();
                 return server;
             }
-            if let Some(c) = server.child.as_mut()
+            if let Some(c) = server.child.get()
                 && let Ok(Some(status)) = c.try_wait()
             {
                 panic!("tlog-server exited with {status}: {}", server.log_text());
@@ -313,19 +329,7 @@ impl Server {
 
     /// Sends SIGTERM and waits; returns whether it exited with status 0.
     pub fn stop(mut self) -> bool {
-        let Some(mut child) = self.child.take() else {
-            return false;
-        };
-        terminate(&mut child)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.child.stop()
     }
 }
 

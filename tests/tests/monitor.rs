@@ -82,6 +82,24 @@ fn evidence(a: &Value) -> Value {
     serde_json::from_slice(&std::fs::read(p).expect("evidence file")).expect("json")
 }
 
+/// The trusted and conflicting checkpoints of an evidence file, each
+/// verified with the log's key.
+fn evidence_checkpoints(
+    vkey: &str,
+    e: &Value,
+) -> (
+    tlog_core::checkpoint::SignedCheckpoint,
+    tlog_core::checkpoint::SignedCheckpoint,
+) {
+    (
+        open(vkey, e["trusted_checkpoint"].as_str().expect("trusted")),
+        open(
+            vkey,
+            e["conflicting_checkpoint"].as_str().expect("conflicting"),
+        ),
+    )
+}
+
 fn open(vkey: &str, note: &str) -> tlog_core::checkpoint::SignedCheckpoint {
     let v = tlog_core::note::Verifier::from_vkey(vkey).expect("vkey");
     let origin = v.name().to_owned();
@@ -127,8 +145,7 @@ fn split_view_between_vantage_points() {
     assert_eq!(code, 1, "{err}");
     assert_eq!(rules(&alerts), ["split-view"], "{alerts:?}");
     let e = evidence(&alerts[0]);
-    let t = open(&vkey, e["trusted_checkpoint"].as_str().expect("t"));
-    let c = open(&vkey, e["conflicting_checkpoint"].as_str().expect("c"));
+    let (t, c) = evidence_checkpoints(&vkey, &e);
     assert_eq!((t.checkpoint.size, c.checkpoint.size), (2, 2));
     assert_ne!(t.checkpoint.root, c.checkpoint.root);
     assert!(
@@ -187,18 +204,8 @@ fn rollback_to_an_older_copy_of_the_data() {
     assert_eq!(code, 1, "{err}");
     assert_eq!(rules(&alerts), ["rollback"]);
     let e = evidence(&alerts[0]);
-    assert_eq!(
-        open(&vkey, e["trusted_checkpoint"].as_str().expect("t"))
-            .checkpoint
-            .size,
-        6
-    );
-    assert_eq!(
-        open(&vkey, e["conflicting_checkpoint"].as_str().expect("c"))
-            .checkpoint
-            .size,
-        3
-    );
+    let (t, c) = evidence_checkpoints(&vkey, &e);
+    assert_eq!((t.checkpoint.size, c.checkpoint.size), (6, 3));
     assert!(s.stop());
 }
 
@@ -244,18 +251,8 @@ fn a_fork_at_the_same_address_is_caught() {
     assert_eq!(code, 1, "{err}");
     assert_eq!(rules(&alerts), ["fork"], "{alerts:?}");
     let e = evidence(&alerts[0]);
-    assert_eq!(
-        open(&vkey, e["trusted_checkpoint"].as_str().expect("t"))
-            .checkpoint
-            .size,
-        2
-    );
-    assert_eq!(
-        open(&vkey, e["conflicting_checkpoint"].as_str().expect("c"))
-            .checkpoint
-            .size,
-        3
-    );
+    let (t, c) = evidence_checkpoints(&vkey, &e);
+    assert_eq!((t.checkpoint.size, c.checkpoint.size), (2, 3));
     assert!(e["consistency_proof"].is_array());
     // Nothing from the fork was trusted: the deploy in it raised no rule.
     assert!(b.stop());
