@@ -7,6 +7,12 @@
 //! batch (zero merge delay: no answer before the entry is durable and
 //! covered by a signed checkpoint). Proofs are computed by the callers'
 //! tasks from storage, off the sequencer's path.
+//!
+//! Two stages overlap: while one batch is written and synced (the writer),
+//! the next is prepared (idempotency checks, leaves, tree, signature) on top
+//! of it in memory. Batches are written strictly in order, one at a time,
+//! and a batch prepared on top of one whose write failed is refused without
+//! being written, so no answer ever covers an entry that is not on disk.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -219,14 +225,95 @@ pub enum StartError {
     Storage(String),
 }
 
+/// Idempotency records of a batch not yet known to be in storage:
+/// (source, event id) to (index, content digest).
+type Pending = HashMap<(String, String), (u64, [u8; 32])>;
+
+/// The preparing stage: owns the tree as it will be once every prepared
+/// batch is written.
 struct State<S> {
     store: Arc<S>,
     tree: Tree,
     signer: Signer,
     origin: String,
+    /// The new idempotency records of the batch handed to the writer last,
+    /// which may not be in storage yet.
+    in_flight: Pending,
+    metrics: Arc<Metrics>,
+}
+
+/// The writing stage: commits prepared batches in order and answers.
+struct Writer<S> {
+    store: Arc<S>,
+    /// Batches being answered.
+    answering: tokio::task::JoinSet<()>,
     latest: Arc<Signed>,
     watch: watch::Sender<Arc<Signed>>,
     metrics: Arc<Metrics>,
+}
+
+/// One batch, ready to write.
+struct Prepared {
+    batch: CommitBatch,
+    /// The tree size before this batch.
+    base: u64,
+    /// The tree before this batch, to roll back to if the write fails.
+    saved: Tree,
+    /// The signed checkpoint over the batch; `None` when it adds nothing.
+    signed: Option<Signed>,
+    answers: Vec<Answer>,
+    events: usize,
+    started: Instant,
+}
+
+/// A job's reply channel and what the preparing stage decided for it.
+type Answer = (
+    oneshot::Sender<Result<Outcome, AppendError>>,
+    Result<Vec<Slot>, AppendError>,
+);
+
+/// Refuses every job in `answers` with `e`.
+fn refuse(answers: Vec<Answer>, e: &AppendError) {
+    for (reply, _) in answers {
+        let _ = reply.send(Err(e.clone()));
+    }
+}
+
+/// A batch whose write failed: nothing of it was acknowledged.
+struct Failed {
+    /// The tree before the batch.
+    saved: Tree,
+    /// Its jobs, answered only once the sequencer has recovered, so that a
+    /// caller's retry is prepared on the recovered tree.
+    answers: Vec<Answer>,
+    error: AppendError,
+}
+
+/// The writer at work on one batch.
+type Writing<S> = tokio::task::JoinHandle<(Writer<S>, Result<(), Failed>)>;
+
+/// What ended the writer's task.
+type Joined<S> = Result<(Writer<S>, Result<(), Failed>), tokio::task::JoinError>;
+
+/// Takes the writer back from its finished task. After a failed write the
+/// tree is recovered first and then the batch's jobs are refused; the
+/// error is returned. `None` if the writer panicked.
+fn settle<S: LogStore>(
+    joined: Joined<S>,
+    state: &mut State<S>,
+) -> Option<(Writer<S>, Option<AppendError>)> {
+    let Ok((mut w, written)) = joined else {
+        tracing::error!("sequencer write panicked; appends stop");
+        return None;
+    };
+    match written {
+        Ok(()) => Some((w, None)),
+        Err(failed) => {
+            state.recover_after_failed_commit(failed.saved, &mut w);
+            refuse(failed.answers, &failed.error);
+            Some((w, Some(failed.error)))
+        }
+    }
 }
 
 /// Opens the log in `store` with `signer`, checks that the stored tree
@@ -267,15 +354,21 @@ pub fn start<S: LogStore>(
     let (watch_tx, watch_rx) = watch::channel(latest.clone());
     let (tx, rx) = mpsc::channel(cfg.queue_depth.max(1));
     let state = State {
-        store,
+        store: store.clone(),
         tree,
         signer,
         origin: meta.origin,
+        in_flight: Pending::new(),
+        metrics: metrics.clone(),
+    };
+    let writer = Writer {
+        store,
+        answering: tokio::task::JoinSet::new(),
         latest,
         watch: watch_tx,
         metrics,
     };
-    let handle = tokio::spawn(run(rx, state, cfg.clone(), stop));
+    let handle = tokio::spawn(run(rx, state, writer, cfg.clone(), stop));
     Ok((
         Sequencer {
             tx,
@@ -313,19 +406,48 @@ fn load_latest<S: LogStore>(
 async fn run<S: LogStore>(
     mut rx: mpsc::Receiver<Job>,
     mut state: State<S>,
+    writer: Writer<S>,
     cfg: BatchConfig,
     mut stop: watch::Receiver<bool>,
 ) {
+    // The writer is either here (idle) or in the task writing a batch.
+    let mut idle = Some(writer);
+    let mut writing: Option<Writing<S>> = None;
     loop {
-        let first = tokio::select! {
-            job = rx.recv() => job,
+        enum Next<S> {
+            Job(Option<Job>),
+            Written(Joined<S>),
+            Stop,
+        }
+        let next = tokio::select! {
+            job = rx.recv() => Next::Job(job),
+            // A finished write is settled at once: a failed one's callers
+            // are answered only after the recovery.
+            joined = async {
+                match writing.as_mut() {
+                    Some(task) => task.await,
+                    None => std::future::pending().await,
+                }
+            }, if writing.is_some() => Next::Written(joined),
             changed = stop.changed(), if !*stop.borrow() => {
                 if changed.is_err() || *stop.borrow() {
                     // Refuse new jobs; the loop drains the queued ones.
                     rx.close();
                 }
+                Next::Stop
+            }
+        };
+        let first = match next {
+            Next::Job(job) => job,
+            Next::Written(joined) => {
+                writing = None;
+                let Some((w, _)) = settle(joined, &mut state) else {
+                    return;
+                };
+                idle = Some(w);
                 continue;
             }
+            Next::Stop => continue,
         };
         let Some(first) = first else { break };
         let mut count = first.events.len() + first.access.len();
@@ -347,28 +469,58 @@ async fn run<S: LogStore>(
             jobs.push(j);
         }
         state.metrics.queue_depth.set(rx.len() as u64);
-        let started = Instant::now();
-        let joined = tokio::task::spawn_blocking(move || {
-            state.process(jobs);
-            state
-        })
-        .await;
-        match joined {
-            Ok(s) => {
-                state = s;
-                state
-                    .metrics
-                    .batch_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                state.metrics.batch_events.observe(count as f64);
-            }
-            Err(e) => {
-                // The tree state went with the failed task: stop appending
-                // rather than guess. Callers of queued jobs see ShuttingDown.
-                tracing::error!(error = %e, "sequencer batch panicked; appends stop");
+        // A write that has already finished is collected first, so a failed
+        // one is recovered from before this batch is built on it.
+        if let Some(task) = writing.take_if(|t| t.is_finished()) {
+            let Some((w, _)) = settle(task.await, &mut state) else {
                 return;
+            };
+            idle = Some(w);
+        }
+        let started = Instant::now();
+        // Prepare this batch while the previous one is being written.
+        let Ok((s, prepared)) = tokio::task::spawn_blocking(move || {
+            let p = state.prepare(jobs, started);
+            (state, p)
+        })
+        .await
+        else {
+            // The tree went with the failed task: stop appending rather
+            // than guess. Callers of queued jobs see ShuttingDown.
+            tracing::error!("sequencer batch panicked; appends stop");
+            return;
+        };
+        state = s;
+        // Wait for the previous write: batches are written in order.
+        if let Some(task) = writing.take() {
+            let Some((w, failed)) = settle(task.await, &mut state) else {
+                return;
+            };
+            idle = Some(w);
+            if failed.is_some() {
+                // This batch was built on one that is not on disk.
+                refuse(
+                    prepared.answers,
+                    &AppendError::Unavailable("an earlier batch failed to commit; retry".into()),
+                );
+                continue;
             }
         }
+        let Some(mut w) = idle.take() else {
+            tracing::error!("sequencer writer lost; appends stop");
+            return;
+        };
+        writing = Some(tokio::task::spawn_blocking(move || {
+            let written = w.write(prepared);
+            (w, written)
+        }));
+    }
+    if let Some(task) = writing.take() {
+        idle = settle(task.await, &mut state).map(|(w, _)| w);
+    }
+    if let Some(mut w) = idle {
+        // Every answer is sent before the sequencer reports stopped.
+        while w.answering.join_next().await.is_some() {}
     }
     tracing::info!("sequencer stopped: queue closed and drained");
 }
@@ -381,14 +533,17 @@ enum Slot {
 }
 
 impl<S: LogStore> State<S> {
-    fn process(&mut self, jobs: Vec<Job>) {
+    /// Builds the batch for `jobs` on top of the tree (which then includes
+    /// it) and signs its checkpoint; nothing is written or answered here.
+    fn prepare(&mut self, jobs: Vec<Job>, started: Instant) -> Prepared {
         let saved = self.tree.clone();
         let base = self.tree.size();
         let now = Timestamp::now();
         let mut batch = CommitBatch::default();
-        let mut pending: HashMap<(String, String), (u64, [u8; 32])> = HashMap::new();
+        let mut pending = Pending::new();
         let mut answers: Vec<(oneshot::Sender<_>, Result<Vec<Slot>, AppendError>)> =
             Vec::with_capacity(jobs.len());
+        let events = jobs.iter().map(|j| j.events.len() + j.access.len()).sum();
 
         for job in jobs {
             let Job {
@@ -431,21 +586,39 @@ impl<S: LogStore> State<S> {
             }
         }
 
-        let checkpoint = if batch.entries.is_empty() {
-            Ok(self.latest.clone())
-        } else {
-            self.commit(&mut batch, saved)
+        let mut prepared = Prepared {
+            batch,
+            base,
+            saved,
+            signed: None,
+            answers,
+            events,
+            started,
         };
-
-        for (reply, result) in answers {
-            let outcome = match (result, &checkpoint) {
-                (Err(e), _) => Err(e),
-                (Ok(_), Err(e)) => Err(e.clone()),
-                (Ok(slots), Ok(cp)) => self.answer(slots, &batch, base, cp.clone()),
-            };
-            // A caller that gave up is not an error.
-            let _ = reply.send(outcome);
+        if prepared.batch.entries.is_empty() {
+            // Only retries and refusals: the writer answers them with the
+            // checkpoint current when the batches before are written.
+            self.in_flight = Pending::new();
+            return prepared;
         }
+        match self.sign(&mut prepared.batch) {
+            Ok(signed) => {
+                prepared.signed = Some(signed);
+                self.in_flight = pending;
+            }
+            Err(e) => {
+                self.tree = prepared.saved.clone();
+                for (_, result) in &mut prepared.answers {
+                    if result.is_ok() {
+                        *result = Err(e.clone());
+                    }
+                }
+                prepared.batch.entries.clear();
+                prepared.batch.hashes.clear();
+                self.in_flight = Pending::new();
+            }
+        }
+        prepared
     }
 
     /// Decides, for one job, which events are new and which are retries;
@@ -454,16 +627,20 @@ impl<S: LogStore> State<S> {
     fn plan(
         &self,
         events: &[Submission],
-        pending: &HashMap<(String, String), (u64, [u8; 32])>,
+        pending: &Pending,
         next: u64,
-    ) -> Result<(Vec<Slot>, HashMap<(String, String), (u64, [u8; 32])>), AppendError> {
-        let mut local: HashMap<(String, String), (u64, [u8; 32])> = HashMap::new();
+    ) -> Result<(Vec<Slot>, Pending), AppendError> {
+        let mut local = Pending::new();
         let mut slots = Vec::with_capacity(events.len());
         let mut new_count = 0u64;
         for e in events.iter().map(|s| &s.event) {
             let key = (e.source.clone(), e.event_id.clone());
             let digest = e.content_digest();
-            let found = match local.get(&key).or_else(|| pending.get(&key)) {
+            let found = match local
+                .get(&key)
+                .or_else(|| pending.get(&key))
+                .or_else(|| self.in_flight.get(&key))
+            {
                 Some(v) => Some(*v),
                 None => self
                     .store
@@ -535,8 +712,8 @@ impl<S: LogStore> State<S> {
         });
     }
 
-    /// Signs the new checkpoint and writes the batch durably.
-    fn commit(&mut self, batch: &mut CommitBatch, saved: Tree) -> Result<Arc<Signed>, AppendError> {
+    /// Signs the checkpoint over the tree as it now is, into `batch`.
+    fn sign(&self, batch: &mut CommitBatch) -> Result<Signed, AppendError> {
         let size = self.tree.size();
         let root = self.tree.root();
         let note = Checkpoint::new(&self.origin, size, root)
@@ -544,24 +721,15 @@ impl<S: LogStore> State<S> {
             .map_err(|e| AppendError::Unavailable(format!("signing failed: {e}")))?;
         batch.size = size;
         batch.checkpoint = note.clone();
-        if let Err(e) = self.store.commit(batch) {
-            tracing::error!(error = %e, size, "commit failed; batch not acknowledged");
-            self.metrics.commit_failures.inc();
-            self.recover_after_failed_commit(saved);
-            return Err(AppendError::Unavailable(e.to_string()));
-        }
-        let signed = Arc::new(Signed { size, root, note });
-        self.latest = signed.clone();
-        self.watch.send_replace(signed.clone());
-        self.metrics.appends.add(batch.entries.len() as u64);
-        self.metrics.tree_size.set(size);
-        Ok(signed)
+        Ok(Signed { size, root, note })
     }
 
     /// After a failed write, trust only what storage says: if the write
     /// did land despite the error, continue from it (its checkpoint is the
-    /// one we signed for it); otherwise roll the tree back.
-    fn recover_after_failed_commit(&mut self, saved: Tree) {
+    /// one we signed for it); otherwise roll the tree back to `saved`, the
+    /// tree before the failed batch.
+    fn recover_after_failed_commit(&mut self, saved: Tree, writer: &mut Writer<S>) {
+        self.in_flight = Pending::new();
         match self.store.meta() {
             Ok(Some(meta)) if meta.size == saved.size() => self.tree = saved,
             Ok(Some(meta)) => {
@@ -570,10 +738,12 @@ impl<S: LogStore> State<S> {
                     load_latest(self.store.as_ref(), &self.signer, &self.origin, meta.size),
                 ) {
                     (Ok(tree), Ok(latest)) if tree.root() == latest.root => {
+                        tracing::warn!(
+                            size = meta.size,
+                            "the failed commit landed; continuing from it"
+                        );
                         self.tree = tree;
-                        let latest = Arc::new(latest);
-                        self.latest = latest.clone();
-                        self.watch.send_replace(latest);
+                        writer.publish(Arc::new(latest));
                     }
                     _ => {
                         tracing::error!("storage state unreadable after failed commit");
@@ -584,46 +754,106 @@ impl<S: LogStore> State<S> {
             _ => self.tree = saved,
         }
     }
+}
 
-    fn answer(
-        &self,
-        slots: Vec<Slot>,
-        batch: &CommitBatch,
-        base: u64,
-        checkpoint: Arc<Signed>,
-    ) -> Result<Outcome, AppendError> {
-        let mut entries = Vec::with_capacity(slots.len());
-        for slot in slots {
-            let (index, duplicate) = match slot {
-                Slot::New(i, _) => (i, false),
-                Slot::Dup(i) => (i, true),
-            };
-            let appended = if index >= base {
-                let e = &batch.entries[(index - base) as usize];
-                Appended {
-                    index,
-                    leaf: e.leaf.clone(),
-                    leaf_hash: e.leaf_hash,
-                    duplicate,
-                }
-            } else {
-                let leaf = self
-                    .store
-                    .entry(index)
-                    .map_err(|e| AppendError::Unavailable(e.to_string()))?
-                    .ok_or_else(|| AppendError::Unavailable(format!("entry {index} missing")))?;
-                Appended {
-                    index,
-                    leaf_hash: leaf_hash(&leaf),
-                    leaf,
-                    duplicate,
-                }
-            };
-            entries.push(appended);
-        }
-        Ok(Outcome {
-            entries,
-            checkpoint,
-        })
+impl<S: LogStore> Writer<S> {
+    /// Makes `signed` the latest checkpoint.
+    fn publish(&mut self, signed: Arc<Signed>) {
+        self.metrics.tree_size.set(signed.size);
+        self.latest = signed.clone();
+        self.watch.send_replace(signed);
     }
+
+    /// Writes the batch durably, then answers its jobs. On failure nothing
+    /// is answered: the batch comes back to the sequencer.
+    fn write(&mut self, prepared: Prepared) -> Result<(), Failed> {
+        let Prepared {
+            batch,
+            base,
+            saved,
+            signed,
+            answers,
+            events,
+            started,
+        } = prepared;
+        let checkpoint = match signed {
+            None => self.latest.clone(),
+            Some(signed) => {
+                if let Err(e) = self.store.commit(&batch) {
+                    tracing::error!(error = %e, size = signed.size, "commit failed; batch not acknowledged");
+                    self.metrics.commit_failures.inc();
+                    return Err(Failed {
+                        saved,
+                        answers,
+                        error: AppendError::Unavailable(e.to_string()),
+                    });
+                }
+                self.metrics.appends.add(batch.entries.len() as u64);
+                let signed = Arc::new(signed);
+                self.publish(signed.clone());
+                signed
+            }
+        };
+        // The batch is durable: the answers are built and sent off the
+        // writer's path, so the next write can start at once.
+        let store = self.store.clone();
+        let metrics = self.metrics.clone();
+        while self.answering.try_join_next().is_some() {}
+        self.answering.spawn_blocking(move || {
+            for (reply, result) in answers {
+                let outcome = result.and_then(|slots| {
+                    answer(store.as_ref(), slots, &batch, base, checkpoint.clone())
+                });
+                // A caller that gave up is not an error.
+                let _ = reply.send(outcome);
+            }
+            metrics
+                .batch_seconds
+                .observe(started.elapsed().as_secs_f64());
+            metrics.batch_events.observe(events as f64);
+        });
+        Ok(())
+    }
+}
+
+/// The answer to one job of a written batch: each entry, new or found.
+fn answer<S: LogStore>(
+    store: &S,
+    slots: Vec<Slot>,
+    batch: &CommitBatch,
+    base: u64,
+    checkpoint: Arc<Signed>,
+) -> Result<Outcome, AppendError> {
+    let mut entries = Vec::with_capacity(slots.len());
+    for slot in slots {
+        let (index, duplicate) = match slot {
+            Slot::New(i, _) => (i, false),
+            Slot::Dup(i) => (i, true),
+        };
+        let appended = if index >= base {
+            let e = &batch.entries[(index - base) as usize];
+            Appended {
+                index,
+                leaf: e.leaf.clone(),
+                leaf_hash: e.leaf_hash,
+                duplicate,
+            }
+        } else {
+            let leaf = store
+                .entry(index)
+                .map_err(|e| AppendError::Unavailable(e.to_string()))?
+                .ok_or_else(|| AppendError::Unavailable(format!("entry {index} missing")))?;
+            Appended {
+                index,
+                leaf_hash: leaf_hash(&leaf),
+                leaf,
+                duplicate,
+            }
+        };
+        entries.push(appended);
+    }
+    Ok(Outcome {
+        entries,
+        checkpoint,
+    })
 }

@@ -173,3 +173,155 @@ pub async fn check_consistent(
     )
     .expect("checkpoints are consistent");
 }
+
+/// What a [`Faulty`] store does at one commit (numbered from 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Commit normally.
+    None,
+    /// Fail without writing anything (an I/O error, a full disk).
+    FailBefore,
+    /// Write the batch, then report failure (the sync landed but the
+    /// answer was lost).
+    FailAfter,
+}
+
+/// RocksDB with faults and delays injected at chosen commits: the write
+/// path's crash points, without a crash.
+pub struct Faulty {
+    pub inner: tlog_server::storage::RocksStore,
+    delay: std::time::Duration,
+    plan: Box<dyn Fn(u64) -> Fault + Send + Sync>,
+    commits: std::sync::atomic::AtomicU64,
+}
+
+impl Faulty {
+    /// Opens the store of the log in `dir`, delaying every commit by
+    /// `delay` and applying `plan` to commit number n.
+    pub fn open(
+        dir: &std::path::Path,
+        delay: std::time::Duration,
+        plan: impl Fn(u64) -> Fault + Send + Sync + 'static,
+    ) -> Self {
+        Faulty {
+            inner: tlog_server::storage::RocksStore::open(&tlog_server::keys::db_path(dir))
+                .expect("open"),
+            delay,
+            plan: Box::new(plan),
+            commits: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Commits attempted so far.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn injected() -> tlog_server::storage::StorageError {
+    tlog_server::storage::StorageError::Corrupt("injected fault: no space left on device".into())
+}
+
+impl tlog_core::merkle::store::HashReader for Faulty {
+    fn read_hashes(
+        &self,
+        l: u8,
+        s: u64,
+        c: u64,
+        o: &mut Vec<Hash>,
+    ) -> Result<(), tlog_core::merkle::store::StoreError> {
+        self.inner.read_hashes(l, s, c, o)
+    }
+}
+
+impl tlog_server::storage::LogStore for Faulty {
+    fn meta(
+        &self,
+    ) -> Result<Option<tlog_server::storage::LogMeta>, tlog_server::storage::StorageError> {
+        self.inner.meta()
+    }
+    fn init(&self, o: &str, v: &str, c: &str) -> Result<(), tlog_server::storage::StorageError> {
+        self.inner.init(o, v, c)
+    }
+    fn commit(
+        &self,
+        b: &tlog_server::storage::CommitBatch,
+    ) -> Result<(), tlog_server::storage::StorageError> {
+        let n = self
+            .commits
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(self.delay);
+        match (self.plan)(n) {
+            Fault::None => self.inner.commit(b),
+            Fault::FailBefore => Err(injected()),
+            Fault::FailAfter => {
+                self.inner.commit(b)?;
+                Err(injected())
+            }
+        }
+    }
+    fn entry(&self, i: u64) -> Result<Option<Vec<u8>>, tlog_server::storage::StorageError> {
+        self.inner.entry(i)
+    }
+    fn entries(
+        &self,
+        s: u64,
+        e: u64,
+    ) -> Result<Vec<(u64, Vec<u8>)>, tlog_server::storage::StorageError> {
+        self.inner.entries(s, e)
+    }
+    fn index_of(&self, h: &Hash) -> Result<Option<u64>, tlog_server::storage::StorageError> {
+        self.inner.index_of(h)
+    }
+    fn idempotency(
+        &self,
+        s: &str,
+        e: &str,
+    ) -> Result<Option<(u64, [u8; 32])>, tlog_server::storage::StorageError> {
+        self.inner.idempotency(s, e)
+    }
+    fn checkpoint(&self, s: u64) -> Result<Option<String>, tlog_server::storage::StorageError> {
+        self.inner.checkpoint(s)
+    }
+    fn artifact_entries(
+        &self,
+        n: &str,
+        a: Option<u64>,
+        l: usize,
+        f: &dyn Fn(&tlog_server::storage::ArtifactMeta) -> bool,
+    ) -> Result<Vec<(u64, tlog_server::storage::ArtifactMeta)>, tlog_server::storage::StorageError>
+    {
+        self.inner.artifact_entries(n, a, l, f)
+    }
+}
+
+/// A validated submission for the sequencer: artifact `name`, event `id`.
+pub fn submission(id: &str) -> tlog_server::sequencer::Submission {
+    let e = tlog_core::event::ArtifactEvent {
+        event_id: id.into(),
+        source: "faults".into(),
+        action: tlog_core::event::Action::Register,
+        artifact: tlog_core::event::Artifact {
+            name: "a".into(),
+            version: "1".into(),
+            digests: vec![tlog_core::event::Digest {
+                algorithm: "sha256".into(),
+                hex: "00".repeat(32),
+            }],
+            ..Default::default()
+        },
+        actor: "x".into(),
+        interface: Default::default(),
+        environment: String::new(),
+        client_time: None,
+        provenance: None,
+        justification: String::new(),
+        ticket: String::new(),
+        attestations: vec![],
+    };
+    e.validate().expect("valid");
+    tlog_server::sequencer::Submission {
+        event: e,
+        verified_signers: vec![],
+    }
+}

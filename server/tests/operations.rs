@@ -3,15 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tlog_core::merkle::store::{HashReader, StoreError};
 use tlog_proto::v1 as pb;
 use tlog_server::metrics::Metrics;
 use tlog_server::sequencer::{self, AppendError, BatchConfig};
-use tlog_server::storage::{
-    ArtifactMeta, CommitBatch, LogMeta, LogStore, RocksStore, StorageError,
-};
+use tlog_server::storage::LogStore;
 
-use crate::common::{ORIGIN, TestServer, event};
+use crate::common::{Fault, Faulty, ORIGIN, TestServer, event, submission};
 
 /// A server run in-process on `dir` with metrics; its gRPC channel, its
 /// metrics address, and how to stop it.
@@ -167,67 +164,14 @@ async fn reflection_lists_the_services() {
     server.stop().await;
 }
 
-/// RocksDB with a slow commit, to fill the queue.
-struct Slow(RocksStore, Duration);
-
-impl HashReader for Slow {
-    fn read_hashes(
-        &self,
-        l: u8,
-        s: u64,
-        c: u64,
-        o: &mut Vec<tlog_core::Hash>,
-    ) -> Result<(), StoreError> {
-        self.0.read_hashes(l, s, c, o)
-    }
-}
-
-impl LogStore for Slow {
-    fn meta(&self) -> Result<Option<LogMeta>, StorageError> {
-        self.0.meta()
-    }
-    fn init(&self, o: &str, v: &str, c: &str) -> Result<(), StorageError> {
-        self.0.init(o, v, c)
-    }
-    fn commit(&self, b: &CommitBatch) -> Result<(), StorageError> {
-        std::thread::sleep(self.1);
-        self.0.commit(b)
-    }
-    fn entry(&self, i: u64) -> Result<Option<Vec<u8>>, StorageError> {
-        self.0.entry(i)
-    }
-    fn entries(&self, s: u64, e: u64) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
-        self.0.entries(s, e)
-    }
-    fn index_of(&self, h: &tlog_core::Hash) -> Result<Option<u64>, StorageError> {
-        self.0.index_of(h)
-    }
-    fn idempotency(&self, s: &str, e: &str) -> Result<Option<(u64, [u8; 32])>, StorageError> {
-        self.0.idempotency(s, e)
-    }
-    fn checkpoint(&self, s: u64) -> Result<Option<String>, StorageError> {
-        self.0.checkpoint(s)
-    }
-    fn artifact_entries(
-        &self,
-        n: &str,
-        a: Option<u64>,
-        l: usize,
-        f: &dyn Fn(&ArtifactMeta) -> bool,
-    ) -> Result<Vec<(u64, ArtifactMeta)>, StorageError> {
-        self.0.artifact_entries(n, a, l, f)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_answers_resource_exhausted_and_loses_nothing() {
     let dir = tempfile::tempdir().expect("tmp");
     tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
     let signer = tlog_server::keys::load_signer(&dir.path().join("log.key")).expect("key");
-    let store = Arc::new(Slow(
-        RocksStore::open(&tlog_server::keys::db_path(dir.path())).expect("open"),
-        Duration::from_millis(200),
-    ));
+    let store = Arc::new(Faulty::open(dir.path(), Duration::from_millis(200), |_| {
+        Fault::None
+    }));
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (seq, _task) = sequencer::start(
         store.clone(),
@@ -246,34 +190,8 @@ async fn a_full_queue_answers_resource_exhausted_and_loses_nothing() {
     for i in 0..12 {
         let seq = seq.clone();
         tasks.push(tokio::spawn(async move {
-            let e = tlog_core::event::ArtifactEvent {
-                event_id: format!("bp-{i}"),
-                source: "bp".into(),
-                action: tlog_core::event::Action::Register,
-                artifact: tlog_core::event::Artifact {
-                    name: "a".into(),
-                    version: "1".into(),
-                    digests: vec![tlog_core::event::Digest {
-                        algorithm: "sha256".into(),
-                        hex: "00".repeat(32),
-                    }],
-                    ..Default::default()
-                },
-                actor: "x".into(),
-                interface: Default::default(),
-                environment: String::new(),
-                client_time: None,
-                provenance: None,
-                justification: String::new(),
-                ticket: String::new(),
-                attestations: vec![],
-            };
-            e.validate().expect("valid");
-            let sub = sequencer::Submission {
-                event: e,
-                verified_signers: vec![],
-            };
-            seq.append(vec![sub], Default::default()).await
+            seq.append(vec![submission(&format!("bp-{i}"))], Default::default())
+                .await
         }));
     }
     let (mut ok, mut overloaded) = (Vec::new(), 0);

@@ -9,6 +9,8 @@ mod bad_input;
 mod common;
 /// 64 concurrent clients, 5,000 events, everything verified.
 mod concurrent;
+/// Faults in the write path: failed commits, commits that land but fail.
+mod faults;
 /// Retries return the original; conflicts are refused.
 mod idempotency;
 /// Metrics, reflection, back-pressure.

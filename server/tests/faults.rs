@@ -1,0 +1,232 @@
+//! Faults inside the write path: a commit that fails before writing, one
+//! that writes but reports failure, while the next batch is already being
+//! prepared on top of it (the sequencer's two stages overlap). Afterwards:
+//! every acknowledged append is stored at its index, no index is used
+//! twice, nothing unacknowledged is served as if written, and the log
+//! restarts with its stored tree matching its last checkpoint.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tlog_core::leaf::Leaf;
+use tlog_server::metrics::Metrics;
+use tlog_server::sequencer::{self, AppendError, BatchConfig};
+use tlog_server::storage::{LogStore, RocksStore};
+
+use crate::common::{Fault, Faulty, ORIGIN, submission};
+
+/// Runs 40 single appends from 8 tasks against a store with `plan`, each
+/// commit delayed so batches overlap; returns the acknowledged (index, event
+/// id) and the refused event ids, each with whether it was refused for
+/// being prepared on top of a failed batch.
+async fn appends_with(
+    dir: &std::path::Path,
+    plan: impl Fn(u64) -> Fault + Send + Sync + 'static,
+) -> (BTreeMap<u64, String>, Vec<(String, bool)>, Arc<Faulty>) {
+    let signer = tlog_server::keys::load_signer(&dir.join("log.key")).expect("key");
+    let store = Arc::new(Faulty::open(dir, Duration::from_millis(15), plan));
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (seq, task) = sequencer::start(
+        store.clone(),
+        signer,
+        BatchConfig {
+            max_events: 4,
+            max_wait: Duration::from_millis(1),
+            queue_depth: 64,
+            enqueue_timeout: Duration::from_secs(10),
+        },
+        Arc::new(Metrics::default()),
+        stop_rx,
+    )
+    .expect("start");
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let seq = seq.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for i in 0..5 {
+                let id = format!("ev-{t}-{i}");
+                let r = seq.append(vec![submission(&id)], Default::default()).await;
+                out.push((id, r));
+            }
+            out
+        }));
+    }
+    let (mut acked, mut refused) = (BTreeMap::new(), Vec::new());
+    for t in tasks {
+        for (id, r) in t.await.expect("task") {
+            match r {
+                Ok(o) => {
+                    let e = &o.entries[0];
+                    assert!(e.index < o.checkpoint.size, "answer beyond its checkpoint");
+                    assert!(
+                        acked.insert(e.index, id.clone()).is_none(),
+                        "index {} acknowledged twice",
+                        e.index
+                    );
+                }
+                Err(AppendError::Unavailable(msg)) => {
+                    assert!(
+                        msg.contains("injected") || msg.contains("earlier batch"),
+                        "{msg}"
+                    );
+                    refused.push((id, msg.contains("earlier batch")));
+                }
+                Err(e) => panic!("unexpected error {e}"),
+            }
+        }
+    }
+    drop(seq);
+    let _ = task.await;
+    (acked, refused, store)
+}
+
+/// Every acknowledged event is stored at its index; returns the stored
+/// event ids by index.
+fn stored(store: &RocksStore, acked: &BTreeMap<u64, String>) -> BTreeMap<u64, String> {
+    let size = store.meta().expect("meta").expect("log").size;
+    let mut all = BTreeMap::new();
+    for (i, leaf) in store.entries(0, size).expect("entries") {
+        let leaf = Leaf::decode(&leaf).expect("stored leaf decodes");
+        all.insert(i, leaf.event.event_id);
+    }
+    assert_eq!(all.len() as u64, size, "a hole in the stored entries");
+    for (i, id) in acked {
+        assert_eq!(all.get(i), Some(id), "acknowledged {id} not at index {i}");
+    }
+    all
+}
+
+/// The log opens again: the stored tree gives the last checkpoint's root.
+fn reopens(dir: &std::path::Path, store: Arc<Faulty>) -> Arc<RocksStore> {
+    drop(Arc::into_inner(store).expect("sole owner"));
+    let store = Arc::new(RocksStore::open(&tlog_server::keys::db_path(dir)).expect("open"));
+    let signer = tlog_server::keys::load_signer(&dir.join("log.key")).expect("key");
+    let rt = tokio::runtime::Handle::current();
+    let _guard = rt.enter();
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let (seq, task) = sequencer::start(
+        store.clone(),
+        signer,
+        BatchConfig {
+            max_events: 4,
+            max_wait: Duration::ZERO,
+            queue_depth: 4,
+            enqueue_timeout: Duration::from_secs(1),
+        },
+        Arc::new(Metrics::default()),
+        rx,
+    )
+    .expect("the stored tree matches the last checkpoint");
+    drop(seq);
+    task.abort();
+    store
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_fails_before_writing_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().expect("tmp");
+    tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
+    let (acked, refused, store) = appends_with(dir.path(), |n| {
+        if n == 2 || n == 5 {
+            Fault::FailBefore
+        } else {
+            Fault::None
+        }
+    })
+    .await;
+    assert!(store.commits() > 6, "too few batches to reach the faults");
+    assert!(
+        refused.iter().any(|(_, on_failed)| *on_failed),
+        "no batch was prepared on top of a failing one: {refused:?}"
+    );
+    assert_eq!(acked.len() + refused.len(), 40);
+    let store = reopens(dir.path(), store);
+    let all = stored(&store, &acked);
+    // Nothing refused was written: the stored entries are exactly the
+    // acknowledged ones, at 0..n.
+    assert_eq!(all, acked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_lands_but_reports_failure_is_continued_from() {
+    let dir = tempfile::tempdir().expect("tmp");
+    tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
+    let (acked, refused, store) = appends_with(dir.path(), |n| {
+        if n == 3 {
+            Fault::FailAfter
+        } else {
+            Fault::None
+        }
+    })
+    .await;
+    assert!(!refused.is_empty());
+    let store = reopens(dir.path(), store);
+    let all = stored(&store, &acked);
+    // The batch that landed is in the log; later entries follow it, none
+    // overwrote it, and every refused event is either stored (it landed)
+    // or absent, never twice.
+    for (id, _) in &refused {
+        assert!(
+            all.values().filter(|v| *v == id).count() <= 1,
+            "{id} stored twice"
+        );
+    }
+    assert!(
+        all.len() > acked.len(),
+        "the landed batch is not in the log"
+    );
+    let mut ids: Vec<_> = all.values().collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), all.len(), "an event stored twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_landed_failure_finds_the_stored_entry() {
+    let dir = tempfile::tempdir().expect("tmp");
+    tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
+    let signer = tlog_server::keys::load_signer(&dir.path().join("log.key")).expect("key");
+    let store = Arc::new(Faulty::open(dir.path(), Duration::ZERO, |n| {
+        if n == 0 {
+            Fault::FailAfter
+        } else {
+            Fault::None
+        }
+    }));
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (seq, _task) = sequencer::start(
+        store.clone(),
+        signer,
+        BatchConfig {
+            max_events: 1,
+            max_wait: Duration::ZERO,
+            queue_depth: 4,
+            enqueue_timeout: Duration::from_secs(1),
+        },
+        Arc::new(Metrics::default()),
+        stop_rx,
+    )
+    .expect("start");
+    let first = seq
+        .append(vec![submission("r-1")], Default::default())
+        .await;
+    assert!(
+        matches!(first, Err(AppendError::Unavailable(_))),
+        "{first:?}"
+    );
+    // The retry finds the entry the failed commit wrote, at index 0.
+    let again = seq
+        .append(vec![submission("r-1")], Default::default())
+        .await
+        .expect("retry");
+    assert_eq!(again.entries[0].index, 0);
+    assert!(again.entries[0].duplicate);
+    let next = seq
+        .append(vec![submission("r-2")], Default::default())
+        .await
+        .expect("next");
+    assert_eq!(next.entries[0].index, 1);
+    assert_eq!(next.checkpoint.size, 2);
+}
