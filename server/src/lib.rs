@@ -25,6 +25,7 @@ pub mod sequencer;
 pub mod service;
 pub mod storage;
 pub mod tokens;
+pub mod workload;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -17,9 +17,7 @@ use anyhow::Context as _;
 use tlog_core::event::{Action, Artifact, ArtifactEvent, Digest, Interface, Timestamp};
 use tlog_core::leaf::Submitter;
 use tlog_server::sequencer::{BatchConfig, Submission};
-use tlog_server::storage::{
-    ArtifactMeta, CommitBatch, Idempotency, LogStore as _, NewEntry, RocksStore,
-};
+use tlog_server::storage::{LogStore as _, RocksStore};
 
 #[derive(clap::Args, Debug)]
 pub struct LoadArgs {
@@ -284,47 +282,13 @@ fn rocks_limits(
     let store = RocksStore::open(db_dir)?;
     let note = signer_note(signer);
     let mut rocks = Vec::new();
-    let mut index = 0u64;
+    let mut tree = tlog_core::merkle::tree::Tree::new();
     for &b in &a.batches {
         anyhow::ensure!(b > 0, "--batches must be positive");
         let start = Instant::now();
         let mut commits = 0u64;
         while start.elapsed() < a.duration {
-            let mut batch = CommitBatch {
-                size: index + b as u64,
-                checkpoint: note.clone(),
-                ..CommitBatch::default()
-            };
-            for _ in 0..b {
-                let mut bytes = leaf.to_vec();
-                bytes.extend_from_slice(&index.to_be_bytes());
-                let h = tlog_core::leaf_hash(&bytes);
-                batch.hashes.push(tlog_core::merkle::store::StoredHash {
-                    level: 0,
-                    index,
-                    hash: h,
-                });
-                batch.entries.push(NewEntry {
-                    index,
-                    leaf: bytes,
-                    leaf_hash: h,
-                    idempotency: Some(Idempotency {
-                        source: "bulk-loader".into(),
-                        event_id: format!("limits-{index}"),
-                        content_digest: [0; 32],
-                    }),
-                    artifact: Some((
-                        format!("load/model-{}", index % 997),
-                        ArtifactMeta {
-                            action: 3,
-                            seconds: 1,
-                            nanos: 0,
-                            version: "1.0.0".into(),
-                        },
-                    )),
-                });
-                index += 1;
-            }
+            let batch = tlog_server::workload::commit_batch(&mut tree, b, leaf, &note);
             store.commit(&batch)?;
             commits += 1;
         }
