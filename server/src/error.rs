@@ -49,6 +49,11 @@ pub enum ServiceError {
     /// A bug or corruption; details are logged only.
     #[error("internal error: {0}")]
     Internal(String),
+    /// Stored data failed verification (a proof that does not reach the
+    /// signed root, a leaf that does not match its tree hash): it is not
+    /// served.
+    #[error("stored data failed verification: {0}")]
+    DataLoss(String),
 }
 
 impl ServiceError {
@@ -81,6 +86,13 @@ impl From<ServiceError> for Status {
                 tracing::error!(error = %m, "internal error");
                 Status::internal("internal error; the server log has details")
             }
+            ServiceError::DataLoss(m) => {
+                tracing::error!(error = %m, "stored data failed verification; not served");
+                Status::data_loss(format!(
+                    "stored data failed verification ({m}); the log refuses to serve it. \
+                     Operators: restore the data directory from a backup"
+                ))
+            }
         }
     }
 }
@@ -109,8 +121,25 @@ impl From<AppendError> for ServiceError {
 impl From<StorageError> for ServiceError {
     fn from(e: StorageError) -> Self {
         match e {
+            // RocksDB's block checksums caught bytes that changed on disk.
+            StorageError::Db(ref d) if d.kind() == rocksdb::ErrorKind::Corruption => {
+                ServiceError::DataLoss(e.to_string())
+            }
             StorageError::Db(_) => ServiceError::Unavailable(e.to_string()),
-            StorageError::Corrupt(_) => ServiceError::Internal(e.to_string()),
+            StorageError::Corrupt(_) => ServiceError::DataLoss(e.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Missing { .. } => ServiceError::Internal(e.to_string()),
+            // RocksDB's block checksums caught bytes that changed on disk.
+            StoreError::Backend(ref m) if m.contains("Corruption") => {
+                ServiceError::DataLoss(e.to_string())
+            }
+            StoreError::Backend(_) => ServiceError::Unavailable(e.to_string()),
         }
     }
 }
@@ -120,8 +149,7 @@ impl From<ProofError> for ServiceError {
         match e {
             ProofError::IndexOutOfRange { .. } => ServiceError::OutOfRange(e.to_string()),
             ProofError::SizesReversed { .. } => ServiceError::invalid("size1", e.to_string()),
-            ProofError::Store(StoreError::Missing { .. }) => ServiceError::Internal(e.to_string()),
-            ProofError::Store(StoreError::Backend(_)) => ServiceError::Unavailable(e.to_string()),
+            ProofError::Store(s) => ServiceError::from(s),
         }
     }
 }

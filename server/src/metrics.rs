@@ -117,6 +117,8 @@ pub struct Metrics {
     pub consistency_proofs: Counter,
     /// Bottom tiles whose summaries were cached at start-up.
     pub tile_cache_warmed: Gauge,
+    /// Reads refused because stored data failed verification.
+    pub corruption_detected: Counter,
     /// Responses by gRPC method and status code.
     responses: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
@@ -133,6 +135,7 @@ impl Default for Metrics {
             tree_size: Gauge::default(),
             inclusion_proofs: Counter::default(),
             consistency_proofs: Counter::default(),
+            corruption_detected: Counter::default(),
             tile_cache_warmed: Gauge::default(),
             responses: Mutex::new(BTreeMap::new()),
         }
@@ -194,6 +197,12 @@ impl Metrics {
             "tlog_consistency_proofs_total",
             "Consistency proofs served.",
             self.consistency_proofs.get(),
+            "counter",
+        );
+        counter(
+            "tlog_corruption_detected_total",
+            "Reads refused because stored data failed verification.",
+            self.corruption_detected.get(),
             "counter",
         );
         self.batch_events

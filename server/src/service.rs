@@ -7,6 +7,7 @@ use std::time::Instant;
 use tlog_core::Hash;
 use tlog_core::merkle::cache::TileCache;
 use tlog_core::merkle::prove::Prover;
+use tlog_core::merkle::verify::{verify_consistency, verify_inclusion};
 use tlog_proto::v1 as pb;
 use tlog_proto::v1::log_server::Log;
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -488,11 +489,20 @@ impl<S: LogStore> LogService<S> {
         tokio::task::spawn_blocking(move || {
             let cp = convert::checkpoint(&outcome.checkpoint);
             let prover = Prover::with_cache(store.as_ref(), &tiles);
+            let (size, root) = (outcome.checkpoint.size, outcome.checkpoint.root);
             outcome
                 .entries
                 .into_iter()
                 .map(|e| {
-                    let proof = prover.inclusion_proof(e.index, outcome.checkpoint.size)?;
+                    let proof = prover.inclusion_proof(e.index, size)?;
+                    verify_inclusion(e.index, size, &e.leaf_hash, &proof, &root).map_err(
+                        |err| {
+                            corrupt(
+                                &metrics,
+                                format!("inclusion of {} in {size}: {err}", e.index),
+                            )
+                        },
+                    )?;
                     metrics.inclusion_proofs.inc();
                     Ok(pb::AppendResponse {
                         index: e.index,
@@ -586,6 +596,49 @@ fn stored_checkpoint(note: String, size: u64) -> Result<pb::SignedCheckpoint> {
         size,
         note,
     })
+}
+
+/// Counts and describes stored data that failed verification.
+fn corrupt(metrics: &Metrics, what: String) -> ServiceError {
+    metrics.corruption_detected.inc();
+    ServiceError::DataLoss(what)
+}
+
+/// Entries `[start, end)`, each leaf checked against the leaf hash stored
+/// in the tree (row 0, one range read): a leaf that changed on disk is
+/// refused rather than streamed.
+fn checked_entries<S: LogStore>(
+    s: &S,
+    metrics: &Metrics,
+    start: u64,
+    end: u64,
+) -> Result<Vec<pb::Entry>> {
+    let rows = s.entries(start, end)?;
+    let mut hashes = Vec::with_capacity(rows.len());
+    s.read_hashes(0, start, end - start, &mut hashes)?;
+    if rows.len() != hashes.len() {
+        return Err(corrupt(
+            metrics,
+            format!(
+                "entries [{start}, {end}): {} leaves for {} tree hashes",
+                rows.len(),
+                hashes.len()
+            ),
+        ));
+    }
+    rows.into_iter()
+        .zip(hashes)
+        .map(|((i, leaf), h)| {
+            let e = entry(i, leaf);
+            if e.leaf_hash != h.as_bytes() {
+                return Err(corrupt(
+                    metrics,
+                    format!("entry {i} does not match its leaf hash"),
+                ));
+            }
+            Ok(e)
+        })
+        .collect()
 }
 
 fn entry(index: u64, leaf: Vec<u8>) -> pb::Entry {
@@ -722,6 +775,7 @@ impl<S: LogStore> Log for LogService<S> {
             }
             let page = u64::from(self.limits.max_page_size);
             let store = self.store.clone();
+            let metrics = self.metrics.clone();
             let mut shutdown = self.shutdown.clone();
             let (tx, rx) = mpsc::channel(2);
             tokio::spawn(async move {
@@ -729,12 +783,14 @@ impl<S: LogStore> Log for LogService<S> {
                 while start < r.end {
                     let end = r.end.min(start + page);
                     let s = store.clone();
-                    let read = tokio::task::spawn_blocking(move || s.entries(start, end)).await;
+                    let m = metrics.clone();
+                    let read = tokio::task::spawn_blocking(move || {
+                        checked_entries(s.as_ref(), &m, start, end)
+                    })
+                    .await;
                     let msg = match read {
-                        Ok(Ok(rows)) => Ok(pb::GetEntriesResponse {
-                            entries: rows.into_iter().map(|(i, l)| entry(i, l)).collect(),
-                        }),
-                        Ok(Err(e)) => Err(Status::from(ServiceError::from(e))),
+                        Ok(Ok(entries)) => Ok(pb::GetEntriesResponse { entries }),
+                        Ok(Err(e)) => Err(Status::from(e)),
                         Err(e) => Err(Status::from(ServiceError::Internal(e.to_string()))),
                     };
                     let failed = msg.is_err();
@@ -831,7 +887,6 @@ impl<S: LogStore> Log for LogService<S> {
                 // proof's own tile: no extra storage read.
                 let (leaf_hash, hashes) =
                     Prover::with_cache(s, &tiles).leaf_and_inclusion_proof(index, tree_size)?;
-                metrics.inclusion_proofs.inc();
                 let checkpoint = if tree_size == latest_cp.size {
                     Some(convert::checkpoint(&latest_cp))
                 } else {
@@ -839,6 +894,20 @@ impl<S: LogStore> Log for LogService<S> {
                         .map(|note| stored_checkpoint(note, tree_size))
                         .transpose()?
                 };
+                // Never serve a proof that does not reach the signed root
+                // (RFC 9162 §2.1.3.2): stored hashes may have rotted.
+                if let Some(cp) = &checkpoint {
+                    let root = parse_hash("checkpoint", &cp.root_hash)?;
+                    verify_inclusion(index, tree_size, &leaf_hash, &hashes, &root).map_err(
+                        |e| {
+                            corrupt(
+                                &metrics,
+                                format!("inclusion of {index} in {tree_size}: {e}"),
+                            )
+                        },
+                    )?;
+                }
+                metrics.inclusion_proofs.inc();
                 Ok(pb::InclusionProof {
                     index,
                     tree_size,
@@ -874,8 +943,30 @@ impl<S: LogStore> Log for LogService<S> {
             let size1 = r.size1;
             let metrics = self.metrics.clone();
             let tiles = self.tiles.clone();
+            let latest_cp = self.seq.latest();
             self.inline(|s| {
                 let hashes = Prover::with_cache(s, &tiles).consistency_proof(size1, size2)?;
+                // Checked against both signed roots when the log signed both
+                // sizes (RFC 9162 §2.1.4.2).
+                let root = |size: u64| -> Result<Option<Hash>> {
+                    if size == latest_cp.size {
+                        return Ok(Some(latest_cp.root));
+                    }
+                    match s.checkpoint(size)? {
+                        Some(note) => {
+                            let cp = stored_checkpoint(note, size)?;
+                            Ok(Some(parse_hash("checkpoint", &cp.root_hash)?))
+                        }
+                        None => Ok(None),
+                    }
+                };
+                if size1 > 0
+                    && let (Some(r1), Some(r2)) = (root(size1)?, root(size2)?)
+                {
+                    verify_consistency(size1, size2, &hashes, &r1, &r2).map_err(|e| {
+                        corrupt(&metrics, format!("consistency {size1} -> {size2}: {e}"))
+                    })?;
+                }
                 metrics.consistency_proofs.inc();
                 Ok(pb::ConsistencyProof {
                     size1,

@@ -341,6 +341,18 @@ impl RocksStore {
         Ok(total)
     }
 
+    /// Overwrites one stored leaf (test hook for corruption tests).
+    #[doc(hidden)]
+    pub fn corrupt_entry_for_tests(&self, index: u64, leaf: &[u8]) -> Result<(), StorageError> {
+        self.db.put_cf_opt(
+            self.cf(CF_ENTRIES)?,
+            index.to_be_bytes(),
+            leaf,
+            &Self::synced(),
+        )?;
+        Ok(())
+    }
+
     /// Overwrites one stored value (test hook for corruption tests).
     #[doc(hidden)]
     pub fn corrupt_hash_for_tests(
