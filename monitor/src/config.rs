@@ -505,6 +505,38 @@ pub fn glob(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::proptest;
+
+    fn load_text(text: &str) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("monitor.toml");
+        std::fs::write(&path, text).expect("write");
+        if let Err(e) = Config::load(&path) {
+            assert!(!e.to_string().is_empty());
+        }
+    }
+
+    proptest! {
+        /// Hostile configuration text gets an error, never a panic.
+        #[test]
+        fn config_loader_never_panics(text in "\\PC{0,400}") {
+            load_text(&text);
+        }
+
+        /// The shipped example with random bytes changed, likewise.
+        #[test]
+        fn config_loader_never_panics_on_a_mutated_example(
+            edits in proptest::collection::vec((proptest::arbitrary::any::<usize>(), proptest::arbitrary::any::<u8>()), 1..8)
+        ) {
+            let example = include_str!("../../deploy/config/monitor.toml");
+            let mut b = example.as_bytes().to_vec();
+            for (pos, byte) in edits {
+                let n = b.len();
+                b[pos % n] = byte;
+            }
+            load_text(&String::from_utf8_lossy(&b));
+        }
+    }
 
     #[test]
     fn glob_matches() {

@@ -12,6 +12,9 @@
 //! Tests start a server in-process with [`run`] on a listener they bound
 //! (`127.0.0.1:0`) and stop it through the shutdown future they own.
 
+/// Most concurrent gRPC streams one client connection may have open.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
+
 pub mod audit;
 pub mod auth;
 pub mod authz;
@@ -291,7 +294,13 @@ pub async fn run_with(
         let _ = fired_tx.send(());
     };
     let grace = config.shutdown_grace;
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder = tonic::transport::Server::builder()
+        // A peer that stops answering pings is dropped instead of holding
+        // its connection (and its streams' buffers) forever.
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
+        // One connection cannot open unbounded concurrent streams.
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION));
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }

@@ -9,12 +9,18 @@ mod bad_input;
 mod common;
 /// 64 concurrent clients, 5,000 events, everything verified.
 mod concurrent;
+/// Corruption after start: never a false proof, DATA_LOSS instead.
+mod corruption;
 /// Faults in the write path: failed commits, commits that land but fail.
 mod faults;
+/// Hostile clients: malformed protobuf, huge fields, idle connections.
+mod hostile;
 /// Retries return the original; conflicts are refused.
 mod idempotency;
 /// Metrics, reflection, back-pressure.
 mod operations;
+/// Hostile input to the configuration and policy parsers.
+mod parsers;
 /// Reads: entries, by hash, proofs at past sizes, queries, watch.
 mod reads;
 /// Storage: restart checks, corruption refused at start.
