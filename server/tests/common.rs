@@ -184,6 +184,10 @@ pub enum Fault {
     /// Write the batch, then report failure (the sync landed but the
     /// answer was lost).
     FailAfter,
+    /// Power lost before this write reached the disk: nothing of it, or of
+    /// any later commit, is written; the call does not return until
+    /// [`Faulty::release`] (a dead machine answers no one), then fails.
+    Cut,
 }
 
 /// RocksDB with faults and delays injected at chosen commits: the write
@@ -193,6 +197,8 @@ pub struct Faulty {
     delay: std::time::Duration,
     plan: Box<dyn Fn(u64) -> Fault + Send + Sync>,
     commits: std::sync::atomic::AtomicU64,
+    cut: std::sync::atomic::AtomicBool,
+    released: std::sync::atomic::AtomicBool,
 }
 
 impl Faulty {
@@ -209,7 +215,21 @@ impl Faulty {
             delay,
             plan: Box::new(plan),
             commits: std::sync::atomic::AtomicU64::new(0),
+            cut: std::sync::atomic::AtomicBool::new(false),
+            released: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Whether the power was cut.
+    pub fn was_cut(&self) -> bool {
+        self.cut.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Lets the commits stuck behind a [`Fault::Cut`] return (with an
+    /// error), so the test can shut down.
+    pub fn release(&self) {
+        self.released
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Commits attempted so far.
@@ -251,7 +271,19 @@ impl tlog_server::storage::LogStore for Faulty {
             .commits
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         std::thread::sleep(self.delay);
-        match (self.plan)(n) {
+        let fault = if self.was_cut() {
+            Fault::Cut
+        } else {
+            (self.plan)(n)
+        };
+        match fault {
+            Fault::Cut => {
+                self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+                while !self.released.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                Err(injected())
+            }
             Fault::None => self.inner.commit(b),
             Fault::FailBefore => Err(injected()),
             Fault::FailAfter => {

@@ -331,6 +331,54 @@ impl Server {
     pub fn stop(mut self) -> bool {
         self.child.stop()
     }
+
+    /// Kills it with SIGKILL (no shutdown, no flush) and waits.
+    pub fn kill(mut self) {
+        self.child.kill();
+    }
+
+    /// Its process id.
+    pub fn pid(&mut self) -> Option<u32> {
+        self.child.get().map(|c| c.id())
+    }
+}
+
+/// A small deterministic generator (xorshift) for tests that pick random
+/// moments and sizes from a seed they print.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed` (0 is replaced: xorshift needs a bit set).
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.max(1))
+    }
+
+    /// The seed from the variable `var` if set, else from the clock.
+    pub fn seed_from_env(var: &str) -> u64 {
+        std::env::var(var)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+            })
+    }
+
+    /// The next value.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A value in `[0, n)`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
 }
 
 /// Realistic, benign model histories for tests: many artifacts, each going
@@ -362,18 +410,7 @@ pub mod history {
         pub by: By,
     }
 
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n.max(1)
-        }
-    }
+    use super::Rng;
 
     fn digest(name: &str, version: &str) -> Digest {
         use sha2::Digest as _;
@@ -428,7 +465,7 @@ pub mod history {
     /// At least `n` events over `artifacts` artifacts (namespaces team-0 ..
     /// team-9), deterministic for a seed.
     pub fn benign(n: usize, artifacts: usize, seed: u64) -> Vec<Planned> {
-        let mut rng = Rng(seed | 1);
+        let mut rng = Rng::new(seed | 1);
         // Per artifact: current minor version, what production runs.
         let names: Vec<String> = (0..artifacts)
             .map(|i| format!("team-{}/model-{i}", i % 10))

@@ -6,6 +6,11 @@ mod access;
 mod cli;
 /// The CLI's answers to bad input.
 mod cli_errors;
+/// SIGKILL under concurrent appends, cycle after cycle: nothing
+/// acknowledged is lost, no checkpoint contradicted.
+mod crash;
+/// strace on the real server: every answer follows a synced WAL write.
+mod durability;
 /// The real monitor against real servers.
 mod monitor;
 /// Restart across a graceful stop: everything still proves, and the log
