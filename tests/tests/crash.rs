@@ -14,76 +14,13 @@
 //! `TLOG_CRASH_CYCLES` sets the number of cycles (default 5; the long run
 //! is `scripts/crash-test.sh`, 50); `TLOG_CRASH_SEED` replays a run.
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tlog_client::{Client, ClientError, ConnectOptions};
-use tlog_core::Hash;
-use tlog_core::checkpoint::SignedCheckpoint;
-use tlog_core::event::{Action, Artifact, ArtifactEvent, Digest, Interface};
-use tlog_core::merkle::prove::Prover;
-use tlog_core::merkle::store::MemoryStore;
-use tlog_core::merkle::tree::Tree;
+use tlog_e2e::invariants::{Seen, event, record, verify};
 use tlog_e2e::{Rng, Server, init, run};
-
-/// What the load generators saw acknowledged.
-#[derive(Default)]
-struct Seen {
-    /// Index to (leaf hash, event id), from acknowledged appends.
-    acked: BTreeMap<u64, (Hash, String)>,
-    /// Every checkpoint handed out, by its note text.
-    checkpoints: HashMap<String, SignedCheckpoint>,
-    /// Verification failures (a proof or checkpoint that did not verify).
-    bad: Vec<String>,
-}
-
-fn event(id: String, n: u64) -> ArtifactEvent {
-    ArtifactEvent {
-        event_id: id,
-        source: "crash-test".into(),
-        action: Action::Download,
-        artifact: Artifact {
-            name: format!("crash/model-{}", n % 7),
-            version: "1.0.0".into(),
-            digests: vec![Digest {
-                algorithm: "sha256".into(),
-                hex: "ab".repeat(32),
-            }],
-            media_type: String::new(),
-            uri: String::new(),
-        },
-        actor: "loader".into(),
-        interface: Interface::Api,
-        environment: String::new(),
-        client_time: None,
-        provenance: None,
-        justification: String::new(),
-        ticket: String::new(),
-        attestations: Vec::new(),
-    }
-}
-
-fn record(seen: &Mutex<Seen>, entries: Vec<tlog_client::VerifiedEntry>, ids: Vec<String>) {
-    let mut s = seen.lock().expect("lock");
-    for (e, id) in entries.into_iter().zip(ids) {
-        let twice = match s.acked.get(&e.index) {
-            Some((h, other)) if *h != e.leaf_hash || *other != id => Some(other.clone()),
-            _ => None,
-        };
-        if let Some(other) = twice {
-            s.bad.push(format!(
-                "index {} acknowledged for {other} and again for {id}",
-                e.index
-            ));
-        }
-        s.acked.insert(e.index, (e.leaf_hash, id));
-        s.checkpoints
-            .entry(e.checkpoint.raw.clone())
-            .or_insert(e.checkpoint);
-    }
-}
 
 /// Appends until the connection breaks: singles, or batches of 4 for every
 /// third task. Never retries, so an unanswered append stays unknown.
@@ -116,74 +53,6 @@ async fn load(url: String, vkey: String, cycle: usize, task: usize, seen: Arc<Mu
             // The server died under us: this append's fate is unknown.
             Err(_) => return,
         }
-    }
-}
-
-/// Checks the restarted log against everything seen so far.
-async fn verify(url: &str, vkey: &str, seen: &Seen, rng: &mut Rng) {
-    assert!(seen.bad.is_empty(), "verification failures: {:?}", seen.bad);
-    let mut c = Client::connect(url, vkey).await.expect("connect");
-    let latest = c.checkpoint().await.expect("verified checkpoint");
-    let size = latest.checkpoint.size;
-    if let Some((&last, _)) = seen.acked.last_key_value() {
-        assert!(
-            last < size,
-            "acknowledged index {last} but the log has {size} entries"
-        );
-    }
-    // Every leaf, hashed into the tree: the root must be the signed one.
-    let mut tree = Tree::new();
-    let mut hashes = Vec::new();
-    let mut leaf_hashes = Vec::with_capacity(size as usize);
-    if size > 0 {
-        let mut stream = c.entries(0, size).await.expect("entries");
-        while let Some(page) = stream.next_page().await.expect("page") {
-            for (i, leaf) in page {
-                assert_eq!(i, leaf_hashes.len() as u64, "entries out of order");
-                let h = tlog_core::leaf_hash(&leaf);
-                tree.append(h, &mut hashes);
-                leaf_hashes.push(h);
-            }
-        }
-    }
-    assert_eq!(leaf_hashes.len() as u64, size, "entries missing");
-    assert_eq!(
-        tree.root(),
-        latest.checkpoint.root,
-        "the entries do not give the signed root"
-    );
-    for (&i, (h, id)) in &seen.acked {
-        assert_eq!(
-            leaf_hashes[i as usize], *h,
-            "acknowledged {id} is not at its index {i}"
-        );
-    }
-    // Every checkpoint handed out is a prefix of this log.
-    let mut store = MemoryStore::new();
-    store.write(&hashes).expect("dense");
-    let prover = Prover::new(&store);
-    for cp in seen.checkpoints.values() {
-        let (s, root) = (cp.checkpoint.size, cp.checkpoint.root);
-        assert!(s <= size, "checkpoint at {s} beyond the log's {size}");
-        assert_eq!(
-            prover.root_at(s).expect("root"),
-            root,
-            "a checkpoint handed out at size {s} is not a prefix of the log"
-        );
-    }
-    // And the log's own proofs say so, for a sample.
-    let all: Vec<_> = seen.acked.keys().copied().collect();
-    for _ in 0..all.len().min(40) {
-        let i = all[rng.below(all.len() as u64) as usize];
-        let e = c.prove_index(i).await.expect("inclusion proof verifies");
-        assert_eq!(e.leaf_hash, seen.acked[&i].0);
-    }
-    let cps: Vec<_> = seen.checkpoints.values().collect();
-    for _ in 0..cps.len().min(20) {
-        let old = cps[rng.below(cps.len() as u64) as usize];
-        c.prove_consistency(old, &latest)
-            .await
-            .expect("consistency proof verifies");
     }
 }
 

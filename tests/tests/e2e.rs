@@ -11,6 +11,8 @@ mod cli_errors;
 mod crash;
 /// strace on the real server: every answer follows a synced WAL write.
 mod durability;
+/// A full disk (a small tmpfs): appends refused, reads served, recovery.
+mod full_disk;
 /// The real monitor against real servers.
 mod monitor;
 /// Restart across a graceful stop: everything still proves, and the log

@@ -1100,3 +1100,59 @@ fn gossip_webhooks_hooks_and_metrics() {
     assert!(m.stop());
     assert!(a.stop() && b.stop());
 }
+
+#[test]
+fn a_monitor_rides_out_an_outage_and_skips_no_range() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let vkey = init(&data, "outage.e2e.example/log");
+    let s = Server::start(&data);
+    let addr = s.addr.clone();
+    let rest = "listen = \"127.0.0.1:0\"\nunreachable_after = 3\n\
+                [[rules.version_patterns]]\nnamespace = \"team-z/*\"\npattern = '\\d+\\.\\d+'\n";
+    let cfg = config(dir.path(), &[("out", &vkey, vec![s.url.clone()])], rest);
+    let m = MonitorProcess::start(&cfg, dir.path(), "1");
+    let filler = |tag: &str, n: usize| -> Vec<String> {
+        (0..n)
+            .map(|i| ev(&format!("{tag}-{i}"), "download", "team-y/m", "1.0", ""))
+            .collect()
+    };
+    submit(&s, &vkey, &filler("a", 40));
+    let wait_size = |size: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while metric_size(&m.addr, "out") < size {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the monitor did not reach {size}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    wait_size(40);
+    // The log goes away for a while: the monitor reports it unreachable.
+    assert!(s.stop());
+    m.wait_for(20, "an unreachable alert", |a| {
+        rules(a).iter().any(|r| r == "unreachable")
+    });
+    // It comes back at the same address, having grown while away of the
+    // monitor's sight (and with a violation inside the growth).
+    let s = Server::start_at(&data, &addr, &[]);
+    let mut more = filler("b", 500);
+    more.insert(250, version_pattern_violation("during-outage"));
+    submit(&s, &vkey, &more);
+    let size = log_size(&s, &vkey);
+    wait_size(size);
+    let alerts = m.wait_for(20, "the violation inside the outage's range", |a| {
+        rules(a).iter().any(|r| r == "version-pattern")
+    });
+    let kinds = rules(&alerts);
+    assert!(
+        kinds
+            .iter()
+            .all(|r| r == "unreachable" || r == "version-pattern"),
+        "only the outage and the planted violation: {alerts:#?}"
+    );
+    assert!(m.stop());
+    assert_eq!(verified_size(dir.path(), "out"), size, "everything audited");
+    assert!(s.stop());
+}

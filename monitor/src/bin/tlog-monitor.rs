@@ -47,6 +47,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // A log write that fails (a full disk) is dropped. The default
+        // reports it with eprintln!, which panics when stderr itself
+        // cannot be written, and took the request down with it.
+        .log_internal_errors(false)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

@@ -202,7 +202,11 @@ fn init_tracing(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // A log write that fails (a full disk) is dropped. The default
+        // reports it with eprintln!, which panics when stderr itself
+        // cannot be written, and took the request down with it.
+        .log_internal_errors(false);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Human => builder.init(),
