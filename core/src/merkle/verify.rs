@@ -104,7 +104,9 @@ fn inclusion_len(index: u64, size: u64) -> usize {
     // last leaf diverge) has one hash per level; the border part one hash
     // per set bit of `index` above that level.
     let inner = (64 - (index ^ (size - 1)).leading_zeros()) as usize;
-    let border = (index >> inner).count_ones() as usize;
+    // `inner` is 64 when the paths diverge at the top bit; a shift by 64
+    // would overflow (fuzzing found it), and the border is then empty.
+    let border = index.checked_shr(inner as u32).unwrap_or(0).count_ones() as usize;
     inner + border
 }
 
@@ -325,7 +327,10 @@ fn consistency_len(size1: u64, size2: u64) -> usize {
     // Levels at the bottom where size1 - 1 is a right child merge into the
     // first proof element.
     let shift = (size1 - 1).trailing_ones() as usize;
-    let border = ((size1 - 1) >> inner).count_ones() as usize;
+    let border = (size1 - 1)
+        .checked_shr(inner as u32)
+        .unwrap_or(0)
+        .count_ones() as usize;
     // One hash per inner level above `shift`, plus the seed (unless size1 is
     // a power of two, when the old root itself is the seed), plus the border.
     let seed = usize::from(!size1.is_power_of_two());
@@ -374,6 +379,33 @@ mod tests {
             verify_inclusion(0, 0, &e, &[], &e),
             Err(VerifyError::IndexOutOfRange { index: 0, size: 0 })
         ));
+    }
+
+    #[test]
+    /// Found by `cargo fuzz run proof` (kept in fuzz/regressions/proof):
+    /// sizes whose last leaf differs from the index in the top bit made the
+    /// expected proof length shift a u64 by 64 bits.
+    #[test]
+    fn sizes_beyond_2_pow_63_do_not_overflow() {
+        let top = 1u64 << 63;
+        // Leaf 0 of 2^63 + 1 leaves: 63 levels in the left half, then the
+        // last leaf.
+        assert_eq!(inclusion_len(0, top + 1), 64);
+        assert_eq!(inclusion_len(top, top + 1), 1);
+        assert_eq!(consistency_len(1, top + 1), 64);
+        // The fuzzer's input: no panic, a clear refusal.
+        let input: [u8; 16] = [
+            0x21, 0xde, 0xde, 0xde, 0xde, 0xde, 0xde, 0x3d, 0xde, 0xde, 0xde, 0xde, 0xde, 0xde,
+            0xde, 0xde,
+        ];
+        let a = u64::from_le_bytes(input[..8].try_into().expect("8"));
+        let b = u64::from_le_bytes(input[8..].try_into().expect("8"));
+        let h = leaf_hash(b"");
+        for len in 0..3 {
+            let proof = vec![h; len];
+            assert!(verify_inclusion(a, b, &h, &proof, &h).is_err());
+            assert!(verify_consistency(a, b, &proof, &h, &h).is_err());
+        }
     }
 
     #[test]
