@@ -9,7 +9,7 @@
 # Findings are kept in fuzz/artifacts/<target>/ (a crash fails the script);
 # fixed ones are kept in fuzz/regressions/<target>/ and replayed every run.
 #
-# Usage: scripts/fuzz.sh [SECONDS] [PROPTEST_CASES]
+# Usage: scripts/fuzz.sh [SECONDS] [PROPTEST_CASES]   (TARGETS="leaf bundle" for some)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -19,8 +19,10 @@ CASES="${2:-20000}"
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
 cd fuzz
-for t in note checkpoint vkey proof leaf event_json bundle; do
+for t in ${TARGETS:-note checkpoint vkey proof leaf event_json bundle}; do
   echo "== fuzz $t ($SECS s)"
+  # Crashes of earlier runs are fixed and kept in regressions/: start clean.
+  rm -rf "artifacts/$t"
   mkdir -p "corpus/$t" "regressions/$t"
   # regressions/<target> holds every input that once crashed: replayed first.
   cargo +nightly fuzz run "$t" "corpus/$t" "regressions/$t" -- -max_total_time="$SECS" -print_final_stats=1 2>&1 \

@@ -381,7 +381,6 @@ mod tests {
         ));
     }
 
-    #[test]
     /// Found by `cargo fuzz run proof` (kept in fuzz/regressions/proof):
     /// sizes whose last leaf differs from the index in the top bit made the
     /// expected proof length shift a u64 by 64 bits.
