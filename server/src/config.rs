@@ -201,6 +201,10 @@ pub struct Config {
     /// How long a graceful shutdown waits for open connections.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Where SIGUSR1 writes an online backup (a RocksDB checkpoint of the
+    /// whole log and its verifier key, in a new `<UTC time>` folder).
+    /// None: SIGUSR1 is logged and ignored.
+    pub backup_dir: Option<PathBuf>,
     /// Batching.
     pub batch: BatchSection,
     /// Queue.
@@ -223,6 +227,7 @@ impl Default for Config {
             default_principal: "unauthenticated".into(),
             log_format: LogFormat::Human,
             shutdown_grace: Duration::from_secs(5),
+            backup_dir: None,
             tile_cache_tiles: 4096,
             batch: BatchSection::default(),
             queue: QueueSection::default(),

@@ -117,6 +117,66 @@ fn spawn_policy_reloader(
     });
 }
 
+/// On SIGUSR1, writes an online backup of the log to a new folder under
+/// `dir`: `db/` (a RocksDB checkpoint) and `verifier.key`. Not the signing
+/// key: it is backed up separately (deploy/KEYS.md).
+fn spawn_backup_on_usr1(
+    store: Arc<RocksStore>,
+    data_dir: std::path::PathBuf,
+    dir: Option<std::path::PathBuf>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+        tracing::warn!("cannot listen for SIGUSR1; online backups disabled");
+        return;
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                r = usr1.recv() => if r.is_none() { return },
+                _ = stop.changed() => return,
+            }
+            let Some(dir) = dir.clone() else {
+                tracing::warn!("SIGUSR1: no backup_dir configured; no backup written");
+                continue;
+            };
+            let (store, data_dir) = (store.clone(), data_dir.clone());
+            let done = tokio::task::spawn_blocking(move || backup(&store, &data_dir, &dir)).await;
+            match done {
+                Ok(Ok((path, size))) => {
+                    tracing::info!(path = %path.display(), size, "backup written")
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "backup failed"),
+                Err(e) => tracing::error!(error = %e, "backup task failed"),
+            }
+        }
+    });
+}
+
+/// One online backup: returns its folder and the log size it holds.
+fn backup(
+    store: &RocksStore,
+    data_dir: &std::path::Path,
+    dir: &std::path::Path,
+) -> Result<(std::path::PathBuf, u64), String> {
+    use tlog_core::json::format_time;
+    let stamp = format_time(tlog_core::event::Timestamp::now()).replace(':', "");
+    let target = dir.join(stamp);
+    std::fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+    store
+        .backup_to(&target.join("db"))
+        .map_err(|e| e.to_string())?;
+    std::fs::copy(data_dir.join("verifier.key"), target.join("verifier.key"))
+        .map_err(|e| format!("verifier.key: {e}"))?;
+    let size = RocksStore::open_read_only(&target.join("db"))
+        .and_then(|s| s.meta())
+        .map_err(|e| e.to_string())?
+        .map(|m| m.size)
+        .unwrap_or(0);
+    Ok((target, size))
+}
+
 /// Runs the server on `listener` until `shutdown` resolves, with metrics on
 /// `config.metrics_listen` if set.
 pub async fn run(
@@ -153,6 +213,12 @@ pub async fn run_with(
     let meta = store.meta()?.ok_or(sequencer::StartError::NotInitialized)?;
     let metrics = Arc::new(Metrics::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    spawn_backup_on_usr1(
+        store.clone(),
+        config.data_dir.clone(),
+        config.backup_dir.clone(),
+        stop_rx.clone(),
+    );
     let auth: Arc<dyn auth::Authenticator> = if config.authenticates() {
         let tokens = if config.auth.token_issuers.is_empty() {
             None

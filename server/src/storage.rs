@@ -286,6 +286,13 @@ impl RocksStore {
         Ok(RocksStore { db })
     }
 
+    /// Opens the store under `path` for reading only (a backup, or a log
+    /// another process is writing): nothing in `path` is changed.
+    pub fn open_read_only(path: &Path) -> Result<Self, StorageError> {
+        let db = DB::open_cf_for_read_only(&Options::default(), path, ALL_CFS.iter(), false)?;
+        Ok(RocksStore { db })
+    }
+
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StorageError> {
         self.db
             .cf_handle(name)
@@ -339,6 +346,16 @@ impl RocksStore {
             total += v.len() as u64;
         }
         Ok(total)
+    }
+
+    /// Writes a consistent copy of the whole store to `dir` (which must not
+    /// exist) while it stays open for writes: a RocksDB checkpoint, hard
+    /// links where `dir` is on the same filesystem, copies otherwise. Every
+    /// commit is one atomic write batch, so the copy holds a whole log at
+    /// some size, with its checkpoint.
+    pub fn backup_to(&self, dir: &Path) -> Result<(), StorageError> {
+        rocksdb::checkpoint::Checkpoint::new(&self.db)?.create_checkpoint(dir)?;
+        Ok(())
     }
 
     /// Overwrites one stored leaf (test hook for corruption tests).

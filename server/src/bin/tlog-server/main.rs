@@ -52,6 +52,23 @@ enum Command {
     /// What this machine allows at most: synced RocksDB write batches
     /// shaped like the server's commits, SHA-256, Ed25519.
     Limits(load::LimitsArgs),
+    /// Restore an online backup (written on SIGUSR1 under `backup_dir`)
+    /// into a new data directory, and check it: the stored tree must give
+    /// the root of its last signed checkpoint.
+    Restore {
+        /// The backup folder (holding db/ and verifier.key).
+        #[arg(long)]
+        from: PathBuf,
+        /// The new data directory (must not hold a log).
+        #[arg(long, env = "TLOG_DATA_DIR")]
+        data_dir: PathBuf,
+        /// The signing key to put beside it (copied as log.key, mode 0600).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
+    /// Ask a running log whether it serves (grpc.health.v1): exit 0 if
+    /// SERVING, 1 otherwise. For container health checks and probes.
+    Health(HealthArgs),
     /// Disk use of a stopped log: bytes per column family, the payload
     /// (leaf bytes), and what is stored per entry beyond the leaves.
     Stats {
@@ -65,6 +82,134 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct HealthArgs {
+    /// The log's gRPC address.
+    #[arg(long, default_value = "http://127.0.0.1:7400")]
+    addr: String,
+    /// The service to ask about; empty for the server as a whole.
+    #[arg(long, default_value = "tlog.v1.Log")]
+    service: String,
+    /// CA certificate (PEM) for an https:// address.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Name the server's certificate must carry.
+    #[arg(long, default_value = "localhost")]
+    tls_domain: String,
+    /// Give up after this long.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
+}
+
+/// Copies a backup into `data_dir` and checks the copy.
+fn restore(
+    from: &std::path::Path,
+    data_dir: &std::path::Path,
+    key_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    use tlog_server::storage::LogStore as _;
+    let src = from.join("db");
+    anyhow::ensure!(
+        src.join("CURRENT").is_file(),
+        "{} is not a backup: it has no db/CURRENT (backups are the folders SIGUSR1 writes under backup_dir)",
+        from.display()
+    );
+    let db = tlog_server::keys::db_path(data_dir);
+    anyhow::ensure!(
+        !db.exists(),
+        "{} already holds a log; restore into a new data directory",
+        data_dir.display()
+    );
+    std::fs::create_dir_all(&db).with_context(|| format!("create {}", db.display()))?;
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
+    for e in std::fs::read_dir(&src).with_context(|| format!("read {}", src.display()))? {
+        let e = e?;
+        if e.file_type()?.is_file() {
+            std::fs::copy(e.path(), db.join(e.file_name()))
+                .with_context(|| format!("copy {}", e.path().display()))?;
+        }
+    }
+    std::fs::copy(from.join("verifier.key"), data_dir.join("verifier.key"))
+        .context("copy verifier.key")?;
+    if let Some(k) = key_file {
+        let to = data_dir.join("log.key");
+        std::fs::copy(k, &to).with_context(|| format!("copy {}", k.display()))?;
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600))?;
+    }
+    // The copy must be a whole log: its tree gives its signed root.
+    let store = tlog_server::storage::RocksStore::open_read_only(&db)?;
+    let meta = store.meta()?.context("the backup holds no log")?;
+    let note = store
+        .checkpoint(meta.size)?
+        .with_context(|| format!("the backup has no checkpoint at its size {}", meta.size))?;
+    let verifier = tlog_core::note::Verifier::from_vkey(&meta.vkey)
+        .map_err(|e| anyhow::anyhow!("stored verifier key: {e}"))?;
+    let opened = tlog_core::checkpoint::open(
+        note.as_bytes(),
+        &tlog_core::note::Verifiers::new([verifier]),
+        &meta.origin,
+    )
+    .map_err(|e| anyhow::anyhow!("the backup's checkpoint does not verify: {e}"))?;
+    let tree = tlog_core::merkle::tree::Tree::open(&store, meta.size)
+        .map_err(|e| anyhow::anyhow!("the backup's tree cannot be read: {e}"))?;
+    anyhow::ensure!(
+        tree.root() == opened.checkpoint.root,
+        "the backup's tree gives root {} at size {}, its checkpoint says {}",
+        tree.root(),
+        meta.size,
+        opened.checkpoint.root
+    );
+    println!(
+        "restored {} at size {} (root {}); its checkpoint verifies",
+        meta.origin, meta.size, opened.checkpoint.root
+    );
+    eprintln!(
+        "Entries appended after this backup are not in it. Serving this copy as the log and \
+         appending would sign a different tree at sizes clients may already trust: a fork. \
+         See deploy/KEYS.md, \"Restoring\", before starting it."
+    );
+    Ok(())
+}
+
+/// `grpc.health.v1.Health/Check` against a running log.
+async fn health(a: HealthArgs) -> anyhow::Result<()> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let mut endpoint = tonic::transport::Channel::from_shared(a.addr.clone())
+        .context("--addr is not a URL like http://127.0.0.1:7400")?
+        .connect_timeout(a.timeout)
+        .timeout(a.timeout);
+    if let Some(ca) = &a.ca_file {
+        let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+        endpoint = endpoint.tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(pem))
+                .domain_name(a.tls_domain.clone()),
+        )?;
+    }
+    let channel = endpoint
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {}", a.addr))?;
+    let status = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: a.service.clone(),
+        })
+        .await
+        .with_context(|| format!("health check of {:?} at {}", a.service, a.addr))?
+        .into_inner()
+        .status();
+    anyhow::ensure!(
+        status == ServingStatus::Serving,
+        "{:?} at {} is {}",
+        a.service,
+        a.addr,
+        status.as_str_name()
+    );
+    println!("{} SERVING", a.addr);
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -405,6 +550,12 @@ fn main() -> std::process::ExitCode {
         Command::Token(t) => token(t),
         Command::Load(a) => runtime().and_then(|rt| rt.block_on(load::load(a))),
         Command::Limits(a) => load::limits(a),
+        Command::Health(a) => runtime().and_then(|rt| rt.block_on(health(a))),
+        Command::Restore {
+            from,
+            data_dir,
+            key_file,
+        } => restore(&from, &data_dir, key_file.as_deref()),
         Command::Stats {
             data_dir,
             compact,
