@@ -9,6 +9,8 @@ mod cli_errors;
 /// SIGKILL under concurrent appends, cycle after cycle: nothing
 /// acknowledged is lost, no checkpoint contradicted.
 mod crash;
+/// The deployment files: they parse, mount what exists, run real commands.
+mod deploy;
 /// strace on the real server: every answer follows a synced WAL write.
 mod durability;
 /// A full disk (a small tmpfs): appends refused, reads served, recovery.
