@@ -3,8 +3,10 @@
 # proofs, artifact queries and a monitor running beside the appends. Every
 # 10 s it samples the server's and the monitor's RSS and open files; every
 # minute it reports the appends' latency percentiles, throughput, errors
-# and the proofs served. At the end: RSS and open files must be flat, the
-# errors zero and the monitor silent, else the script fails.
+# and the proofs served. At the end: RSS and open files must not grow
+# faster in the second half than in the first (the log itself grows), the
+# server must stay under 1 GiB, errors must be zero and the monitor silent,
+# else the script fails.
 #
 # Usage: scripts/soak.sh [MINUTES]
 # Output: $CARGO_TARGET_DIR/soak/<time>-<commit>/{samples.csv,minutes.jsonl,report.md}
@@ -65,8 +67,11 @@ START=$(date +%s)
 ) &
 SAMPLER=$!; PIDS+=("$SAMPLER")
 for m in $(seq 1 "$MINUTES"); do
+  # A registry's traffic: each client's artifact has 200 versions, each
+  # uploaded once and then downloaded (not a new version per event, which
+  # would grow the monitor's memory without bound by design).
   "$BIN/tlog-server" bench --addr "$URL" --clients 64 --rate "$RATE" --duration 60s --proof-duration 0s \
-    --json >"$W/appends.json" &
+    --versions 200 --json >"$W/appends.json" &
   A=$!
   # Readers beside the appends: 2 clients fetching proofs, then queries.
   "$BIN/tlog-server" bench --addr "$URL" --clients 2 --connections 1 --duration 0s --proof-duration 55s \
@@ -94,24 +99,29 @@ errors = sum(m["append_errors"] + m["proof_errors"] for m in mins)
 def window(key, lo, hi):
     v = [int(r[key]) for r in rows if lo <= int(r["t_s"]) < hi]
     return max(v) if v else 0
-# Flat: the last minute's peak at most 10% (RSS) or 16 (files) above the
-# second minute's, after the caches have filled.
+# The log grows during the soak (about 3.7M entries in 10 minutes), and
+# RocksDB keeps every table's index and filter in memory and one file open
+# per table, so memory and files may grow with the data; a leak shows as
+# growth that speeds up. The check: growth in the second half of the run no
+# faster than in the first half (plus slack for one compaction), and the
+# server under its 1 GiB budget.
 end = int(rows[-1]["t_s"]) if rows else 0
 checks = []
-for key, slack, unit in (("server_rss_kib", 1.10, "x"), ("monitor_rss_kib", 1.10, "x"),
-                         ("server_fds", 16, "+"), ("monitor_fds", 16, "+")):
-    early, late = window(key, 60, 120), window(key, end - 60, end + 1)
-    ok = late <= early * slack if unit == "x" else late <= early + slack
-    checks.append((key, early, late, ok))
+for key, slack, budget in (("server_rss_kib", 32 * 1024, 1024 * 1024), ("monitor_rss_kib", 32 * 1024, None),
+                           ("server_fds", 8, None), ("monitor_fds", 4, None)):
+    start, mid, last = window(key, 55, 75), window(key, end // 2 - 10, end // 2 + 10), window(key, end - 15, end + 1)
+    first_half, second_half = mid - start, last - mid
+    ok = second_half <= max(first_half, 0) + slack and (budget is None or last <= budget)
+    checks.append((key, start, mid, last, ok))
 md = [f"# Soak report ({minutes} min at {rate:,}/s, half of the measured peak {peak:,}/s)", "",
       "| minute | appends/s | p50 / p99 / p999 ms | errors | proofs/s | query p99 ms | tree size |",
       "|---|---|---|---|---|---|---|"]
 for m in mins:
     md.append(f"| {m['minute']} | {m['appends_per_s']:,.0f} | {m['p50_ms']:.1f} / {m['p99_ms']:.1f} / {m['p999_ms']:.1f} | "
               f"{m['append_errors'] + m['proof_errors']} | {m['proofs_per_s']:,.0f} | {m['query_p99_ms']:.2f} | {m['tree_size']:,} |")
-md += ["", "| resource | peak in minute 2 | peak in the last minute | flat |", "|---|---|---|---|"]
-for key, early, late, ok in checks:
-    md.append(f"| {key} | {early:,} | {late:,} | {'yes' if ok else 'NO'} |")
+md += ["", "| resource | at 1 min | at half time | at the end | growth not speeding up |", "|---|---|---|---|---|"]
+for key, start, mid, last, ok in checks:
+    md.append(f"| {key} | {start:,} | {mid:,} | {last:,} | {'yes' if ok else 'NO'} |")
 md += ["", f"Errors: {errors}. Monitor alerts: {len(alerts)}.",
        "", "Samples every 10 s are in samples.csv; one line per minute in minutes.jsonl."]
 open(os.path.join(out, "report.md"), "w").write("\n".join(md) + "\n")

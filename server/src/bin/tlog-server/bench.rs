@@ -52,6 +52,11 @@ pub struct BenchArgs {
     /// HTTP/2 connections shared by the clients.
     #[arg(long, default_value_t = 4)]
     connections: usize,
+    /// Versions per client's artifact: 0 makes every event upload a new
+    /// version; N uploads N versions, then records downloads of them, as a
+    /// registry's traffic looks (a monitor's memory follows the versions).
+    #[arg(long, default_value_t = 0)]
+    versions: u64,
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
@@ -88,18 +93,25 @@ impl tonic::service::Interceptor for Bearer {
 
 type Client = LogClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;
 
-fn event(run: u64, client: usize, seq: u64) -> pb::ArtifactEvent {
-    let hex = format!("{:016x}{:016x}{:032x}", run, seq, client as u128);
+fn event(run: u64, client: usize, seq: u64, versions: u64) -> pb::ArtifactEvent {
+    // With a bounded set of versions, event seq names version seq % N: its
+    // first event uploads it, the later ones download it (same digest).
+    let (v, action) = match versions {
+        0 => (seq, pb::Action::Upload),
+        n if seq <= n => (seq % n, pb::Action::Upload),
+        n => (seq % n, pb::Action::Download),
+    };
+    let hex = format!("{:016x}{:016x}{:032x}", run, v, client as u128);
     pb::ArtifactEvent {
         event_id: format!("bench-{run:x}-{client}-{seq}"),
         source: "bench.tlog".into(),
-        action: pb::Action::Upload as i32,
+        action: action as i32,
         artifact: Some(pb::Artifact {
             // One artifact per client: clients never share a version.
             name: format!("bench/model-{client}"),
             // Unique per run, so that repeated runs against one log never
             // give one version two digests (a monitor would rightly alert).
-            version: format!("1.0.{seq}-r{run:x}"),
+            version: format!("1.0.{v}-r{run:x}"),
             digests: vec![pb::Digest {
                 algorithm: "sha256".into(),
                 hex,
@@ -257,7 +269,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let appenders = if a.duration.is_zero() { 0 } else { a.clients };
     for c in 0..appenders {
         let mut client = client(&channels[c % channels.len()]);
-        let (stop, verify, batch) = (stop.clone(), verify.clone(), a.batch);
+        let (stop, verify, batch, versions) = (stop.clone(), verify.clone(), a.batch, a.versions);
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut seen = Seen::default();
@@ -274,7 +286,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                     seq += 1;
                     match client
                         .append(pb::AppendRequest {
-                            event: Some(event(run_id, c, seq)),
+                            event: Some(event(run_id, c, seq, versions)),
                         })
                         .await
                     {
@@ -285,7 +297,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                     let events = (0..batch)
                         .map(|_| {
                             seq += 1;
-                            event(run_id, c, seq)
+                            event(run_id, c, seq, versions)
                         })
                         .collect();
                     match client.append_batch(pb::AppendBatchRequest { events }).await {
