@@ -126,7 +126,7 @@ md += ["", f"Errors: {errors}. Monitor alerts: {len(alerts)}.",
        "", "Samples every 10 s are in samples.csv; one line per minute in minutes.jsonl."]
 open(os.path.join(out, "report.md"), "w").write("\n".join(md) + "\n")
 print("\n".join(md))
-ok = errors == 0 and not alerts and all(c[3] for c in checks)
+ok = errors == 0 and not alerts and all(c[4] for c in checks)
 sys.exit(0 if ok else 1)
 PY
 echo "report: $OUT/report.md"
