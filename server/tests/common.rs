@@ -357,3 +357,40 @@ pub fn submission(id: &str) -> tlog_server::sequencer::Submission {
         verified_signers: vec![],
     }
 }
+
+/// A running sequencer over `store` (the log in `dir`), its task, and the
+/// sender that stops it.
+pub struct Running {
+    pub seq: tlog_server::sequencer::Sequencer,
+    pub task: tokio::task::JoinHandle<()>,
+    pub stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// Starts the sequencer of the log in `dir` over `store`: batches of at
+/// most `max_events`, waiting `max_wait` for more, a queue of `depth` jobs
+/// and `enqueue_timeout` for room in it.
+pub fn sequencer_over<S: tlog_server::storage::LogStore>(
+    dir: &std::path::Path,
+    store: std::sync::Arc<S>,
+    max_events: usize,
+    max_wait: std::time::Duration,
+    depth: usize,
+    enqueue_timeout: std::time::Duration,
+) -> Running {
+    let signer = tlog_server::keys::load_signer(&dir.join("log.key")).expect("key");
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let (seq, task) = tlog_server::sequencer::start(
+        store,
+        signer,
+        tlog_server::sequencer::BatchConfig {
+            max_events,
+            max_wait,
+            queue_depth: depth,
+            enqueue_timeout,
+        },
+        std::sync::Arc::new(tlog_server::metrics::Metrics::default()),
+        stop_rx,
+    )
+    .expect("the sequencer starts");
+    Running { seq, task, stop }
+}

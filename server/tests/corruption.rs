@@ -11,12 +11,12 @@ use tlog_server::keys;
 
 use crate::common::{TestServer, event, open_checkpoint};
 
-/// A log of 300 entries (checkpoints every 50) with the tree hash of leaf 5
-/// and the leaf of entry 290 changed on disk, restarted.
-async fn corrupted_log() -> TestServer {
+/// A log of `batches` × 50 entries (a checkpoint after each batch), stopped;
+/// its data folder and key.
+async fn stopped_log(batches: usize) -> (tempfile::TempDir, String) {
     let server = TestServer::start().await;
     let mut c = server.client().await;
-    for b in 0..6 {
+    for b in 0..batches {
         c.append_batch(pb::AppendBatchRequest {
             events: (0..50).map(|i| event("s", &format!("{b}-{i}"))).collect(),
         })
@@ -25,6 +25,13 @@ async fn corrupted_log() -> TestServer {
     }
     let vkey = server.vkey.clone();
     let (dir, _) = server.stop().await;
+    (dir, vkey)
+}
+
+/// A log of 300 entries (checkpoints every 50) with the tree hash of leaf 5
+/// and the leaf of entry 290 changed on disk, restarted.
+async fn corrupted_log() -> TestServer {
+    let (dir, vkey) = stopped_log(6).await;
     {
         let store =
             tlog_server::storage::RocksStore::open(&keys::db_path(dir.path())).expect("open");
@@ -145,17 +152,7 @@ async fn corrupted_hashes_and_leaves_are_never_served() {
 async fn flipped(
     pick: impl Fn(&[std::path::PathBuf]) -> Vec<std::path::PathBuf>,
 ) -> (tempfile::TempDir, String) {
-    let server = TestServer::start().await;
-    let mut c = server.client().await;
-    for b in 0..20 {
-        c.append_batch(pb::AppendBatchRequest {
-            events: (0..50).map(|i| event("s", &format!("{b}-{i}"))).collect(),
-        })
-        .await
-        .expect("append");
-    }
-    let vkey = server.vkey.clone();
-    let (dir, _) = server.stop().await;
+    let (dir, vkey) = stopped_log(20).await;
     let db = keys::db_path(dir.path());
     {
         let store = tlog_server::storage::RocksStore::open(&db).expect("open");

@@ -12,11 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tlog_core::leaf::Leaf;
-use tlog_server::metrics::Metrics;
-use tlog_server::sequencer::{self, AppendError, BatchConfig};
+use tlog_server::sequencer::AppendError;
 use tlog_server::storage::{LogStore, RocksStore};
 
-use crate::common::{Fault, Faulty, ORIGIN, submission};
+use crate::common::{Fault, Faulty, ORIGIN, Running, sequencer_over, submission};
 
 /// Runs 40 single appends from 8 tasks against a store with `plan`, each
 /// commit delayed so batches overlap; returns the acknowledged (index, event
@@ -26,22 +25,19 @@ async fn appends_with(
     dir: &std::path::Path,
     plan: impl Fn(u64) -> Fault + Send + Sync + 'static,
 ) -> (BTreeMap<u64, String>, Vec<(String, bool)>, Arc<Faulty>) {
-    let signer = tlog_server::keys::load_signer(&dir.join("log.key")).expect("key");
     let store = Arc::new(Faulty::open(dir, Duration::from_millis(15), plan));
-    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (seq, task) = sequencer::start(
+    let Running {
+        seq,
+        task,
+        stop: _stop_tx,
+    } = sequencer_over(
+        dir,
         store.clone(),
-        signer,
-        BatchConfig {
-            max_events: 4,
-            max_wait: Duration::from_millis(1),
-            queue_depth: 64,
-            enqueue_timeout: Duration::from_secs(10),
-        },
-        Arc::new(Metrics::default()),
-        stop_rx,
-    )
-    .expect("start");
+        4,
+        Duration::from_millis(1),
+        64,
+        Duration::from_secs(10),
+    );
     let mut tasks = Vec::new();
     for t in 0..8 {
         let seq = seq.clone();
@@ -104,23 +100,20 @@ fn stored(store: &RocksStore, acked: &BTreeMap<u64, String>) -> BTreeMap<u64, St
 fn reopens(dir: &std::path::Path, store: Arc<Faulty>) -> Arc<RocksStore> {
     drop(Arc::into_inner(store).expect("sole owner"));
     let store = Arc::new(RocksStore::open(&tlog_server::keys::db_path(dir)).expect("open"));
-    let signer = tlog_server::keys::load_signer(&dir.join("log.key")).expect("key");
     let rt = tokio::runtime::Handle::current();
     let _guard = rt.enter();
-    let (_tx, rx) = tokio::sync::watch::channel(false);
-    let (seq, task) = sequencer::start(
+    let Running {
+        seq,
+        task,
+        stop: _tx,
+    } = sequencer_over(
+        dir,
         store.clone(),
-        signer,
-        BatchConfig {
-            max_events: 4,
-            max_wait: Duration::ZERO,
-            queue_depth: 4,
-            enqueue_timeout: Duration::from_secs(1),
-        },
-        Arc::new(Metrics::default()),
-        rx,
-    )
-    .expect("the stored tree matches the last checkpoint");
+        4,
+        Duration::ZERO,
+        4,
+        Duration::from_secs(1),
+    );
     drop(seq);
     task.abort();
     store
@@ -189,7 +182,6 @@ async fn a_commit_that_lands_but_reports_failure_is_continued_from() {
 async fn a_retry_after_a_landed_failure_finds_the_stored_entry() {
     let dir = tempfile::tempdir().expect("tmp");
     tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
-    let signer = tlog_server::keys::load_signer(&dir.path().join("log.key")).expect("key");
     let store = Arc::new(Faulty::open(dir.path(), Duration::ZERO, |n| {
         if n == 0 {
             Fault::FailAfter
@@ -197,20 +189,18 @@ async fn a_retry_after_a_landed_failure_finds_the_stored_entry() {
             Fault::None
         }
     }));
-    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (seq, _task) = sequencer::start(
+    let Running {
+        seq,
+        task: _task,
+        stop: _stop_tx,
+    } = sequencer_over(
+        dir.path(),
         store.clone(),
-        signer,
-        BatchConfig {
-            max_events: 1,
-            max_wait: Duration::ZERO,
-            queue_depth: 4,
-            enqueue_timeout: Duration::from_secs(1),
-        },
-        Arc::new(Metrics::default()),
-        stop_rx,
-    )
-    .expect("start");
+        1,
+        Duration::ZERO,
+        4,
+        Duration::from_secs(1),
+    );
     let first = seq
         .append(vec![submission("r-1")], Default::default())
         .await;
@@ -243,7 +233,6 @@ async fn a_power_cut_at_any_commit_keeps_every_acknowledged_append() {
         let at = 1 + (u64::from(seed) + round * 3) % 7;
         let dir = tempfile::tempdir().expect("tmp");
         tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
-        let signer = tlog_server::keys::load_signer(&dir.path().join("log.key")).expect("key");
         let store = Arc::new(Faulty::open(
             dir.path(),
             Duration::from_millis(5),
@@ -251,20 +240,18 @@ async fn a_power_cut_at_any_commit_keeps_every_acknowledged_append() {
                 if n == at { Fault::Cut } else { Fault::None }
             },
         ));
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let (seq, task) = sequencer::start(
+        let Running {
+            seq,
+            task,
+            stop: stop_tx,
+        } = sequencer_over(
+            dir.path(),
             store.clone(),
-            signer,
-            BatchConfig {
-                max_events: 4,
-                max_wait: Duration::from_millis(1),
-                queue_depth: 64,
-                enqueue_timeout: Duration::from_secs(10),
-            },
-            Arc::new(Metrics::default()),
-            stop_rx,
-        )
-        .expect("start");
+            4,
+            Duration::from_millis(1),
+            64,
+            Duration::from_secs(10),
+        );
         let mut tasks = Vec::new();
         for t in 0..8 {
             let seq = seq.clone();

@@ -4,11 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tlog_proto::v1 as pb;
-use tlog_server::metrics::Metrics;
-use tlog_server::sequencer::{self, AppendError, BatchConfig};
+use tlog_server::sequencer::AppendError;
 use tlog_server::storage::LogStore;
 
-use crate::common::{Fault, Faulty, ORIGIN, TestServer, event, submission};
+use crate::common::{
+    Fault, Faulty, ORIGIN, Running, TestServer, event, sequencer_over, submission,
+};
 
 /// A server run in-process on `dir` with metrics; its gRPC channel, its
 /// metrics address, and how to stop it.
@@ -168,24 +169,21 @@ async fn reflection_lists_the_services() {
 async fn a_full_queue_answers_resource_exhausted_and_loses_nothing() {
     let dir = tempfile::tempdir().expect("tmp");
     tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
-    let signer = tlog_server::keys::load_signer(&dir.path().join("log.key")).expect("key");
     let store = Arc::new(Faulty::open(dir.path(), Duration::from_millis(200), |_| {
         Fault::None
     }));
-    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (seq, _task) = sequencer::start(
+    let Running {
+        seq,
+        task: _task,
+        stop: _stop_tx,
+    } = sequencer_over(
+        dir.path(),
         store.clone(),
-        signer,
-        BatchConfig {
-            max_events: 1,
-            max_wait: Duration::ZERO,
-            queue_depth: 2,
-            enqueue_timeout: Duration::from_millis(20),
-        },
-        Arc::new(Metrics::default()),
-        stop_rx,
-    )
-    .expect("start");
+        1,
+        Duration::ZERO,
+        2,
+        Duration::from_millis(20),
+    );
     let mut tasks = Vec::new();
     for i in 0..12 {
         let seq = seq.clone();
