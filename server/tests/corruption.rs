@@ -63,6 +63,19 @@ async fn inclusion(
     .map(|r| r.into_inner())
 }
 
+/// A served inclusion proof verifies against its signed checkpoint.
+fn assert_verifies(server: &TestServer, index: u64, p: &pb::InclusionProof) {
+    let cp = open_checkpoint(server, p.checkpoint.as_ref().expect("checkpoint"));
+    verify_inclusion(
+        index,
+        p.tree_size,
+        &Hash::from_slice(&p.leaf_hash).expect("hash"),
+        &parse_proof(&p.hashes).expect("proof"),
+        &cp.checkpoint.root,
+    )
+    .expect("every proof served verifies");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupted_hashes_and_leaves_are_never_served() {
     let server = corrupted_log().await;
@@ -84,15 +97,7 @@ async fn corrupted_hashes_and_leaves_are_never_served() {
     // Proofs that do not touch it are served and verify.
     for index in [256, 280, 299] {
         let p = inclusion(&mut c, index, 0).await.expect("intact proof");
-        let cp = open_checkpoint(&server, p.checkpoint.as_ref().expect("checkpoint"));
-        verify_inclusion(
-            index,
-            p.tree_size,
-            &Hash::from_slice(&p.leaf_hash).expect("hash"),
-            &parse_proof(&p.hashes).expect("proof"),
-            &cp.checkpoint.root,
-        )
-        .expect("served proof verifies");
+        assert_verifies(&server, index, &p);
     }
 
     // A consistency proof through the rotten tile, between signed sizes.
@@ -226,15 +231,7 @@ async fn a_flipped_byte_in_one_rocksdb_file_is_detected_and_never_served() {
     for index in (0..1000).step_by(7) {
         match inclusion(&mut c, index, 0).await {
             Ok(p) => {
-                let cp = open_checkpoint(&server, p.checkpoint.as_ref().expect("checkpoint"));
-                verify_inclusion(
-                    index,
-                    p.tree_size,
-                    &Hash::from_slice(&p.leaf_hash).expect("hash"),
-                    &parse_proof(&p.hashes).expect("proof"),
-                    &cp.checkpoint.root,
-                )
-                .expect("every proof served verifies");
+                assert_verifies(&server, index, &p);
                 served += 1;
             }
             Err(e) => {

@@ -17,6 +17,19 @@ use tlog_server::storage::{LogStore, RocksStore};
 
 use crate::common::{Fault, Faulty, ORIGIN, Running, sequencer_over, submission};
 
+/// A sequencer over `store` whose batches (of up to 4) overlap: while one
+/// is written, the next is prepared.
+fn overlapping(dir: &std::path::Path, store: Arc<Faulty>) -> Running {
+    sequencer_over(
+        dir,
+        store,
+        4,
+        Duration::from_millis(1),
+        64,
+        Duration::from_secs(10),
+    )
+}
+
 /// Runs 40 single appends from 8 tasks against a store with `plan`, each
 /// commit delayed so batches overlap; returns the acknowledged (index, event
 /// id) and the refused event ids, each with whether it was refused for
@@ -30,14 +43,7 @@ async fn appends_with(
         seq,
         task,
         stop: _stop_tx,
-    } = sequencer_over(
-        dir,
-        store.clone(),
-        4,
-        Duration::from_millis(1),
-        64,
-        Duration::from_secs(10),
-    );
+    } = overlapping(dir, store.clone());
     let mut tasks = Vec::new();
     for t in 0..8 {
         let seq = seq.clone();
@@ -244,14 +250,7 @@ async fn a_power_cut_at_any_commit_keeps_every_acknowledged_append() {
             seq,
             task,
             stop: stop_tx,
-        } = sequencer_over(
-            dir.path(),
-            store.clone(),
-            4,
-            Duration::from_millis(1),
-            64,
-            Duration::from_secs(10),
-        );
+        } = overlapping(dir.path(), store.clone());
         let mut tasks = Vec::new();
         for t in 0..8 {
             let seq = seq.clone();

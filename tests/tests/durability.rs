@@ -11,7 +11,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tlog_client::{Client, ConnectOptions};
-use tlog_core::event::{Action, Artifact, ArtifactEvent, Digest, Interface};
+use tlog_e2e::invariants::event;
 use tlog_e2e::{Server, init};
 
 fn now() -> f64 {
@@ -19,32 +19,6 @@ fn now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
-}
-
-fn event(id: String) -> ArtifactEvent {
-    ArtifactEvent {
-        event_id: id,
-        source: "durability".into(),
-        action: Action::Register,
-        artifact: Artifact {
-            name: "durable/model".into(),
-            version: "1.0.0".into(),
-            digests: vec![Digest {
-                algorithm: "sha256".into(),
-                hex: "cd".repeat(32),
-            }],
-            media_type: String::new(),
-            uri: String::new(),
-        },
-        actor: "ci".into(),
-        interface: Interface::CiPipeline,
-        environment: String::new(),
-        client_time: None,
-        provenance: None,
-        justification: String::new(),
-        ticket: String::new(),
-        attestations: Vec::new(),
-    }
 }
 
 /// A completed sync: (start, end) in seconds since the epoch, and the file.
@@ -157,12 +131,12 @@ fn every_acknowledged_append_follows_a_synced_wal_write() {
         let mut w = Vec::new();
         for i in 0..40 {
             let sent = now();
-            let e = c.append(&event(format!("d-{i}"))).await.expect("append");
+            let e = c.append(&event(format!("d-{i}"), i)).await.expect("append");
             let answered = now();
             w.push((e.index, sent, answered));
         }
         for b in 0..5 {
-            let events: Vec<_> = (0..8).map(|k| event(format!("b-{b}-{k}"))).collect();
+            let events: Vec<_> = (0..8).map(|k| event(format!("b-{b}-{k}"), k)).collect();
             let sent = now();
             let es = c.append_batch(&events).await.expect("batch");
             let answered = now();
