@@ -18,8 +18,14 @@ BIN="$CARGO_TARGET_DIR/debug"
 W="$(mktemp -d "${TMPDIR:-/tmp}/tlog-backup.XXXXXX")"
 PIDS=()
 cleanup() {
+  # The servers were started inside $(...), so they are not this shell's
+  # children and `wait` cannot wait for them: poll until each has exited
+  # (a server still flushing RocksDB would race the rm below).
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  for p in "${PIDS[@]}"; do
+    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+  done
   rm -rf "$W"
 }
 trap cleanup EXIT
