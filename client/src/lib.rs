@@ -23,7 +23,7 @@ use tlog_core::Hash;
 use tlog_core::checkpoint::{self, SignedCheckpoint};
 use tlog_core::event::{Action, ArtifactEvent, Timestamp};
 use tlog_core::leaf::{AnyLeaf, decode_any};
-use tlog_core::merkle::verify::{parse_proof, verify_consistency, verify_inclusion};
+use tlog_core::merkle::verify::{InclusionVerifier, parse_proof, verify_consistency};
 use tlog_core::note::{Verifier, Verifiers};
 use tlog_proto::v1 as pb;
 use tonic::transport::Channel;
@@ -513,32 +513,50 @@ impl Client {
         Ok(opened)
     }
 
-    async fn verify_append(&mut self, r: pb::AppendResponse) -> Result<VerifiedEntry, ClientError> {
-        let cp = self.verify_checkpoint(
-            r.checkpoint
-                .as_ref()
-                .ok_or_else(|| verification("append answer without a checkpoint"))?,
-        )?;
-        let e = self.verify_entry(
-            r.index,
-            r.leaf,
-            &r.leaf_hash,
-            &r.inclusion_proof,
-            cp,
-            r.duplicate,
-        )?;
-        let checkpoint = self.observe(e.checkpoint.clone(), false).await?;
-        Ok(VerifiedEntry { checkpoint, ..e })
+    /// Verifies the answers to one append call. Answers that carry the same
+    /// checkpoint (a batch's do) have it verified and checked against the
+    /// trusted state once, and their proofs verified by one
+    /// [`InclusionVerifier`], which shares the work of neighbouring proofs.
+    async fn verify_appends(
+        &mut self,
+        answers: Vec<pb::AppendResponse>,
+    ) -> Result<Vec<VerifiedEntry>, ClientError> {
+        let mut out = Vec::with_capacity(answers.len());
+        let mut current: Option<(pb::SignedCheckpoint, SignedCheckpoint, InclusionVerifier)> = None;
+        for r in answers {
+            let wire = r
+                .checkpoint
+                .ok_or_else(|| verification("append answer without a checkpoint"))?;
+            let (_, checkpoint, verifier) = match current.take() {
+                Some(same) if same.0 == wire => current.insert(same),
+                _ => {
+                    let cp = self.verify_checkpoint(&wire)?;
+                    let cp = self.observe(cp, false).await?;
+                    let v = InclusionVerifier::new(cp.checkpoint.size, cp.checkpoint.root);
+                    current.insert((wire, cp, v))
+                }
+            };
+            out.push(Self::verify_entry(
+                r.index,
+                r.leaf,
+                &r.leaf_hash,
+                &r.inclusion_proof,
+                checkpoint.clone(),
+                r.duplicate,
+                verifier,
+            )?);
+        }
+        Ok(out)
     }
 
     fn verify_entry(
-        &self,
         index: u64,
         leaf: Vec<u8>,
         claimed_hash: &[u8],
         proof: &[Vec<u8>],
         checkpoint: SignedCheckpoint,
         duplicate: bool,
+        verifier: &mut InclusionVerifier,
     ) -> Result<VerifiedEntry, ClientError> {
         let leaf_hash = tlog_core::leaf_hash(&leaf);
         if leaf_hash.as_bytes()[..] != claimed_hash[..] {
@@ -548,11 +566,14 @@ impl Client {
         }
         let proof = parse_proof(proof)
             .map_err(|e| verification(format!("entry {index}: inclusion proof: {e}")))?;
-        Self::proven(index, leaf, leaf_hash, proof, checkpoint, duplicate)
+        Self::proven(
+            index, leaf, leaf_hash, proof, checkpoint, duplicate, verifier,
+        )
     }
 
     /// Checks `proof` leads from `leaf_hash` at `index` to the
-    /// checkpoint's root (RFC 9162 §2.1.3.2).
+    /// checkpoint's root (RFC 9162 §2.1.3.2); `verifier` must be for that
+    /// checkpoint's size and root.
     fn proven(
         index: u64,
         leaf: Vec<u8>,
@@ -560,15 +581,18 @@ impl Client {
         proof: Vec<Hash>,
         checkpoint: SignedCheckpoint,
         duplicate: bool,
+        verifier: &mut InclusionVerifier,
     ) -> Result<VerifiedEntry, ClientError> {
-        verify_inclusion(
-            index,
-            checkpoint.checkpoint.size,
-            &leaf_hash,
-            &proof,
-            &checkpoint.checkpoint.root,
-        )
-        .map_err(|e| verification(format!("entry {index}: inclusion proof: {e}")))?;
+        if verifier.size() != checkpoint.checkpoint.size
+            || *verifier.root() != checkpoint.checkpoint.root
+        {
+            return Err(verification(format!(
+                "entry {index}: the proof verifier is for another checkpoint"
+            )));
+        }
+        verifier
+            .verify(index, &leaf_hash, &proof)
+            .map_err(|e| verification(format!("entry {index}: inclusion proof: {e}")))?;
         Ok(VerifiedEntry {
             index,
             leaf,
@@ -590,7 +614,10 @@ impl Client {
                 async move { rpc.append(pb::AppendRequest { event }).await }
             })
             .await?;
-        self.verify_append(r).await
+        self.verify_appends(vec![r])
+            .await?
+            .pop()
+            .ok_or_else(|| verification("append answer missing"))
     }
 
     /// Appends events in one all-or-nothing call (retried like
@@ -609,11 +636,7 @@ impl Client {
         if r.results.len() != events.len() {
             return Err(verification("batch answer has the wrong number of results"));
         }
-        let mut out = Vec::with_capacity(events.len());
-        for x in r.results {
-            out.push(self.verify_append(x).await?);
-        }
-        Ok(out)
+        self.verify_appends(r.results).await
     }
 
     /// The latest checkpoint, verified and proven consistent with the
@@ -676,7 +699,17 @@ impl Client {
             .fetch_inclusion(index, checkpoint.checkpoint.size)
             .await?;
         let hash = tlog_core::leaf_hash(&leaf);
-        Self::proven(index, leaf, hash, proof, checkpoint.clone(), false)
+        let mut verifier =
+            InclusionVerifier::new(checkpoint.checkpoint.size, checkpoint.checkpoint.root);
+        Self::proven(
+            index,
+            leaf,
+            hash,
+            proof,
+            checkpoint.clone(),
+            false,
+            &mut verifier,
+        )
     }
 
     /// Fetches entry `index` and proves it in the latest checkpoint.

@@ -16,7 +16,9 @@ use tlog_core::merkle::prove::Prover;
 use tlog_core::merkle::reference;
 use tlog_core::merkle::store::MemoryStore;
 use tlog_core::merkle::tree::Tree;
-use tlog_core::merkle::verify::{parse_proof, verify_consistency, verify_inclusion};
+use tlog_core::merkle::verify::{
+    InclusionVerifier, parse_proof, verify_consistency, verify_inclusion,
+};
 use tlog_core::note::{self, Signer, Verifier, Verifiers};
 use tlog_core::{Hash, leaf_hash};
 
@@ -211,6 +213,68 @@ proptest! {
         // A wrong index or size fails too.
         if size > 1 {
             prop_assert!(verify_inclusion((index + 1) % size, size, &leaf, &proof, &root).is_err());
+        }
+    }
+
+    /// Proofs for many leaves at once (a run of neighbours, as a batch of
+    /// appends, and scattered ones) equal the proofs made one by one.
+    #[test]
+    fn proofs_made_together_equal_proofs_made_alone(
+        size in 1..=MAX, start in any::<u64>(), run in 1u64..64,
+        scattered in proptest::collection::vec(any::<u64>(), 0..6),
+    ) {
+        let (store, _) = fixture();
+        let first = start % size;
+        let mut indexes: Vec<u64> = (first..size.min(first + run)).collect();
+        indexes.extend(scattered.iter().map(|x| x % size));
+        for prover in [Prover::new(store), Prover::with_cache(store, cache())] {
+            let together = prover.inclusion_proofs(&indexes, size).expect("proofs");
+            prop_assert_eq!(together.len(), indexes.len());
+            for (i, proof) in indexes.iter().zip(&together) {
+                prop_assert_eq!(proof, &prover.inclusion_proof(*i, size).expect("proof"));
+            }
+        }
+        let mut beyond = indexes.clone();
+        beyond.push(size);
+        prop_assert!(Prover::new(store).inclusion_proofs(&beyond, size).is_err());
+    }
+
+    /// One sharing verifier over a run of proofs (near and far indexes,
+    /// some with a flipped bit, a wrong leaf or a wrong index): every
+    /// answer equals `verify_inclusion`'s, so the sharing never lets a
+    /// wrong proof through nor refuses a right one.
+    #[test]
+    fn the_sharing_verifier_answers_like_verify_inclusion(
+        size in 1..=MAX,
+        calls in proptest::collection::vec((any::<u64>(), 0usize..6, any::<usize>()), 1..40),
+    ) {
+        let (store, leaves) = fixture();
+        let root = reference::root(&leaves[..size as usize]);
+        let prover = Prover::with_cache(store, cache());
+        let mut v = InclusionVerifier::new(size, root);
+        let mut index = 0u64;
+        for (seed, what, bit) in calls {
+            // Mostly the next leaf (as a batch of appends), sometimes a jump.
+            index = if seed % 3 == 0 { seed % size } else { (index + 1) % size };
+            let proof = prover.inclusion_proof(index, size).expect("proof");
+            let mut leaf = leaves[index as usize];
+            let mut p = proof.clone();
+            let mut at = index;
+            match what {
+                0 => leaf = flip(&leaf, bit),
+                1 if !p.is_empty() => {
+                    let i = bit / 256 % p.len();
+                    p[i] = flip(&p[i], bit);
+                }
+                2 if size > 1 => at = (index + 1 + bit as u64 % (size - 1)) % size,
+                3 => at = index + size,
+                _ => {}
+            }
+            let want = verify_inclusion(at, size, &leaf, &p, &root);
+            prop_assert_eq!(v.verify(at, &leaf, &p), want.clone());
+            if what < 4 && !(what == 1 && p.is_empty()) && !(what == 2 && size == 1) {
+                prop_assert!(want.is_err());
+            }
         }
     }
 

@@ -271,6 +271,41 @@ impl<'c, R: HashReader> Prover<'c, R> {
             .collect()
     }
 
+    /// The inclusion proofs of the leaves at `indexes` in the tree of the
+    /// first `size` leaves, in the order given: each equal to
+    /// [`Prover::inclusion_proof`]'s, but tiles are read once for all of
+    /// them and a subtree hash two proofs share is computed once. The
+    /// proofs of a run of neighbouring leaves (a batch of appends) share
+    /// all but their lowest levels, and every range that ends at `size`.
+    pub fn inclusion_proofs(
+        &self,
+        indexes: &[u64],
+        size: u64,
+    ) -> Result<Vec<Vec<Hash>>, ProofError> {
+        if let Some(&index) = indexes.iter().find(|&&i| i >= size) {
+            return Err(ProofError::IndexOutOfRange { index, size });
+        }
+        let mut nodes = NodeReader::new(&self.reader, size, self.cache);
+        let mut known: std::collections::HashMap<(u64, u64), Hash> =
+            std::collections::HashMap::new();
+        indexes
+            .iter()
+            .map(|&index| {
+                inclusion_ranges(index, size)
+                    .into_iter()
+                    .map(|(a, b)| match known.get(&(a, b)) {
+                        Some(h) => Ok(*h),
+                        None => {
+                            let h = nodes.range(a, b)?;
+                            known.insert((a, b), h);
+                            Ok(h)
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
     /// The leaf hash at `index` (stored in row 0, read from the same tile
     /// as the proof's lowest nodes) together with `PATH(index, D[size])`.
     pub fn leaf_and_inclusion_proof(

@@ -197,6 +197,170 @@ pub fn verify_inclusion(
     Ok(())
 }
 
+/// One state of the RFC 9162 section 2.1.3.2 loop: `fn`, `sn` and `r`
+/// after `used` proof elements.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    fnode: u64,
+    snode: u64,
+    r: Hash,
+    used: usize,
+}
+
+/// Verifies many inclusion proofs against one tree head, sharing the work
+/// that proofs of nearby leaves have in common.
+///
+/// RFC 9162 section 2.1.3.2 is a deterministic loop over the state
+/// (`fn`, `sn`, `r`) and the proof elements not yet used. The verifier
+/// keeps every state of the last proof that verified. When a new proof
+/// reaches a state equal to one of those, with the same elements left,
+/// the rest of its loop is the same computation, so it verifies too: the
+/// rest is compared (bytes), not hashed again. Proofs of neighbouring
+/// leaves meet a few levels up, so a run of proofs over consecutive indexes
+/// (a batch of appends, a page of entries) costs about two node hashes each
+/// instead of `log2(size)`. The answer is always exactly what
+/// [`verify_inclusion`] gives for the same proof.
+#[derive(Debug, Clone)]
+pub struct InclusionVerifier {
+    size: u64,
+    root: Hash,
+    /// The states of the last proof that verified, in loop order.
+    trace: Vec<Step>,
+    /// That proof.
+    proof: Vec<Hash>,
+    /// Node hashes computed so far.
+    hashes: u64,
+}
+
+impl InclusionVerifier {
+    /// A verifier for proofs into the tree of `size` leaves with `root`.
+    pub fn new(size: u64, root: Hash) -> Self {
+        InclusionVerifier {
+            size,
+            root,
+            trace: Vec::new(),
+            proof: Vec::new(),
+            hashes: 0,
+        }
+    }
+
+    /// How many node hashes the verifier has computed so far: what the
+    /// sharing saves shows here (a lone proof costs one per element).
+    pub fn node_hashes(&self) -> u64 {
+        self.hashes
+    }
+
+    /// The tree size proofs are checked against.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The root proofs are checked against.
+    pub fn root(&self) -> &Hash {
+        &self.root
+    }
+
+    /// Verifies that `leaf_hash` is the leaf at `index`
+    /// (RFC 9162 section 2.1.3.2); the same answer as [`verify_inclusion`].
+    pub fn verify(
+        &mut self,
+        index: u64,
+        leaf_hash: &Hash,
+        proof: &[Hash],
+    ) -> Result<(), VerifyError> {
+        let size = self.size;
+        if index >= size {
+            return Err(VerifyError::IndexOutOfRange { index, size });
+        }
+        if proof.len() > MAX_PROOF_LEN {
+            return Err(VerifyError::ProofTooLong {
+                len: proof.len(),
+                max: MAX_PROOF_LEN,
+            });
+        }
+        let want = inclusion_len(index, size);
+        if proof.len() != want {
+            return Err(VerifyError::WrongProofLength {
+                len: proof.len(),
+                want,
+            });
+        }
+        let wrong_length = VerifyError::WrongProofLength {
+            len: proof.len(),
+            want,
+        };
+        let mut trace = Vec::with_capacity(proof.len() + 1);
+        let mut step = Step {
+            fnode: index,
+            snode: size - 1,
+            r: *leaf_hash,
+            used: 0,
+        };
+        // `sn` falls at every iteration, in both traces: one cursor walks
+        // the last trace to the state with the current `sn`.
+        let mut cursor = 0;
+        loop {
+            trace.push(step);
+            while self.trace.get(cursor).is_some_and(|s| s.snode > step.snode) {
+                cursor += 1;
+            }
+            if let Some(seen) = self.trace.get(cursor)
+                && seen.snode == step.snode
+                && seen.fnode == step.fnode
+                && seen.r == step.r
+                && self.proof.get(seen.used..) == proof.get(step.used..)
+            {
+                // The rest of this loop is the rest of one that verified.
+                let shift = step.used;
+                trace.extend(self.trace[cursor + 1..].iter().map(|s| Step {
+                    used: s.used - seen.used + shift,
+                    ..*s
+                }));
+                self.trace = trace;
+                self.proof.clear();
+                self.proof.extend_from_slice(proof);
+                return Ok(());
+            }
+            let Some(p) = proof.get(step.used) else { break };
+            if step.snode == 0 {
+                return Err(wrong_length);
+            }
+            let (mut fnode, mut snode) = (step.fnode, step.snode);
+            self.hashes += 1;
+            let r = if fnode & 1 == 1 || fnode == snode {
+                if fnode & 1 == 0 {
+                    while fnode & 1 == 0 && fnode != 0 {
+                        fnode >>= 1;
+                        snode >>= 1;
+                    }
+                }
+                node_hash(p, &step.r)
+            } else {
+                node_hash(&step.r, p)
+            };
+            step = Step {
+                fnode: fnode >> 1,
+                snode: snode >> 1,
+                r,
+                used: step.used + 1,
+            };
+        }
+        if step.snode != 0 {
+            return Err(wrong_length);
+        }
+        if step.r != self.root {
+            return Err(VerifyError::RootMismatch {
+                calculated: step.r,
+                expected: self.root,
+            });
+        }
+        self.trace = trace;
+        self.proof.clear();
+        self.proof.extend_from_slice(proof);
+        Ok(())
+    }
+}
+
 /// Verifies that the tree of `size2` leaves with root `root2` extends the
 /// tree of `size1` leaves with root `root1` (RFC 9162 section 2.1.4.2).
 /// See the module documentation for the size-0 rules.
@@ -360,6 +524,59 @@ mod tests {
                     let c = reference::consistency_proof(m, &d[..n]).expect("in range");
                     assert_eq!(consistency_len(m as u64, n as u64), c.len(), "cons {m} {n}");
                 }
+            }
+        }
+    }
+
+    /// Every proof of every tree up to 70 leaves, in order, in reverse and
+    /// with wrong ones between: the same answers as `verify_inclusion`,
+    /// and a run over consecutive leaves costs about two hashes each.
+    #[test]
+    fn the_sharing_verifier_answers_like_verify_inclusion() {
+        let d = leaves(70);
+        for n in 1..=70usize {
+            let root = reference::root(&d[..n]);
+            let proofs: Vec<Vec<Hash>> = (0..n)
+                .map(|m| reference::inclusion_path(m, &d[..n]).expect("in range"))
+                .collect();
+            let mut v = InclusionVerifier::new(n as u64, root);
+            for m in 0..n {
+                assert_eq!(v.verify(m as u64, &d[m], &proofs[m]), Ok(()), "{m} of {n}");
+            }
+            let logn = u64::from(usize::BITS - (n - 1).leading_zeros());
+            assert!(
+                v.node_hashes() <= 2 * n as u64 + logn,
+                "{} hashes for {n} consecutive proofs",
+                v.node_hashes()
+            );
+            for m in (0..n).rev() {
+                let (i, leaf, proof) = (m as u64, &d[m], &proofs[m]);
+                assert_eq!(v.verify(i, leaf, proof), Ok(()));
+                // A wrong leaf, a changed element, a wrong index, the
+                // neighbour's proof: each as verify_inclusion answers.
+                let other = d[(m + 1) % n];
+                assert_eq!(
+                    v.verify(i, &other, proof),
+                    verify_inclusion(i, n as u64, &other, proof, &root)
+                );
+                for k in (0..proof.len()).filter(|&k| proof[k] != other) {
+                    let mut bad = proof.clone();
+                    bad[k] = other;
+                    assert_eq!(
+                        v.verify(i, leaf, &bad),
+                        verify_inclusion(i, n as u64, leaf, &bad, &root)
+                    );
+                    assert!(v.verify(i, leaf, &bad).is_err());
+                }
+                let j = (i + 1) % n as u64;
+                assert_eq!(
+                    v.verify(j, leaf, proof),
+                    verify_inclusion(j, n as u64, leaf, proof, &root)
+                );
+                assert_eq!(
+                    v.verify(i + n as u64, leaf, proof),
+                    verify_inclusion(i + n as u64, n as u64, leaf, proof, &root)
+                );
             }
         }
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use tlog_core::Hash;
-use tlog_core::merkle::verify::{parse_proof, verify_inclusion};
+use tlog_core::merkle::verify::{InclusionVerifier, parse_proof};
 use tlog_core::note::{Verifier, Verifiers};
 use tlog_proto::v1 as pb;
 use tlog_proto::v1::log_client::LogClient;
@@ -133,26 +133,31 @@ struct Verify {
 
 /// The last checkpoint a client verified: a client checks each signed
 /// note once, not once per entry proven against it.
+/// Proofs against it are verified by one [`InclusionVerifier`], which
+/// shares the work of proofs of neighbouring entries.
 #[derive(Default)]
 struct Seen {
     note: String,
-    checkpoint: Option<tlog_core::checkpoint::Checkpoint>,
+    verifier: Option<InclusionVerifier>,
 }
 
 impl Verify {
     fn check(&self, r: &pb::AppendResponse, seen: &mut Seen) -> anyhow::Result<()> {
         let cp = r.checkpoint.as_ref().context("answer without checkpoint")?;
-        if seen.note != cp.note || seen.checkpoint.is_none() {
+        if seen.note != cp.note || seen.verifier.is_none() {
             let opened =
                 tlog_core::checkpoint::open(cp.note.as_bytes(), &self.verifiers, &self.origin)?;
             seen.note = cp.note.clone();
-            seen.checkpoint = Some(opened.checkpoint);
+            seen.verifier = Some(InclusionVerifier::new(
+                opened.checkpoint.size,
+                opened.checkpoint.root,
+            ));
         }
-        let checkpoint = seen.checkpoint.as_ref().context("verified above")?;
+        let verifier = seen.verifier.as_mut().context("verified above")?;
         let leaf = Hash::from_slice(&r.leaf_hash)?;
         anyhow::ensure!(tlog_core::leaf_hash(&r.leaf) == leaf, "leaf hash mismatch");
         let proof = parse_proof(&r.inclusion_proof)?;
-        verify_inclusion(r.index, checkpoint.size, &leaf, &proof, &checkpoint.root)?;
+        verifier.verify(r.index, &leaf, &proof)?;
         Ok(())
     }
 }
