@@ -54,7 +54,9 @@ pub enum LogFormat {
 pub struct BatchSection {
     /// Most events in one commit.
     pub max_events: usize,
-    /// How long to wait for more appends once one arrived.
+    /// How long a batch that is not full waits for more appends when the
+    /// writer is free. Zero (the default): it is written at once; batches
+    /// still grow while the previous one is being written (group commit).
     #[serde(with = "humantime_serde")]
     pub max_wait: Duration,
 }
@@ -63,7 +65,7 @@ impl Default for BatchSection {
     fn default() -> Self {
         BatchSection {
             max_events: 1024,
-            max_wait: Duration::from_micros(500),
+            max_wait: Duration::ZERO,
         }
     }
 }
@@ -396,7 +398,7 @@ mod tests {
             c.metrics_listen,
             Some(SocketAddr::from(([127, 0, 0, 1], 7401)))
         );
-        assert_eq!(c.batch.max_wait, Duration::from_micros(500));
+        assert_eq!(c.batch.max_wait, Duration::ZERO);
     }
 
     #[test]

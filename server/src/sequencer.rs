@@ -1,18 +1,21 @@
 //! The sequencer: the one owner of the tree.
 //!
-//! Appends queue to it through a bounded channel. It takes a batch (bounded
-//! by event count and by a short wait), checks idempotency keys, builds the
-//! leaves, appends them to the tree, signs the new checkpoint, writes it all
-//! in one synced write batch, and only then answers every caller in the
-//! batch (zero merge delay: no answer before the entry is durable and
-//! covered by a signed checkpoint). Proofs are computed by the callers'
-//! tasks from storage, off the sequencer's path.
+//! Appends queue to it through a bounded channel. For each batch it checks
+//! idempotency keys, builds the leaves, appends them to the tree, signs the
+//! new checkpoint, writes it all in one synced write batch, and only then
+//! answers every caller in the batch (zero merge delay: no answer before the
+//! entry is durable and covered by a signed checkpoint). Proofs are computed
+//! by the callers' tasks from storage, off the sequencer's path.
 //!
-//! Two stages overlap: while one batch is written and synced (the writer),
-//! the next is prepared (idempotency checks, leaves, tree, signature) on top
-//! of it in memory. Batches are written strictly in order, one at a time,
-//! and a batch prepared on top of one whose write failed is refused without
-//! being written, so no answer ever covers an entry that is not on disk.
+//! Group commit: while one batch is written and synced (the writer), the
+//! next is built job by job as jobs arrive (idempotency checks, leaves,
+//! tree), on top of it in memory. When the writer is free, the batch built
+//! so far is signed and written at once, so the busier the writer, the
+//! larger the batch, and a lone append waits for nothing (`max_wait` can
+//! hold a batch back for more). Batches are written strictly in order, one
+//! at a time, and a batch built on top of one whose write failed is refused
+//! without being written, so no answer ever covers an entry that is not on
+//! disk.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -112,7 +115,8 @@ struct Job {
 pub struct BatchConfig {
     /// Most events in one commit.
     pub max_events: usize,
-    /// How long to wait for more jobs once one arrived.
+    /// How long a batch that is not full waits for more jobs when the
+    /// writer is free (zero: it is written at once).
     pub max_wait: Duration,
     /// Capacity of the job queue.
     pub queue_depth: usize,
@@ -413,14 +417,40 @@ async fn run<S: LogStore>(
     // The writer is either here (idle) or in the task writing a batch.
     let mut idle = Some(writer);
     let mut writing: Option<Writing<S>> = None;
+    // The next batch, built job by job as they arrive while the writer
+    // is busy (group commit: the busier the writer, the larger the batch).
+    let mut building: Option<Building> = None;
+    let mut open = true;
     loop {
+        // The writer is free: the batch built so far goes now (after
+        // `max_wait`, if set, for a batch that is not yet full).
+        if idle.is_some()
+            && let Some(b) =
+                building.take_if(|b| !open || b.events >= cfg.max_events || b.waited(&cfg))
+        {
+            let prepared = state.seal(b);
+            let Some(mut w) = idle.take() else { return };
+            writing = Some(tokio::task::spawn_blocking(move || {
+                let written = w.write(prepared);
+                (w, written)
+            }));
+        }
+        if !open && building.is_none() {
+            break;
+        }
+        let room = building.as_ref().is_none_or(|b| b.events < cfg.max_events);
+        let linger = building
+            .as_ref()
+            .filter(|_| idle.is_some())
+            .map(|b| tokio::time::Instant::from_std(b.started + cfg.max_wait));
         enum Next<S> {
             Job(Option<Job>),
             Written(Joined<S>),
+            Linger,
             Stop,
         }
         let next = tokio::select! {
-            job = rx.recv() => Next::Job(job),
+            job = rx.recv(), if open && room => Next::Job(job),
             // A finished write is settled at once: a failed one's callers
             // are answered only after the recovery.
             joined = async {
@@ -429,6 +459,12 @@ async fn run<S: LogStore>(
                     None => std::future::pending().await,
                 }
             }, if writing.is_some() => Next::Written(joined),
+            () = async {
+                match linger {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            }, if linger.is_some() => Next::Linger,
             changed = stop.changed(), if !*stop.borrow() => {
                 if changed.is_err() || *stop.borrow() {
                     // Refuse new jobs; the loop drains the queued ones.
@@ -437,83 +473,58 @@ async fn run<S: LogStore>(
                 Next::Stop
             }
         };
-        let first = match next {
-            Next::Job(job) => job,
+        match next {
+            Next::Job(None) => open = false,
+            Next::Job(Some(first)) => {
+                let mut count = building.as_ref().map_or(0, |b| b.events)
+                    + first.events.len()
+                    + first.access.len();
+                let mut jobs = vec![first];
+                while count < cfg.max_events {
+                    let Ok(j) = rx.try_recv() else { break };
+                    count += j.events.len() + j.access.len();
+                    jobs.push(j);
+                }
+                state.metrics.queue_depth.set(rx.len() as u64);
+                let mut b = building.take().unwrap_or_else(|| state.begin());
+                // Checks and hashing take a while for a large job: off the
+                // async threads.
+                let Ok((s, b)) = tokio::task::spawn_blocking(move || {
+                    state.add(&mut b, jobs);
+                    (state, b)
+                })
+                .await
+                else {
+                    // The tree went with the failed task: stop appending
+                    // rather than guess. Callers of queued jobs see
+                    // ShuttingDown.
+                    tracing::error!("sequencer batch panicked; appends stop");
+                    return;
+                };
+                state = s;
+                building = Some(b);
+            }
             Next::Written(joined) => {
                 writing = None;
-                let Some((w, _)) = settle(joined, &mut state) else {
+                let Some((w, failed)) = settle(joined, &mut state) else {
                     return;
                 };
                 idle = Some(w);
-                continue;
-            }
-            Next::Stop => continue,
-        };
-        let Some(first) = first else { break };
-        let mut count = first.events.len() + first.access.len();
-        let mut jobs = vec![first];
-        let deadline = tokio::time::Instant::now() + cfg.max_wait;
-        while count < cfg.max_events {
-            let next = match rx.try_recv() {
-                Ok(j) => Some(j),
-                Err(mpsc::error::TryRecvError::Empty) if !cfg.max_wait.is_zero() => {
-                    tokio::time::timeout_at(deadline, rx.recv())
-                        .await
-                        .ok()
-                        .flatten()
+                if failed.is_some()
+                    && let Some(b) = building.take()
+                {
+                    // Built on a batch that is not on disk (the tree has
+                    // been recovered without it).
+                    refuse(
+                        b.answers,
+                        &AppendError::Unavailable(
+                            "an earlier batch failed to commit; retry".into(),
+                        ),
+                    );
                 }
-                Err(_) => None,
-            };
-            let Some(j) = next else { break };
-            count += j.events.len() + j.access.len();
-            jobs.push(j);
-        }
-        state.metrics.queue_depth.set(rx.len() as u64);
-        // A write that has already finished is collected first, so a failed
-        // one is recovered from before this batch is built on it.
-        if let Some(task) = writing.take_if(|t| t.is_finished()) {
-            let Some((w, _)) = settle(task.await, &mut state) else {
-                return;
-            };
-            idle = Some(w);
-        }
-        let started = Instant::now();
-        // Prepare this batch while the previous one is being written.
-        let Ok((s, prepared)) = tokio::task::spawn_blocking(move || {
-            let p = state.prepare(jobs, started);
-            (state, p)
-        })
-        .await
-        else {
-            // The tree went with the failed task: stop appending rather
-            // than guess. Callers of queued jobs see ShuttingDown.
-            tracing::error!("sequencer batch panicked; appends stop");
-            return;
-        };
-        state = s;
-        // Wait for the previous write: batches are written in order.
-        if let Some(task) = writing.take() {
-            let Some((w, failed)) = settle(task.await, &mut state) else {
-                return;
-            };
-            idle = Some(w);
-            if failed.is_some() {
-                // This batch was built on one that is not on disk.
-                refuse(
-                    prepared.answers,
-                    &AppendError::Unavailable("an earlier batch failed to commit; retry".into()),
-                );
-                continue;
             }
+            Next::Linger | Next::Stop => {}
         }
-        let Some(mut w) = idle.take() else {
-            tracing::error!("sequencer writer lost; appends stop");
-            return;
-        };
-        writing = Some(tokio::task::spawn_blocking(move || {
-            let written = w.write(prepared);
-            (w, written)
-        }));
     }
     if let Some(task) = writing.take() {
         idle = settle(task.await, &mut state).map(|(w, _)| w);
@@ -532,19 +543,46 @@ enum Slot {
     Dup(u64),
 }
 
-impl<S: LogStore> State<S> {
-    /// Builds the batch for `jobs` on top of the tree (which then includes
-    /// it) and signs its checkpoint; nothing is written or answered here.
-    fn prepare(&mut self, jobs: Vec<Job>, started: Instant) -> Prepared {
-        let saved = self.tree.clone();
-        let base = self.tree.size();
-        let now = Timestamp::now();
-        let mut batch = CommitBatch::default();
-        let mut pending = Pending::new();
-        let mut answers: Vec<(oneshot::Sender<_>, Result<Vec<Slot>, AppendError>)> =
-            Vec::with_capacity(jobs.len());
-        let events = jobs.iter().map(|j| j.events.len() + j.access.len()).sum();
+/// The batch being built on top of the one being written.
+struct Building {
+    batch: CommitBatch,
+    /// The tree size before this batch.
+    base: u64,
+    /// The tree before this batch, to roll back to if its write fails.
+    saved: Tree,
+    /// The new idempotency records of this batch.
+    pending: Pending,
+    answers: Vec<Answer>,
+    events: usize,
+    /// When its first job arrived.
+    started: Instant,
+}
 
+impl Building {
+    /// True once the batch has waited `max_wait` for more jobs.
+    fn waited(&self, cfg: &BatchConfig) -> bool {
+        cfg.max_wait.is_zero() || self.started.elapsed() >= cfg.max_wait
+    }
+}
+
+impl<S: LogStore> State<S> {
+    /// Starts a batch on top of the tree as it is.
+    fn begin(&self) -> Building {
+        Building {
+            batch: CommitBatch::default(),
+            base: self.tree.size(),
+            saved: self.tree.clone(),
+            pending: Pending::new(),
+            answers: Vec::new(),
+            events: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// Adds `jobs` to the batch `b` (and their leaves to the tree); nothing
+    /// is written or answered here.
+    fn add(&mut self, b: &mut Building, jobs: Vec<Job>) {
+        let now = Timestamp::now();
         for job in jobs {
             let Job {
                 events,
@@ -552,14 +590,15 @@ impl<S: LogStore> State<S> {
                 submitter,
                 reply,
             } = job;
+            b.events += events.len() + access.len();
             if !access.is_empty() {
                 let slots = access
                     .into_iter()
                     .map(|leaf| {
                         let index = self.tree.size();
                         let lh = leaf_hash(&leaf);
-                        self.tree.append(lh, &mut batch.hashes);
-                        batch.entries.push(NewEntry {
+                        self.tree.append(lh, &mut b.batch.hashes);
+                        b.batch.entries.push(NewEntry {
                             index,
                             leaf,
                             leaf_hash: lh,
@@ -569,23 +608,37 @@ impl<S: LogStore> State<S> {
                         Slot::New(index, [0; 32])
                     })
                     .collect();
-                answers.push((reply, Ok(slots)));
+                b.answers.push((reply, Ok(slots)));
                 continue;
             }
-            match self.plan(&events, &pending, base + batch.entries.len() as u64) {
-                Err(e) => answers.push((reply, Err(e))),
+            match self.plan(&events, &b.pending, b.base + b.batch.entries.len() as u64) {
+                Err(e) => b.answers.push((reply, Err(e))),
                 Ok((slots, local)) => {
                     for (event, slot) in events.into_iter().zip(&slots) {
                         if let Slot::New(index, digest) = slot {
-                            self.add(&mut batch, *index, *digest, event, &submitter, now);
+                            self.add_event(&mut b.batch, *index, *digest, event, &submitter, now);
                         }
                     }
-                    pending.extend(local);
-                    answers.push((reply, Ok(slots)));
+                    b.pending.extend(local);
+                    b.answers.push((reply, Ok(slots)));
                 }
             }
         }
+    }
 
+    /// Signs the checkpoint over the tree with batch `b` in it; the batch
+    /// is then ready to write. Only while no other batch is being written:
+    /// its idempotency records become the ones in flight.
+    fn seal(&mut self, b: Building) -> Prepared {
+        let Building {
+            batch,
+            base,
+            saved,
+            pending,
+            answers,
+            events,
+            started,
+        } = b;
         let mut prepared = Prepared {
             batch,
             base,
@@ -597,7 +650,7 @@ impl<S: LogStore> State<S> {
         };
         if prepared.batch.entries.is_empty() {
             // Only retries and refusals: the writer answers them with the
-            // checkpoint current when the batches before are written.
+            // latest checkpoint.
             self.in_flight = Pending::new();
             return prepared;
         }
@@ -667,7 +720,7 @@ impl<S: LogStore> State<S> {
         Ok((slots, local))
     }
 
-    fn add(
+    fn add_event(
         &mut self,
         batch: &mut CommitBatch,
         index: u64,
