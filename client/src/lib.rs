@@ -538,7 +538,7 @@ impl Client {
             };
             out.push(Self::verify_entry(
                 r.index,
-                r.leaf,
+                Vec::from(r.leaf),
                 &r.leaf_hash,
                 &r.inclusion_proof,
                 checkpoint.clone(),
@@ -553,7 +553,7 @@ impl Client {
         index: u64,
         leaf: Vec<u8>,
         claimed_hash: &[u8],
-        proof: &[Vec<u8>],
+        proof: &[impl AsRef<[u8]>],
         checkpoint: SignedCheckpoint,
         duplicate: bool,
         verifier: &mut InclusionVerifier,
