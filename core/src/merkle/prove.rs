@@ -7,6 +7,8 @@
 //! perfect subtrees, and each perfect subtree is read from one tile of the
 //! store. Tiles are read once per proof, so a proof costs `O(log n)` reads.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use super::cache::{SUMMARY_FROM, TileCache, TileRows};
@@ -230,6 +232,28 @@ fn consistency_ranges(size1: u64, size2: u64) -> Vec<(u64, u64)> {
     ranges
 }
 
+/// A hasher for `(start, end)` leaf ranges, which need no protection from
+/// chosen keys (they come from the tree's own shape): a multiply and a
+/// rotate per word instead of SipHash.
+#[derive(Default)]
+struct RangeHasher(u64);
+
+impl Hasher for RangeHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
 /// Proves over any [`HashReader`]. It does not know the log's current
 /// size: callers check that sizes are within the tree first (a size beyond
 /// what is stored surfaces as [`StoreError::Missing`]).
@@ -286,19 +310,26 @@ impl<'c, R: HashReader> Prover<'c, R> {
             return Err(ProofError::IndexOutOfRange { index, size });
         }
         let mut nodes = NodeReader::new(&self.reader, size, self.cache);
-        let mut known: std::collections::HashMap<(u64, u64), Hash> =
-            std::collections::HashMap::new();
+        // Ranges of 1 or 2 leaves are one lookup in a tile: only larger
+        // ones are remembered.
+        let mut known: HashMap<(u64, u64), Hash, BuildHasherDefault<RangeHasher>> =
+            HashMap::default();
         indexes
             .iter()
             .map(|&index| {
                 inclusion_ranges(index, size)
                     .into_iter()
-                    .map(|(a, b)| match known.get(&(a, b)) {
-                        Some(h) => Ok(*h),
-                        None => {
-                            let h = nodes.range(a, b)?;
-                            known.insert((a, b), h);
-                            Ok(h)
+                    .map(|(a, b)| {
+                        if b - a <= 2 {
+                            return Ok(nodes.range(a, b)?);
+                        }
+                        match known.get(&(a, b)) {
+                            Some(h) => Ok(*h),
+                            None => {
+                                let h = nodes.range(a, b)?;
+                                known.insert((a, b), h);
+                                Ok(h)
+                            }
                         }
                     })
                     .collect()
