@@ -9,9 +9,12 @@
 set -euo pipefail
 
 need=()
+# libclang itself (libclang.so*, libclang-14.so*), not libclang-cpp.so*, which
+# some machines have without it and which bindgen cannot use.
 have_libclang() {
   ldconfig -p 2>/dev/null | grep -q 'libclang\(-[0-9.]*\)\?\.so' && return 0
-  compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' >/dev/null
+  compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null && return 0
+  compgen -G '/usr/lib/llvm-*/lib/libclang-[0-9]*.so*' >/dev/null
 }
 have_libclang || need+=(libclang-dev)
 command -v c++ >/dev/null || need+=(g++)
