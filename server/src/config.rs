@@ -103,6 +103,14 @@ pub struct Limits {
     pub max_batch_events: u32,
     /// Most entries in one page of `GetEntries` or `QueryArtifact`.
     pub max_page_size: u32,
+    /// Longest a request may take from its first byte to its answer's
+    /// headers, reading its body included; a request still arriving or
+    /// unanswered then is ended with `CANCELLED` ("Timeout expired"). Bounds
+    /// how long a slow or stalled client holds a stream. Streams of entries
+    /// and checkpoints are not cut: their answer starts at once. A client's
+    /// own `grpc-timeout` applies when shorter.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -111,6 +119,7 @@ impl Default for Limits {
             max_event_bytes: 64 * 1024,
             max_batch_events: 256,
             max_page_size: 1000,
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -298,6 +307,12 @@ impl Config {
         if self.queue.enqueue_timeout.is_zero() {
             return bad("queue.enqueue_timeout", "must be more than 0");
         }
+        if self.limits.request_timeout <= self.queue.enqueue_timeout {
+            return bad(
+                "limits.request_timeout",
+                "must be longer than queue.enqueue_timeout (an append may wait that long for the queue)",
+            );
+        }
         if !(1024..=16 << 20).contains(&self.limits.max_event_bytes) {
             return bad(
                 "limits.max_event_bytes",
@@ -420,5 +435,13 @@ mod tests {
         c.limits.max_batch_events = 0;
         let e = c.validate().expect_err("invalid");
         assert!(e.to_string().contains("limits.max_batch_events"), "{e}");
+        let mut c = Config::default();
+        c.limits.request_timeout = c.queue.enqueue_timeout;
+        let e = c
+            .validate()
+            .expect_err("a request timeout no longer than the queue's");
+        assert!(e.to_string().contains("limits.request_timeout"), "{e}");
+        let c: Config = toml::from_str("[limits]\nrequest_timeout = \"45s\"").expect("parses");
+        assert_eq!(c.limits.request_timeout, Duration::from_secs(45));
     }
 }

@@ -366,7 +366,10 @@ pub async fn run_with(
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
         // One connection cannot open unbounded concurrent streams.
-        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION));
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        // A client that trickles or stalls its request holds a stream for
+        // at most this long.
+        .timeout(config.limits.request_timeout);
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }

@@ -271,3 +271,136 @@ async fn abandoned_streams_and_idle_connections_do_not_stop_service() {
     still_serving(&server, "after-idle-connections").await;
     server.stop().await;
 }
+
+/// A request body fed by the test through a channel, one frame at a time.
+type Fed = http_body_util::StreamBody<tokio_stream::wrappers::ReceiverStream<Feed>>;
+/// One piece of a fed body.
+type Feed = Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>;
+
+/// One gRPC `Append` sent over `sender` as a body that the caller feeds
+/// (`feed`), so a test decides how slowly its bytes arrive. Returns the
+/// answer's `grpc-status` (from the trailers, or the headers of an
+/// immediate error), or the transport error.
+async fn fed_append(
+    sender: &mut hyper::client::conn::http2::SendRequest<Fed>,
+    addr: std::net::SocketAddr,
+    feed: tokio::sync::mpsc::Receiver<Feed>,
+) -> Result<String, hyper::Error> {
+    use http_body_util::BodyExt as _;
+    let req = http::Request::post(format!("http://{addr}/tlog.v1.Log/Append"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::StreamBody::new(
+            tokio_stream::wrappers::ReceiverStream::new(feed),
+        ))
+        .expect("request");
+    let resp = sender.send_request(req).await?;
+    let status = |h: &http::HeaderMap| {
+        h.get("grpc-status")
+            .map(|v| v.to_str().unwrap_or("?").to_owned())
+    };
+    if let Some(s) = status(resp.headers()) {
+        return Ok(s);
+    }
+    let body = resp.into_body().collect().await?;
+    Ok(body
+        .trailers()
+        .and_then(status)
+        .unwrap_or_else(|| "no grpc-status".into()))
+}
+
+/// Slow-loris on the gRPC surface: 60 `Append`s on one connection whose
+/// request bytes arrive 8 at a time, 10 ms apart, and 40 that send half of their
+/// message and then nothing while the connection stays alive (it answers
+/// the server's pings, so keepalive does not drop it). A normal client is
+/// served while they trickle and stall; every trickled append is answered
+/// OK once its last byte arrives; the stalled ones are ended with
+/// `CANCELLED` when `limits.request_timeout` runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_that_trickle_or_stall_do_not_stop_service() {
+    use hyper::body::Frame;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let server = TestServer::start_with(|c| {
+        c.limits.request_timeout = Duration::from_secs(5);
+        c.queue.enqueue_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let tcp = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("handshake");
+    let conn = tokio::spawn(conn);
+    // A gRPC frame: not compressed, big-endian length, the message.
+    let framed = |tag: &str| {
+        let msg = prost::Message::encode_to_vec(&pb::AppendRequest {
+            event: Some(event("hostile", tag)),
+        });
+        let mut f = vec![0u8];
+        f.extend(u32::try_from(msg.len()).expect("small").to_be_bytes());
+        f.extend(msg);
+        f
+    };
+    let (gap, chunk) = (Duration::from_millis(10), 8);
+    let mut calls = Vec::new();
+    for i in 0..100 {
+        let bytes = framed(&format!("slow-{i}"));
+        let stall = i >= 60;
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let mut s = sender.clone();
+        let addr = server.addr;
+        let call = tokio::spawn(async move { fed_append(&mut s, addr, rx).await });
+        let feed = tokio::spawn(async move {
+            let n = if stall { bytes.len() / 2 } else { bytes.len() };
+            for piece in bytes[..n].chunks(chunk) {
+                tokio::time::sleep(gap).await;
+                let frame = Frame::data(bytes::Bytes::copy_from_slice(piece));
+                if tx.send(Ok(frame)).await.is_err() {
+                    return None;
+                }
+            }
+            // A stalled stream keeps its sender: the body never ends.
+            if stall { Some(tx) } else { None }
+        });
+        calls.push((stall, call, feed));
+    }
+    // While they trickle (each request takes about 0.4 s to arrive).
+    for round in 0..3 {
+        still_serving(&server, &format!("beside-slow-clients-{round}")).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let mut held = Vec::new();
+    let mut stalled = Vec::new();
+    for (stall, call, feed) in calls {
+        held.push(feed.await.expect("feed"));
+        if stall {
+            stalled.push(call);
+            continue;
+        }
+        let status = tokio::time::timeout(Duration::from_secs(30), call)
+            .await
+            .expect("a trickled append was never answered")
+            .expect("call")
+            .expect("transport");
+        assert_eq!(status, "0", "a trickled append was refused");
+    }
+    // The stalled ones are still waiting, and others are served.
+    still_serving(&server, "beside-stalled-streams").await;
+    // The request timeout ends them.
+    for c in stalled {
+        let status = tokio::time::timeout(Duration::from_secs(30), c)
+            .await
+            .expect("a stalled request outlived the request timeout")
+            .expect("call")
+            .expect("transport");
+        assert_eq!(status, "1", "a stalled request was not cancelled");
+    }
+    drop(held);
+    drop(sender);
+    conn.abort();
+    still_serving(&server, "after-slow-clients").await;
+    server.stop().await;
+}
