@@ -1,6 +1,6 @@
 //! Faults inside the write path: a commit that fails before writing, one
 //! that writes but reports failure, while the next batch is already being
-//! prepared on top of it (the sequencer's two stages overlap), and a power
+//! built on top of it (the sequencer builds while it writes), and a power
 //! cut at a random commit (nothing from then on reaches the disk, nobody is
 //! answered). Afterwards:
 //! every acknowledged append is stored at its index, no index is used
@@ -18,7 +18,7 @@ use tlog_server::storage::{LogStore, RocksStore};
 use crate::common::{Fault, Faulty, ORIGIN, Running, sequencer_over, submission};
 
 /// A sequencer over `store` whose batches (of up to 4) overlap: while one
-/// is written, the next is prepared.
+/// is written, the next is built.
 fn overlapping(dir: &std::path::Path, store: Arc<Faulty>) -> Running {
     sequencer_over(
         dir,
@@ -33,7 +33,7 @@ fn overlapping(dir: &std::path::Path, store: Arc<Faulty>) -> Running {
 /// Runs 40 single appends from 8 tasks against a store with `plan`, each
 /// commit delayed so batches overlap; returns the acknowledged (index, event
 /// id) and the refused event ids, each with whether it was refused for
-/// being prepared on top of a failed batch.
+/// being built on top of a failed batch.
 async fn appends_with(
     dir: &std::path::Path,
     plan: impl Fn(u64) -> Fault + Send + Sync + 'static,
@@ -140,7 +140,7 @@ async fn a_commit_that_fails_before_writing_loses_nothing_acknowledged() {
     assert!(store.commits() > 6, "too few batches to reach the faults");
     assert!(
         refused.iter().any(|(_, on_failed)| *on_failed),
-        "no batch was prepared on top of a failing one: {refused:?}"
+        "no batch was built on top of a failing one: {refused:?}"
     );
     assert_eq!(acked.len() + refused.len(), 40);
     let store = reopens(dir.path(), store);
