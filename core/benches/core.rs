@@ -1,4 +1,5 @@
-//! Core micro-benchmarks: tree appends, proofs at 1M leaves, verification,
+//! Core micro-benchmarks: tree appends, proofs at 1M leaves, verification
+//! (one proof, and a batch of 1024 neighbours one by one and together),
 //! and the raw SHA-256 rate for the same input sizes (the hashing limit).
 //!
 //! Run: `cargo bench -p tlog-core --bench core`.
@@ -15,7 +16,7 @@ use tlog_core::merkle::cache::TileCache;
 use tlog_core::merkle::prove::Prover;
 use tlog_core::merkle::store::MemoryStore;
 use tlog_core::merkle::tree::Tree;
-use tlog_core::merkle::verify::{verify_consistency, verify_inclusion};
+use tlog_core::merkle::verify::{InclusionVerifier, verify_consistency, verify_inclusion};
 use tlog_core::{Hash, leaf_hash};
 
 const LEAVES: u64 = 1 << 20;
@@ -109,6 +110,45 @@ fn proofs(c: &mut Criterion) {
     let cp = prover.consistency_proof(size1, LEAVES).expect("proof");
     g.bench_function("verify consistency", |b| {
         b.iter(|| verify_consistency(size1, LEAVES, &cp, black_box(&old_root), &root).expect("ok"))
+    });
+    g.finish();
+
+    // A batch of appends: the proofs of the last 1024 leaves, made and
+    // verified one by one, and together.
+    const BATCH: u64 = 1024;
+    let indexes: Vec<u64> = (LEAVES - BATCH..LEAVES).collect();
+    let leaves: Vec<Hash> = indexes.iter().map(|&i| leaf_hash(&leaf(i))).collect();
+    let batch = cached.inclusion_proofs(&indexes, LEAVES).expect("proofs");
+    let mut g = c.benchmark_group("1024 neighbouring proofs at 1M leaves");
+    g.throughput(Throughput::Elements(BATCH));
+    g.bench_function("make one by one (tile cache)", |b| {
+        b.iter(|| {
+            for &i in &indexes {
+                black_box(cached.inclusion_proof(i, LEAVES).expect("proof"));
+            }
+        })
+    });
+    g.bench_function("make together (tile cache)", |b| {
+        b.iter(|| {
+            cached
+                .inclusion_proofs(black_box(&indexes), LEAVES)
+                .expect("proofs")
+        })
+    });
+    g.bench_function("verify one by one", |b| {
+        b.iter(|| {
+            for ((&i, lh), p) in indexes.iter().zip(&leaves).zip(&batch) {
+                verify_inclusion(i, LEAVES, black_box(lh), p, &root).expect("ok");
+            }
+        })
+    });
+    g.bench_function("verify together (InclusionVerifier)", |b| {
+        b.iter(|| {
+            let mut v = InclusionVerifier::new(LEAVES, root);
+            for ((&i, lh), p) in indexes.iter().zip(&leaves).zip(&batch) {
+                v.verify(i, black_box(lh), p).expect("ok");
+            }
+        })
     });
     g.finish();
 }
