@@ -25,7 +25,7 @@ use tlog_core::checkpoint::Checkpoint;
 use tlog_core::event::{ArtifactEvent, Timestamp};
 use tlog_core::leaf::{Leaf, Submitter};
 use tlog_core::merkle::tree::Tree;
-use tlog_core::note::Signer;
+use tlog_core::note::{Signer, Verifier};
 use tlog_core::{Hash, leaf_hash};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -229,6 +229,33 @@ pub enum StartError {
     Storage(String),
 }
 
+/// A signer failed to sign a checkpoint.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct SignError(pub String);
+
+/// What signs the log's checkpoints: the log's Ed25519 key ([`Signer`])
+/// here; a key held elsewhere (an HSM, a KMS) would implement it and could
+/// fail. When signing fails the sequencer refuses the batch (`UNAVAILABLE`)
+/// and rolls its tree back: nothing of it is written or answered as
+/// appended.
+pub trait CheckpointSigner: Send + Sync + 'static {
+    /// The verifier for this signer's signatures (C2SP signed-note key).
+    fn verifier(&self) -> Verifier;
+    /// Signs `checkpoint` as a signed note (C2SP tlog-checkpoint).
+    fn sign_checkpoint(&self, checkpoint: &Checkpoint) -> Result<String, SignError>;
+}
+
+impl CheckpointSigner for Signer {
+    fn verifier(&self) -> Verifier {
+        Signer::verifier(self)
+    }
+
+    fn sign_checkpoint(&self, checkpoint: &Checkpoint) -> Result<String, SignError> {
+        checkpoint.sign(self).map_err(|e| SignError(e.to_string()))
+    }
+}
+
 /// Idempotency records of a batch not yet known to be in storage:
 /// (source, event id) to (index, content digest).
 type Pending = HashMap<(String, String), (u64, [u8; 32])>;
@@ -238,7 +265,7 @@ type Pending = HashMap<(String, String), (u64, [u8; 32])>;
 struct State<S> {
     store: Arc<S>,
     tree: Tree,
-    signer: Signer,
+    signer: Box<dyn CheckpointSigner>,
     origin: String,
     /// The new idempotency records of the batch handed to the writer last,
     /// which may not be in storage yet.
@@ -327,7 +354,7 @@ fn settle<S: LogStore>(
 /// committed and answered, new ones get [`AppendError::ShuttingDown`].
 pub fn start<S: LogStore>(
     store: Arc<S>,
-    signer: Signer,
+    signer: impl CheckpointSigner,
     cfg: BatchConfig,
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
@@ -360,7 +387,7 @@ pub fn start<S: LogStore>(
     let state = State {
         store: store.clone(),
         tree,
-        signer,
+        signer: Box::new(signer),
         origin: meta.origin,
         in_flight: Pending::new(),
         metrics: metrics.clone(),
@@ -385,7 +412,7 @@ pub fn start<S: LogStore>(
 
 fn load_latest<S: LogStore>(
     store: &S,
-    signer: &Signer,
+    signer: &dyn CheckpointSigner,
     origin: &str,
     size: u64,
 ) -> Result<Signed, StartError> {
@@ -757,8 +784,9 @@ impl<S: LogStore> State<S> {
     fn sign(&self, batch: &mut CommitBatch) -> Result<Signed, AppendError> {
         let size = self.tree.size();
         let root = self.tree.root();
-        let note = Checkpoint::new(&self.origin, size, root)
-            .sign(&self.signer)
+        let note = self
+            .signer
+            .sign_checkpoint(&Checkpoint::new(&self.origin, size, root))
             .map_err(|e| AppendError::Unavailable(format!("signing failed: {e}")))?;
         batch.size = size;
         batch.checkpoint = note.clone();
@@ -776,7 +804,12 @@ impl<S: LogStore> State<S> {
             Ok(Some(meta)) => {
                 match (
                     Tree::open(self.store.as_ref(), meta.size),
-                    load_latest(self.store.as_ref(), &self.signer, &self.origin, meta.size),
+                    load_latest(
+                        self.store.as_ref(),
+                        self.signer.as_ref(),
+                        &self.origin,
+                        meta.size,
+                    ),
                 ) {
                     (Ok(tree), Ok(latest)) if tree.root() == latest.root => {
                         tracing::warn!(

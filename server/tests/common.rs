@@ -378,6 +378,18 @@ pub fn sequencer_over<S: tlog_server::storage::LogStore>(
     enqueue_timeout: std::time::Duration,
 ) -> Running {
     let signer = tlog_server::keys::load_signer(&dir.join("log.key")).expect("key");
+    sequencer_signed_by(store, signer, max_events, max_wait, depth, enqueue_timeout)
+}
+
+/// [`sequencer_over`] with the checkpoints signed by `signer`.
+pub fn sequencer_signed_by<S: tlog_server::storage::LogStore>(
+    store: std::sync::Arc<S>,
+    signer: impl tlog_server::sequencer::CheckpointSigner,
+    max_events: usize,
+    max_wait: std::time::Duration,
+    depth: usize,
+    enqueue_timeout: std::time::Duration,
+) -> Running {
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let (seq, task) = tlog_server::sequencer::start(
         store,

@@ -2,20 +2,67 @@
 //! that writes but reports failure, while the next batch is already being
 //! built on top of it (the sequencer builds while it writes), and a power
 //! cut at a random commit (nothing from then on reaches the disk, nobody is
-//! answered). Afterwards:
+//! answered), and a checkpoint signing that fails or crashes. Afterwards:
 //! every acknowledged append is stored at its index, no index is used
 //! twice, nothing unacknowledged is served as if written, and the log
 //! restarts with its stored tree matching its last checkpoint.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use tlog_core::checkpoint::Checkpoint;
 use tlog_core::leaf::Leaf;
-use tlog_server::sequencer::AppendError;
+use tlog_core::note::{Signer, Verifier};
+use tlog_server::sequencer::{AppendError, CheckpointSigner, SignError};
 use tlog_server::storage::{LogStore, RocksStore};
 
-use crate::common::{Fault, Faulty, ORIGIN, Running, sequencer_over, submission};
+use crate::common::{
+    Fault, Faulty, ORIGIN, Running, sequencer_over, sequencer_signed_by, submission,
+};
+
+/// What the signer does at one signing.
+#[derive(Clone, Copy, PartialEq)]
+enum SignFault {
+    None,
+    /// Signing fails (an HSM or KMS that errs).
+    Fail,
+    /// The sequencer stops right there, as if the process died while
+    /// signing (the panic ends the sequencer's task).
+    Crash,
+}
+
+/// The log's key, with a fault plan by signing number (0, 1, ...).
+struct FaultySigner {
+    key: Signer,
+    signings: AtomicU64,
+    plan: Box<dyn Fn(u64) -> SignFault + Send + Sync>,
+}
+
+impl FaultySigner {
+    fn new(dir: &std::path::Path, plan: impl Fn(u64) -> SignFault + Send + Sync + 'static) -> Self {
+        FaultySigner {
+            key: tlog_server::keys::load_signer(&dir.join("log.key")).expect("key"),
+            signings: AtomicU64::new(0),
+            plan: Box::new(plan),
+        }
+    }
+}
+
+impl CheckpointSigner for FaultySigner {
+    fn verifier(&self) -> Verifier {
+        self.key.verifier()
+    }
+
+    fn sign_checkpoint(&self, checkpoint: &Checkpoint) -> Result<String, SignError> {
+        match (self.plan)(self.signings.fetch_add(1, Ordering::SeqCst)) {
+            SignFault::None => self.key.sign_checkpoint(checkpoint),
+            SignFault::Fail => Err(SignError("injected signing failure".into())),
+            SignFault::Crash => panic!("injected crash while signing"),
+        }
+    }
+}
 
 /// A sequencer over `store` whose batches (of up to 4) overlap: while one
 /// is written, the next is built.
@@ -38,12 +85,29 @@ async fn appends_with(
     dir: &std::path::Path,
     plan: impl Fn(u64) -> Fault + Send + Sync + 'static,
 ) -> (BTreeMap<u64, String>, Vec<(String, bool)>, Arc<Faulty>) {
+    appends_signed(dir, plan, |_| SignFault::None).await
+}
+
+/// [`appends_with`], the checkpoints signed with the signing faults of
+/// `sign_plan`.
+async fn appends_signed(
+    dir: &std::path::Path,
+    plan: impl Fn(u64) -> Fault + Send + Sync + 'static,
+    sign_plan: impl Fn(u64) -> SignFault + Send + Sync + 'static,
+) -> (BTreeMap<u64, String>, Vec<(String, bool)>, Arc<Faulty>) {
     let store = Arc::new(Faulty::open(dir, Duration::from_millis(15), plan));
     let Running {
         seq,
         task,
         stop: _stop_tx,
-    } = overlapping(dir, store.clone());
+    } = sequencer_signed_by(
+        store.clone(),
+        FaultySigner::new(dir, sign_plan),
+        4,
+        Duration::from_millis(1),
+        64,
+        Duration::from_secs(10),
+    );
     let mut tasks = Vec::new();
     for t in 0..8 {
         let seq = seq.clone();
@@ -299,4 +363,138 @@ async fn a_power_cut_at_any_commit_keeps_every_acknowledged_append() {
             "round {round} (cut at commit {at}): the disk holds exactly what was acknowledged"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signing_failure_refuses_its_batch_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
+    let (acked, refused, store) = appends_signed(
+        dir.path(),
+        |_| Fault::None,
+        |n| {
+            if n == 2 || n == 5 {
+                SignFault::Fail
+            } else {
+                SignFault::None
+            }
+        },
+    )
+    .await;
+    assert!(store.commits() > 6, "too few batches to reach the faults");
+    // Both failed signings refused their batches (and only them: nothing
+    // was written, so nothing after them is refused as built on a failure).
+    assert!(refused.len() >= 2, "{refused:?}");
+    assert!(
+        refused.iter().all(|(_, on_failed)| !on_failed),
+        "{refused:?}"
+    );
+    assert_eq!(acked.len() + refused.len(), 40);
+    let store = reopens(dir.path(), store);
+    // The stored entries are exactly the acknowledged ones, at 0..n: the
+    // tree was rolled back past each refused batch.
+    assert_eq!(stored(&store, &acked), acked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_while_signing_keeps_every_acknowledged_append() {
+    let dir = tempfile::tempdir().expect("tmp");
+    tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
+    let store = Arc::new(Faulty::open(dir.path(), Duration::from_millis(15), |_| {
+        Fault::None
+    }));
+    let Running {
+        seq,
+        task,
+        stop: _stop_tx,
+    } = sequencer_signed_by(
+        store.clone(),
+        FaultySigner::new(dir.path(), |n| {
+            if n == 3 {
+                SignFault::Crash
+            } else {
+                SignFault::None
+            }
+        }),
+        4,
+        Duration::from_millis(1),
+        64,
+        Duration::from_secs(10),
+    );
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let seq = seq.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for i in 0..5 {
+                let id = format!("ev-{t}-{i}");
+                let r = seq.append(vec![submission(&id)], Default::default()).await;
+                out.push((id, r));
+            }
+            out
+        }));
+    }
+    let mut acked = BTreeMap::new();
+    let mut failed = 0;
+    for t in tasks {
+        for (id, r) in t.await.expect("task") {
+            match r {
+                Ok(o) => {
+                    let e = &o.entries[0];
+                    assert!(
+                        acked.insert(e.index, id).is_none(),
+                        "index {} acknowledged twice",
+                        e.index
+                    );
+                }
+                Err(_) => failed += 1,
+            }
+        }
+    }
+    drop(seq);
+    assert!(
+        task.await.is_err(),
+        "the sequencer did not stop at the crash"
+    );
+    assert!(failed > 0, "nothing was refused after the crash");
+    assert_eq!(store.commits(), 3, "the crash came at the 4th signing");
+    // Answers being proved when the sequencer stopped finish on their
+    // blocking threads, holding the store until then.
+    for _ in 0..1000 {
+        if Arc::strong_count(&store) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let store = reopens(dir.path(), store);
+    // Every acknowledged append is at its index; whatever else is stored
+    // came from batches written before the crash (answered or not), each
+    // event once.
+    let all = stored(&store, &acked);
+    let mut ids: Vec<&String> = all.values().collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), all.len(), "an event stored twice");
+    assert!(all.len() >= acked.len());
+    // The log goes on from its last checkpoint.
+    let size = all.len() as u64;
+    let Running {
+        seq,
+        task,
+        stop: _s,
+    } = sequencer_over(
+        dir.path(),
+        store,
+        4,
+        Duration::ZERO,
+        4,
+        Duration::from_secs(1),
+    );
+    let o = seq
+        .append(vec![submission("after-the-crash")], Default::default())
+        .await
+        .expect("appends after the restart");
+    assert_eq!(o.entries[0].index, size);
+    drop(seq);
+    let _ = task.await;
 }
