@@ -88,19 +88,16 @@ async fn appends_with(
     appends_signed(dir, plan, |_| SignFault::None).await
 }
 
-/// [`appends_with`], the checkpoints signed with the signing faults of
-/// `sign_plan`.
-async fn appends_signed(
+/// A sequencer over a store with the commit faults of `plan` (each commit
+/// delayed so batches overlap), its checkpoints signed with the signing
+/// faults of `sign_plan`; batches of up to 4.
+fn faulty(
     dir: &std::path::Path,
     plan: impl Fn(u64) -> Fault + Send + Sync + 'static,
     sign_plan: impl Fn(u64) -> SignFault + Send + Sync + 'static,
-) -> (BTreeMap<u64, String>, Vec<(String, bool)>, Arc<Faulty>) {
+) -> (Arc<Faulty>, Running) {
     let store = Arc::new(Faulty::open(dir, Duration::from_millis(15), plan));
-    let Running {
-        seq,
-        task,
-        stop: _stop_tx,
-    } = sequencer_signed_by(
+    let running = sequencer_signed_by(
         store.clone(),
         FaultySigner::new(dir, sign_plan),
         4,
@@ -108,21 +105,49 @@ async fn appends_signed(
         64,
         Duration::from_secs(10),
     );
-    let mut tasks = Vec::new();
-    for t in 0..8 {
-        let seq = seq.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut out = Vec::new();
-            for i in 0..5 {
-                let id = format!("ev-{t}-{i}");
-                let r = seq.append(vec![submission(&id)], Default::default()).await;
-                out.push((id, r));
-            }
-            out
-        }));
-    }
+    (store, running)
+}
+
+/// One appending task's (event id, result) pairs.
+type Appended = Vec<(String, Result<tlog_server::sequencer::Outcome, AppendError>)>;
+
+/// 40 single appends from 8 tasks, 5 each in turn.
+fn forty_appends(
+    seq: &tlog_server::sequencer::Sequencer,
+) -> Vec<tokio::task::JoinHandle<Appended>> {
+    (0..8)
+        .map(|t| {
+            let seq = seq.clone();
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                for i in 0..5 {
+                    let id = format!("ev-{t}-{i}");
+                    let r = seq.append(vec![submission(&id)], Default::default()).await;
+                    out.push((id, r));
+                }
+                out
+            })
+        })
+        .collect()
+}
+
+/// [`appends_with`], the checkpoints signed with the signing faults of
+/// `sign_plan`.
+async fn appends_signed(
+    dir: &std::path::Path,
+    plan: impl Fn(u64) -> Fault + Send + Sync + 'static,
+    sign_plan: impl Fn(u64) -> SignFault + Send + Sync + 'static,
+) -> (BTreeMap<u64, String>, Vec<(String, bool)>, Arc<Faulty>) {
+    let (
+        store,
+        Running {
+            seq,
+            task,
+            stop: _stop_tx,
+        },
+    ) = faulty(dir, plan, sign_plan);
     let (mut acked, mut refused) = (BTreeMap::new(), Vec::new());
-    for t in tasks {
+    for t in forty_appends(&seq) {
         for (id, r) in t.await.expect("task") {
             match r {
                 Ok(o) => {
@@ -400,43 +425,27 @@ async fn a_signing_failure_refuses_its_batch_and_loses_nothing() {
 async fn a_crash_while_signing_keeps_every_acknowledged_append() {
     let dir = tempfile::tempdir().expect("tmp");
     tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
-    let store = Arc::new(Faulty::open(dir.path(), Duration::from_millis(15), |_| {
-        Fault::None
-    }));
-    let Running {
-        seq,
-        task,
-        stop: _stop_tx,
-    } = sequencer_signed_by(
-        store.clone(),
-        FaultySigner::new(dir.path(), |n| {
+    let (
+        store,
+        Running {
+            seq,
+            task,
+            stop: _stop_tx,
+        },
+    ) = faulty(
+        dir.path(),
+        |_| Fault::None,
+        |n| {
             if n == 3 {
                 SignFault::Crash
             } else {
                 SignFault::None
             }
-        }),
-        4,
-        Duration::from_millis(1),
-        64,
-        Duration::from_secs(10),
+        },
     );
-    let mut tasks = Vec::new();
-    for t in 0..8 {
-        let seq = seq.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut out = Vec::new();
-            for i in 0..5 {
-                let id = format!("ev-{t}-{i}");
-                let r = seq.append(vec![submission(&id)], Default::default()).await;
-                out.push((id, r));
-            }
-            out
-        }));
-    }
     let mut acked = BTreeMap::new();
     let mut failed = 0;
-    for t in tasks {
+    for t in forty_appends(&seq) {
         for (id, r) in t.await.expect("task") {
             match r {
                 Ok(o) => {

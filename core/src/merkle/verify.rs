@@ -110,14 +110,10 @@ fn inclusion_len(index: u64, size: u64) -> usize {
     inner + border
 }
 
-/// Computes the root that an inclusion proof leads to
-/// (RFC 9162 section 2.1.3.2, steps 1-5, without the final comparison).
-pub fn root_from_inclusion_proof(
-    index: u64,
-    size: u64,
-    leaf_hash: &Hash,
-    proof: &[Hash],
-) -> Result<Hash, VerifyError> {
+/// Checks what RFC 9162 section 2.1.3.2 requires of an inclusion proof
+/// before hashing: the index is inside the tree, and the proof has exactly
+/// the length the index and size call for. Returns that length.
+fn check_inclusion_shape(index: u64, size: u64, proof: &[Hash]) -> Result<usize, VerifyError> {
     if index >= size {
         return Err(VerifyError::IndexOutOfRange { index, size });
     }
@@ -134,6 +130,18 @@ pub fn root_from_inclusion_proof(
             want,
         });
     }
+    Ok(want)
+}
+
+/// Computes the root that an inclusion proof leads to
+/// (RFC 9162 section 2.1.3.2, steps 1-5, without the final comparison).
+pub fn root_from_inclusion_proof(
+    index: u64,
+    size: u64,
+    leaf_hash: &Hash,
+    proof: &[Hash],
+) -> Result<Hash, VerifyError> {
+    let want = check_inclusion_shape(index, size, proof)?;
     // 2. Set fn to leaf_index and sn to tree_size - 1.
     let mut fnode = index;
     let mut snode = size - 1;
@@ -269,22 +277,7 @@ impl InclusionVerifier {
         proof: &[Hash],
     ) -> Result<(), VerifyError> {
         let size = self.size;
-        if index >= size {
-            return Err(VerifyError::IndexOutOfRange { index, size });
-        }
-        if proof.len() > MAX_PROOF_LEN {
-            return Err(VerifyError::ProofTooLong {
-                len: proof.len(),
-                max: MAX_PROOF_LEN,
-            });
-        }
-        let want = inclusion_len(index, size);
-        if proof.len() != want {
-            return Err(VerifyError::WrongProofLength {
-                len: proof.len(),
-                want,
-            });
-        }
+        let want = check_inclusion_shape(index, size, proof)?;
         let wrong_length = VerifyError::WrongProofLength {
             len: proof.len(),
             want,
