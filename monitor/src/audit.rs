@@ -26,8 +26,12 @@ use crate::rules::Rules;
 use crate::state::{LogDir, LogState, StateError};
 
 /// Entries whose hashes are kept to find the one that breaks the root;
-/// beyond this the alert names the range.
-const LOCATE_LIMIT: u64 = 4_000_000;
+/// beyond this the alert names the range. It bounds what a round holds
+/// beside the tree (32 bytes an entry: 8 MiB), so a monitor that fell
+/// behind does not keep a round's worth of hashes in its heap afterwards;
+/// locating an entry in a longer range would also take one proof request
+/// per entry.
+const LOCATE_LIMIT: u64 = 1 << 18;
 
 /// Gossiped checkpoints waiting to be compared, per log.
 pub type GossipQueue = Arc<Mutex<VecDeque<(SignedCheckpoint, String)>>>;
