@@ -22,6 +22,16 @@ use crate::common::{
     Fault, Faulty, ORIGIN, Running, sequencer_over, sequencer_signed_by, submission,
 };
 
+/// A fault plan: `fault` at the numbered steps in `steps`, `none` at the
+/// others.
+fn at<T: Copy + Send + Sync + 'static>(
+    steps: &'static [u64],
+    fault: T,
+    none: T,
+) -> impl Fn(u64) -> T + Send + Sync + 'static {
+    move |n| if steps.contains(&n) { fault } else { none }
+}
+
 /// What the signer does at one signing.
 #[derive(Clone, Copy, PartialEq)]
 enum SignFault {
@@ -218,14 +228,8 @@ fn reopens(dir: &std::path::Path, store: Arc<Faulty>) -> Arc<RocksStore> {
 async fn a_commit_that_fails_before_writing_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().expect("tmp");
     tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
-    let (acked, refused, store) = appends_with(dir.path(), |n| {
-        if n == 2 || n == 5 {
-            Fault::FailBefore
-        } else {
-            Fault::None
-        }
-    })
-    .await;
+    let (acked, refused, store) =
+        appends_with(dir.path(), at(&[2, 5], Fault::FailBefore, Fault::None)).await;
     assert!(store.commits() > 6, "too few batches to reach the faults");
     assert!(
         refused.iter().any(|(_, on_failed)| *on_failed),
@@ -243,14 +247,8 @@ async fn a_commit_that_fails_before_writing_loses_nothing_acknowledged() {
 async fn a_commit_that_lands_but_reports_failure_is_continued_from() {
     let dir = tempfile::tempdir().expect("tmp");
     tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
-    let (acked, refused, store) = appends_with(dir.path(), |n| {
-        if n == 3 {
-            Fault::FailAfter
-        } else {
-            Fault::None
-        }
-    })
-    .await;
+    let (acked, refused, store) =
+        appends_with(dir.path(), at(&[3], Fault::FailAfter, Fault::None)).await;
     assert!(!refused.is_empty());
     let store = reopens(dir.path(), store);
     let all = stored(&store, &acked);
@@ -277,13 +275,11 @@ async fn a_commit_that_lands_but_reports_failure_is_continued_from() {
 async fn a_retry_after_a_landed_failure_finds_the_stored_entry() {
     let dir = tempfile::tempdir().expect("tmp");
     tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
-    let store = Arc::new(Faulty::open(dir.path(), Duration::ZERO, |n| {
-        if n == 0 {
-            Fault::FailAfter
-        } else {
-            Fault::None
-        }
-    }));
+    let store = Arc::new(Faulty::open(
+        dir.path(),
+        Duration::ZERO,
+        at(&[0], Fault::FailAfter, Fault::None),
+    ));
     let Running {
         seq,
         task: _task,
@@ -397,13 +393,7 @@ async fn a_signing_failure_refuses_its_batch_and_loses_nothing() {
     let (acked, refused, store) = appends_signed(
         dir.path(),
         |_| Fault::None,
-        |n| {
-            if n == 2 || n == 5 {
-                SignFault::Fail
-            } else {
-                SignFault::None
-            }
-        },
+        at(&[2, 5], SignFault::Fail, SignFault::None),
     )
     .await;
     assert!(store.commits() > 6, "too few batches to reach the faults");
@@ -435,13 +425,7 @@ async fn a_crash_while_signing_keeps_every_acknowledged_append() {
     ) = faulty(
         dir.path(),
         |_| Fault::None,
-        |n| {
-            if n == 3 {
-                SignFault::Crash
-            } else {
-                SignFault::None
-            }
-        },
+        at(&[3], SignFault::Crash, SignFault::None),
     );
     let mut acked = BTreeMap::new();
     let mut failed = 0;

@@ -299,6 +299,19 @@ async fn fed_append(
         .unwrap_or_else(|| "no grpc-status".into()))
 }
 
+/// The `grpc-status` of a [`fed_append`] call, which must come within 30 s
+/// (else panics with `late`).
+async fn answered(
+    call: tokio::task::JoinHandle<Result<String, hyper::Error>>,
+    late: &str,
+) -> String {
+    tokio::time::timeout(Duration::from_secs(30), call)
+        .await
+        .expect(late)
+        .expect("call")
+        .expect("transport")
+}
+
 /// Slow-loris on the gRPC surface: 60 `Append`s on one connection whose
 /// request bytes arrive 8 at a time, 10 ms apart, and 40 that send half of their
 /// message and then nothing while the connection stays alive (it answers
@@ -370,22 +383,14 @@ async fn slow_clients_that_trickle_or_stall_do_not_stop_service() {
             stalled.push(call);
             continue;
         }
-        let status = tokio::time::timeout(Duration::from_secs(30), call)
-            .await
-            .expect("a trickled append was never answered")
-            .expect("call")
-            .expect("transport");
+        let status = answered(call, "a trickled append was never answered").await;
         assert_eq!(status, "0", "a trickled append was refused");
     }
     // The stalled ones are still waiting, and others are served.
     still_serving(&server, "beside-stalled-streams").await;
     // The request timeout ends them.
     for c in stalled {
-        let status = tokio::time::timeout(Duration::from_secs(30), c)
-            .await
-            .expect("a stalled request outlived the request timeout")
-            .expect("call")
-            .expect("transport");
+        let status = answered(c, "a stalled request outlived the request timeout").await;
         assert_eq!(status, "1", "a stalled request was not cancelled");
     }
     drop(held);
