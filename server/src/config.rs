@@ -206,8 +206,9 @@ pub struct Config {
     /// Log output format.
     pub log_format: LogFormat,
     /// Tiles whose interior hashes are cached for proofs (16 KiB each);
-    /// summaries of sixteen times as many are kept too (1 KiB each), so
-    /// the default takes about 64 + 80 MiB when full.
+    /// summaries of 32 times as many are kept too (about 1.2 KiB each), so
+    /// the default takes up to 64 + 150 MiB: the summaries only fill at
+    /// 33M entries (about 45 MiB at 10M).
     pub tile_cache_tiles: usize,
     /// How long a graceful shutdown waits for open connections.
     #[serde(with = "humantime_serde")]
