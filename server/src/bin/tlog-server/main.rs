@@ -11,6 +11,12 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tlog_server::config::{Config, LogFormat};
 
+/// mimalloc instead of glibc's malloc: the server allocates and frees small
+/// buffers for every request (HTTP/2 frames, protobuf messages, RocksDB
+/// blocks), and glibc's malloc took about a tenth of its CPU serving proofs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "tlog-server",
@@ -342,12 +348,23 @@ struct ServeArgs {
     ready_file: Option<PathBuf>,
 }
 
-fn init_tracing(format: LogFormat) {
+/// Logs to standard error through a background thread: a request formats
+/// its line and queues it; the thread writes queued lines together and
+/// flushes whenever the queue is empty. A request no longer waits for a
+/// `write` of its own line (one system call per request, a few percent of
+/// the server's CPU when serving proofs). The queue is not lossy: when it
+/// is full, requests wait for it. The returned guard flushes what is queued
+/// when dropped, at exit.
+fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("tlog-log")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         // A log write that fails (a full disk) is dropped. The default
         // reports it with eprintln!, which panics when stderr itself
         // cannot be written, and took the request down with it.
@@ -356,6 +373,7 @@ fn init_tracing(format: LogFormat) {
         LogFormat::Json => builder.json().init(),
         LogFormat::Human => builder.init(),
     }
+    guard
 }
 
 fn load_config(a: &ServeArgs) -> anyhow::Result<Config> {
@@ -407,7 +425,7 @@ async fn shutdown_signal() {
 
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let config = load_config(&a)?;
-    init_tracing(config.log_format);
+    let _log = init_tracing(config.log_format);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
