@@ -5,7 +5,8 @@
 //! | family        | key                                   | value                              |
 //! |---------------|---------------------------------------|------------------------------------|
 //! | `entries`     | index (u64)                           | leaf bytes, verbatim               |
-//! | `hashes`      | row level (u8) ‖ index (u64)          | 32-byte hash (tile rows, see core) |
+//! | `hashes`      | row level (u8) ‖ index (u64)          | 32-byte hash (tile rows 1 and up, see core) |
+//! | `hashes`      | 0xF0 ‖ group (u64)                    | leaf hashes `16·group ..`, 32 bytes each (row 0) |
 //! | `checkpoints` | tree size (u64)                       | signed checkpoint note             |
 //! | `leaf_index`  | leaf hash's first 8 bytes ‖ index (u64) | (empty)                          |
 //! | `leaf_hashes` | leaf hash (32)                        | index (u64): stores before 0.2     |
@@ -15,6 +16,14 @@
 //!
 //! One append batch is one synced `WriteBatch`: entries, hashes, indexes,
 //! the new checkpoint and the new size land together or not at all.
+//!
+//! Row 0, the leaf hashes, is kept in groups of 16 (one value per 16
+//! leaves; the last group grows with each commit until it is full): a
+//! proof whose bottom tile's summary is cached reads exactly one group, a
+//! point read instead of a 16-step iterator, and a group costs one key
+//! instead of 16. Stores written before (row 0 as one key per hash, level
+//! byte 0) keep that layout: [`RocksStore::open`] looks at which keys the
+//! store holds.
 //!
 //! Space per entry: the leaf-hash index keeps only 8 bytes of the hash (a
 //! lookup checks candidates against the full leaf hash in `hashes`), and an
@@ -213,7 +222,27 @@ pub trait LogStore: HashReader + Send + Sync + 'static {
 /// The RocksDB store.
 pub struct RocksStore {
     db: DB,
+    leaf_row: LeafRow,
 }
+
+/// How a store keeps the tree's row 0 (the leaf hashes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeafRow {
+    /// One key per hash, `0 ‖ index`: stores written before the groups.
+    PerHash,
+    /// One key per [`LEAF_GROUP`] hashes, `0xF0 ‖ group`.
+    Groups,
+}
+
+/// Leaf hashes per stored group: one block of a tile summary
+/// (`2^SUMMARY_FROM`), so a proof through a cached summary reads one value.
+pub const LEAF_GROUP: u64 = 1 << tlog_core::merkle::cache::SUMMARY_FROM;
+
+/// One put into `hashes`: key and value.
+type HashPut = ([u8; 9], Vec<u8>);
+
+/// The key byte that starts a group of row 0.
+const GROUP_PREFIX: u8 = 0xF0;
 
 impl std::fmt::Debug for RocksStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -245,6 +274,38 @@ fn hash_key(level: u8, index: u64) -> [u8; 9] {
     k[0] = level;
     k[1..].copy_from_slice(&index.to_be_bytes());
     k
+}
+
+fn group_key(group: u64) -> [u8; 9] {
+    hash_key(GROUP_PREFIX, group)
+}
+
+/// Appends to `out` the hashes `[from, to)` (offsets within the group) of
+/// group value `v`, or names the first one `v` does not hold.
+fn hashes_of_group(
+    group: u64,
+    v: &[u8],
+    from: u64,
+    to: u64,
+    out: &mut Vec<Hash>,
+) -> Result<(), StoreError> {
+    if !v.len().is_multiple_of(32) || v.len() as u64 > LEAF_GROUP * 32 {
+        return Err(StoreError::Backend(format!(
+            "stored leaf-hash group {group} is {} bytes",
+            v.len()
+        )));
+    }
+    let held = v.len() as u64 / 32;
+    if held < to {
+        return Err(StoreError::Missing {
+            level: 0,
+            index: group * LEAF_GROUP + held.max(from),
+        });
+    }
+    for c in v[(from * 32) as usize..(to * 32) as usize].chunks_exact(32) {
+        out.push(Hash::from_slice(c).map_err(|_| StoreError::Backend("hash slice".into()))?);
+    }
+    Ok(())
 }
 
 fn artifact_prefix(name: &str) -> Vec<u8> {
@@ -283,14 +344,48 @@ impl RocksStore {
             ColumnFamilyDescriptor::new(*name, o)
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
-        Ok(RocksStore { db })
+        Self::with_layout(db)
+    }
+
+    /// Row 0's layout is read from the keys: a store holding any row-0 key
+    /// of one hash (`0 ‖ index`) was written before the groups and keeps
+    /// that layout; any other store (a new one too) uses groups.
+    fn with_layout(db: DB) -> Result<Self, StorageError> {
+        let cf = db
+            .cf_handle(CF_HASHES)
+            .ok_or_else(|| StorageError::Corrupt(format!("column family {CF_HASHES} missing")))?;
+        let mut it = db.raw_iterator_cf(cf);
+        it.seek([0u8]);
+        let per_hash = it.valid() && it.key().is_some_and(|k| k.first() == Some(&0));
+        it.status()?;
+        drop(it);
+        let leaf_row = if per_hash {
+            LeafRow::PerHash
+        } else {
+            LeafRow::Groups
+        };
+        Ok(RocksStore { db, leaf_row })
+    }
+
+    /// How this store keeps row 0.
+    pub fn leaf_row(&self) -> LeafRow {
+        self.leaf_row
+    }
+
+    /// Opens the store under `path` as stores were written before leaf
+    /// hashes were grouped: row 0 one key per hash (compatibility tests).
+    #[doc(hidden)]
+    pub fn open_per_hash_for_tests(path: &Path) -> Result<Self, StorageError> {
+        let mut s = Self::open(path)?;
+        s.leaf_row = LeafRow::PerHash;
+        Ok(s)
     }
 
     /// Opens the store under `path` for reading only (a backup, or a log
     /// another process is writing): nothing in `path` is changed.
     pub fn open_read_only(path: &Path) -> Result<Self, StorageError> {
         let db = DB::open_cf_for_read_only(&Options::default(), path, ALL_CFS.iter(), false)?;
-        Ok(RocksStore { db })
+        Self::with_layout(db)
     }
 
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StorageError> {
@@ -378,13 +473,127 @@ impl RocksStore {
         index: u64,
         value: &[u8],
     ) -> Result<(), StorageError> {
-        self.db.put_cf_opt(
-            self.cf(CF_HASHES)?,
-            hash_key(level, index),
-            value,
-            &Self::synced(),
-        )?;
+        let cf = self.cf(CF_HASHES)?;
+        if level == 0 && self.leaf_row == LeafRow::Groups {
+            let key = group_key(index / LEAF_GROUP);
+            let mut v = self.db.get_cf(cf, key)?.unwrap_or_default();
+            let at = ((index % LEAF_GROUP) * 32) as usize;
+            let end = (at + 32).min(v.len());
+            if at > v.len() {
+                return Err(StorageError::Corrupt(format!(
+                    "leaf hash {index} not stored"
+                )));
+            }
+            v.splice(at..end, value.iter().copied());
+            self.db.put_cf_opt(cf, key, v, &Self::synced())?;
+            return Ok(());
+        }
+        self.db
+            .put_cf_opt(cf, hash_key(level, index), value, &Self::synced())?;
         Ok(())
+    }
+
+    /// Row 0 in groups: the puts of this commit's leaf hashes, the first
+    /// group continued from what is stored. `hashes` are row-0 hashes in
+    /// index order; a hash at an index already stored replaces it, as a
+    /// put of its own key would.
+    fn group_puts(
+        &self,
+        cf: &rocksdb::ColumnFamily,
+        hashes: &[&StoredHash],
+    ) -> Result<Vec<HashPut>, StorageError> {
+        let mut puts: Vec<HashPut> = Vec::new();
+        let mut current: Option<(u64, Vec<u8>)> = None;
+        for h in hashes {
+            let (group, at) = (h.index / LEAF_GROUP, (h.index % LEAF_GROUP) as usize * 32);
+            if current.as_ref().is_none_or(|(g, _)| *g != group) {
+                if let Some((g, v)) = current.take() {
+                    puts.push((group_key(g), v));
+                }
+                let stored = if at == 0 {
+                    Vec::new()
+                } else {
+                    self.db.get_cf(cf, group_key(group))?.unwrap_or_default()
+                };
+                current = Some((group, stored));
+            }
+            let Some((_, v)) = current.as_mut() else {
+                continue;
+            };
+            if v.len() < at {
+                return Err(StorageError::Corrupt(format!(
+                    "leaf hash {} written with {} of its group stored before it",
+                    h.index,
+                    v.len() / 32
+                )));
+            }
+            let end = (at + 32).min(v.len());
+            v.splice(at..end, h.hash.as_bytes().iter().copied());
+        }
+        if let Some((g, v)) = current {
+            puts.push((group_key(g), v));
+        }
+        Ok(puts)
+    }
+
+    fn read_groups(
+        &self,
+        cf: &rocksdb::ColumnFamily,
+        start: u64,
+        end: u64,
+        out: &mut Vec<Hash>,
+    ) -> Result<(), StoreError> {
+        let (first, last) = (start / LEAF_GROUP, (end - 1) / LEAF_GROUP);
+        let span = |g: u64| {
+            let base = g * LEAF_GROUP;
+            (start.max(base) - base, end.min(base + LEAF_GROUP) - base)
+        };
+        if first == last {
+            // One group: a point read, which bloom filters keep to one
+            // table file.
+            let v = self
+                .db
+                .get_pinned_cf(cf, group_key(first))
+                .map_err(StorageError::from)?
+                .ok_or(StoreError::Missing {
+                    level: 0,
+                    index: start,
+                })?;
+            let (from, to) = span(first);
+            return hashes_of_group(first, &v, from, to, out);
+        }
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_iterate_upper_bound(group_key(last + 1).to_vec());
+        let mut iter = self.db.raw_iterator_cf_opt(cf, opts);
+        iter.seek(group_key(first));
+        for g in first..=last {
+            let missing = StoreError::Missing {
+                level: 0,
+                index: start.max(g * LEAF_GROUP),
+            };
+            let (Some(k), Some(v)) = (iter.key(), iter.value()) else {
+                iter.status().map_err(StorageError::from)?;
+                return Err(missing);
+            };
+            if k != group_key(g) {
+                return Err(missing);
+            }
+            let (from, to) = span(g);
+            hashes_of_group(g, v, from, to, out)?;
+            iter.next();
+        }
+        iter.status().map_err(StorageError::from)?;
+        Ok(())
+    }
+
+    /// The leaf hash at `index` (row 0), if stored.
+    fn leaf_hash_at(&self, index: u64) -> Result<Option<Hash>, StorageError> {
+        let mut out = Vec::with_capacity(1);
+        match self.read_hashes(0, index, 1, &mut out) {
+            Ok(()) => Ok(out.pop()),
+            Err(StoreError::Missing { .. }) => Ok(None),
+            Err(e) => Err(StorageError::Corrupt(e.to_string())),
+        }
     }
 }
 
@@ -401,6 +610,9 @@ impl HashReader for RocksStore {
         }
         let cf = self.cf(CF_HASHES)?;
         let end = start.saturating_add(count);
+        if level == 0 && self.leaf_row == LeafRow::Groups {
+            return self.read_groups(cf, start, end, out);
+        }
         // A raw iterator bounded to the range: no allocation per hash, and
         // RocksDB stops at the bound instead of looking past it.
         let mut opts = rocksdb::ReadOptions::default();
@@ -512,14 +724,21 @@ impl LogStore for RocksStore {
         for (k, v) in &artifact_keys {
             b.put_cf(artifacts, k, v);
         }
-        let mut hash_puts: Vec<_> = batch
-            .hashes
-            .iter()
-            .map(|h| (hash_key(h.level, h.index), h.hash))
-            .collect();
+        let grouped = self.leaf_row == LeafRow::Groups;
+        let mut leaves: Vec<&StoredHash> = Vec::new();
+        let mut hash_puts: Vec<HashPut> = Vec::with_capacity(batch.hashes.len());
+        for h in &batch.hashes {
+            if grouped && h.level == 0 {
+                leaves.push(h);
+            } else {
+                hash_puts.push((hash_key(h.level, h.index), h.hash.as_bytes().to_vec()));
+            }
+        }
+        leaves.sort_by_key(|h| h.index);
+        hash_puts.extend(self.group_puts(hashes, &leaves)?);
         hash_puts.sort_by_key(|(k, _)| *k);
-        for (k, h) in &hash_puts {
-            b.put_cf(hashes, k, h.as_bytes());
+        for (k, v) in &hash_puts {
+            b.put_cf(hashes, k, v);
         }
         b.put_cf(
             self.cf(CF_CHECKPOINTS)?,
@@ -565,7 +784,6 @@ impl LogStore for RocksStore {
         // Candidates share the hash's first 8 bytes; the full leaf hash in
         // the tree's bottom row decides.
         let prefix = &leaf_hash.as_bytes()[..8];
-        let hashes = self.cf(CF_HASHES)?;
         let iter = self.db.iterator_cf(
             self.cf(CF_LEAF_INDEX)?,
             IteratorMode::From(prefix, Direction::Forward),
@@ -577,10 +795,9 @@ impl LogStore for RocksStore {
             }
             let index = u64_value(k.get(8..).unwrap_or_default(), "leaf index key")?;
             let stored = self
-                .db
-                .get_cf(hashes, hash_key(0, index))?
+                .leaf_hash_at(index)?
                 .ok_or_else(|| StorageError::Corrupt(format!("leaf hash {index} missing")))?;
-            if stored[..] == leaf_hash.as_bytes()[..] {
+            if stored == *leaf_hash {
                 return Ok(Some(index));
             }
         }
