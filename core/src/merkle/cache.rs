@@ -13,7 +13,8 @@
 //! hits in the previous generation move back to the current one. That
 //! approximates LRU with no bookkeeping on hits.
 //!
-//! Beside the full tiles the cache keeps, for 32 times as many tiles, a
+//! Beside the full tiles the cache keeps, for 32 times as many bottom
+//! tiles (row 0, which has 256 times as many tiles as the rows above), a
 //! *summary*: only the rows from [`SUMMARY_FROM`] levels up (31 hashes,
 //! about 1.2 KiB with their vectors, instead of 511). A large log has far
 //! more bottom tiles than the full cache holds; with a summary, a proof
@@ -144,7 +145,9 @@ impl TileCache {
         let Ok(width) = u16::try_from(rows.width()) else {
             return;
         };
-        if let Ok(mut g) = self.summaries.lock() {
+        // Summaries serve bottom tiles only (see `NodeReader::via_summary`).
+        if level != 0 {
+        } else if let Ok(mut g) = self.summaries.lock() {
             let summary = Arc::new(rows.upper(SUMMARY_FROM));
             Self::insert_locked(
                 &mut g,
@@ -217,12 +220,16 @@ mod tests {
             }
         }
         let c = TileCache::new(2);
-        for i in 0..40 {
+        for i in 0..80 {
             c.insert(0, i, Arc::new(TileRows::build(bottom.clone())));
         }
         assert!(c.get(0, 1, 256).is_none(), "full tiles: 2");
-        assert!(c.get_summary(0, 30, 256).is_some(), "summaries: 32");
+        assert!(c.get_summary(0, 70, 256).is_some(), "summaries: 64");
         assert!(c.get_summary(0, 1, 256).is_none());
+        // Tiles above the bottom row get no summary.
+        c.insert(1, 0, Arc::new(TileRows::build(bottom.clone())));
+        assert!(c.get(1, 0, 256).is_some());
+        assert!(c.get_summary(1, 0, 256).is_none());
         // A narrow tile has an empty summary, not a panic.
         let narrow = TileRows::build(bottom[..3].to_vec());
         assert_eq!(narrow.upper(SUMMARY_FROM).width(), 0);
