@@ -14,6 +14,10 @@ use tlog_server::config::{Config, LogFormat};
 /// mimalloc instead of glibc's malloc: the server allocates and frees small
 /// buffers for every request (HTTP/2 frames, protobuf messages, RocksDB
 /// blocks), and glibc's malloc took about a tenth of its CPU serving proofs.
+/// Built without transparent huge pages (`no_thp`): where the kernel makes
+/// them by default, mimalloc's per-thread memory came in 2 MiB pages, and
+/// 256 appending clients (about 200 threads) took the server to 583 MiB
+/// instead of 148 with glibc; without them, 256-295 MiB.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
