@@ -549,8 +549,8 @@ impl RocksStore {
             (start.max(base) - base, end.min(base + LEAF_GROUP) - base)
         };
         if first == last {
-            // One group: a point read, which bloom filters keep to one
-            // table file.
+            // One group (a proof through a tile summary): a point read
+            // instead of an iterator.
             let v = self
                 .db
                 .get_pinned_cf(cf, group_key(first))
