@@ -148,16 +148,10 @@ async fn appends_signed(
     plan: impl Fn(u64) -> Fault + Send + Sync + 'static,
     sign_plan: impl Fn(u64) -> SignFault + Send + Sync + 'static,
 ) -> (BTreeMap<u64, String>, Vec<(String, bool)>, Arc<Faulty>) {
-    let (
-        store,
-        Running {
-            seq,
-            task,
-            stop: _stop_tx,
-        },
-    ) = faulty(dir, plan, sign_plan);
+    // `run.stop` lives to the end: dropping it would stop the sequencer.
+    let (store, run) = faulty(dir, plan, sign_plan);
     let (mut acked, mut refused) = (BTreeMap::new(), Vec::new());
-    for t in forty_appends(&seq) {
+    for t in forty_appends(&run.seq) {
         for (id, r) in t.await.expect("task") {
             match r {
                 Ok(o) => {
@@ -180,8 +174,8 @@ async fn appends_signed(
             }
         }
     }
-    drop(seq);
-    let _ = task.await;
+    drop(run.seq);
+    let _ = run.task.await;
     (acked, refused, store)
 }
 
@@ -415,21 +409,14 @@ async fn a_signing_failure_refuses_its_batch_and_loses_nothing() {
 async fn a_crash_while_signing_keeps_every_acknowledged_append() {
     let dir = tempfile::tempdir().expect("tmp");
     tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
-    let (
-        store,
-        Running {
-            seq,
-            task,
-            stop: _stop_tx,
-        },
-    ) = faulty(
+    let (store, run) = faulty(
         dir.path(),
         |_| Fault::None,
         at(&[3], SignFault::Crash, SignFault::None),
     );
     let mut acked = BTreeMap::new();
     let mut failed = 0;
-    for t in forty_appends(&seq) {
+    for t in forty_appends(&run.seq) {
         for (id, r) in t.await.expect("task") {
             match r {
                 Ok(o) => {
@@ -444,9 +431,9 @@ async fn a_crash_while_signing_keeps_every_acknowledged_append() {
             }
         }
     }
-    drop(seq);
+    drop(run.seq);
     assert!(
-        task.await.is_err(),
+        run.task.await.is_err(),
         "the sequencer did not stop at the crash"
     );
     assert!(failed > 0, "nothing was refused after the crash");

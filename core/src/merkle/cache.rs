@@ -146,8 +146,9 @@ impl TileCache {
             return;
         };
         // Summaries serve bottom tiles only (see `NodeReader::via_summary`).
-        if level != 0 {
-        } else if let Ok(mut g) = self.summaries.lock() {
+        if level == 0
+            && let Ok(mut g) = self.summaries.lock()
+        {
             let summary = Arc::new(rows.upper(SUMMARY_FROM));
             Self::insert_locked(
                 &mut g,
