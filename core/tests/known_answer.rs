@@ -1,6 +1,7 @@
 //! Every file under `merkle-vectors/` must pass or fail as its `wantErr`
 //! says. Source: github.com/transparency-dev/merkle `testdata/` (inclusion
-//! and consistency), Apache-2.0, copied into `../shared/testdata`.
+//! and consistency), Apache-2.0, copied into `core/tests/testdata/merkle-vectors` (commit and
+//! license in `core/tests/testdata/PROVENANCE.md`).
 //!
 //! Our verifier takes typed 32-byte hashes, so a vector whose hash is not 32
 //! bytes fails at parsing (as `wantErr` expects for all but the cases in

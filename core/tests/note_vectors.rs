@@ -1,6 +1,7 @@
 //! Signed-note vectors from Go's `golang.org/x/mod/sumdb/note`
 //! (`note_test.go`, BSD-3-Clause), copied into
-//! `../shared/testdata/signed-note/go-note-vectors.json`.
+//! `core/tests/testdata/signed-note/go-note-vectors.json` (provenance in
+//! `core/tests/testdata/PROVENANCE.md`).
 
 use std::collections::BTreeMap;
 

@@ -11,22 +11,22 @@ mod properties;
 
 use std::path::PathBuf;
 
-/// The shared test data folder (`../shared/testdata` beside the clone), or
-/// `TLOG_TESTDATA` if set.
+/// The test vectors carried by this repository (`core/tests/testdata`,
+/// provenance in its `PROVENANCE.md`), or `TLOG_TESTDATA` if set.
 pub fn testdata() -> PathBuf {
     if let Some(p) = std::env::var_os("TLOG_TESTDATA") {
         return PathBuf::from(p);
     }
     // At run time, so that a test binary built from another checkout of
-    // the same code (a shared build folder) still looks beside this one.
+    // the same code (a shared build folder) reads its own checkout's copy.
     let dir = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    let p = dir.join("../../shared/testdata");
+    let p = dir.join("tests/testdata");
     assert!(
         p.is_dir(),
-        "test vectors not found at {}: the repository expects ../shared/testdata beside \
-         the clone, or set TLOG_TESTDATA",
+        "test vectors not found at {}: they are part of the repository \
+         (core/tests/testdata); or set TLOG_TESTDATA",
         p.display()
     );
     p

@@ -1,6 +1,6 @@
 //! Merkle trees exactly as RFC 9162 section 2.1 defines them.
 //!
-//! - [`reference`]: the RFC's recursive definitions (`MTH`, `PATH`, `PROOF`,
+//! - [`reference`](mod@reference): the RFC's recursive definitions (`MTH`, `PATH`, `PROOF`,
 //!   `SUBPROOF`) over a slice of leaf hashes, kept as the executable
 //!   specification that the fast code is tested against.
 //! - [`store`]: the storage trait for tile-shaped hashes and an in-memory

@@ -1,6 +1,6 @@
 //! Proof verification, RFC 9162 sections 2.1.3.2 and 2.1.4.2.
 //!
-//! Hashes are typed [`Hash`] values, so a proof element, leaf hash or root
+//! Hashes are typed [`Hash`](struct@crate::Hash) values, so a proof element, leaf hash or root
 //! that is not 32 bytes is rejected where it is parsed
 //! ([`Hash::from_slice`]); [`parse_proof`] does that for a whole proof.
 //!
