@@ -358,6 +358,16 @@ fn check_text(field: &str, value: &str, required: bool, max: usize) -> Result<()
             format!("contains control character U+{:04X}", c as u32),
         ));
     }
+    if let Some(c) = value.chars().find(|c| crate::text::is_spoofing(*c)) {
+        return Err(EventError::new(
+            field,
+            format!(
+                "contains U+{:04X}, a bidirectional, zero-width or separator character that \
+                 makes the text display as something other than what is recorded; remove it",
+                c as u32
+            ),
+        ));
+    }
     if value.trim() != value {
         return Err(EventError::new(field, "has leading or trailing whitespace"));
     }
@@ -572,6 +582,15 @@ pub(crate) mod tests {
             (
                 "artifact.name",
                 Box::new(|e| e.artifact.name = "n".repeat(300)),
+            ),
+            (
+                "artifact.name",
+                Box::new(|e| e.artifact.name = "team-a/evil\u{202E}gpj.exe".into()),
+            ),
+            ("actor", Box::new(|e| e.actor = "alice\u{2066}".into())),
+            (
+                "justification",
+                Box::new(|e| e.justification = "ok\u{200B}".into()),
             ),
             ("artifact.version", Box::new(|e| e.artifact.version.clear())),
             ("artifact.digests", Box::new(|e| e.artifact.digests.clear())),

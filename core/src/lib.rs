@@ -11,6 +11,7 @@
 //! - [`json`]: the JSON form of events and leaves (input and display only;
 //!   the committed form is the binary leaf).
 //! - [`bundle`]: evidence bundles, verified with no network.
+//! - [`text`]: characters that spoof displays, refused and escaped.
 //!
 //! What this crate is not: no networking, no async runtime, no database. It
 //! has no tokio, tonic or RocksDB dependency, so clients, monitors and
@@ -25,5 +26,6 @@ pub mod json;
 pub mod leaf;
 pub mod merkle;
 pub mod note;
+pub mod text;
 
 pub use hash::{Hash, empty_root, leaf_hash, node_hash};

@@ -78,7 +78,7 @@ impl<'a, R: HashReader + ?Sized> NodeReader<'a, R> {
         let mut hashes = Vec::with_capacity(count as usize);
         self.reader.read_hashes(level, start, count, &mut hashes)?;
         if hashes.len() as u64 != count {
-            return Err(StoreError::Backend(format!(
+            return Err(StoreError::Corrupt(format!(
                 "row {level} from {start}: read returned {} hashes, wanted {count}",
                 hashes.len()
             )));

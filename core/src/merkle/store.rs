@@ -44,9 +44,13 @@ pub enum StoreError {
         /// Position of the missing hash.
         index: u64,
     },
-    /// The backend failed (I/O, corruption, ...).
+    /// The backend failed (I/O, full disk, ...); a retry may succeed.
     #[error("storage backend: {0}")]
     Backend(String),
+    /// The backend found its stored bytes damaged (a checksum mismatch, a
+    /// value of the wrong shape): retrying will not help.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
 }
 
 /// Reads stored hashes. Implemented by the server's RocksDB storage and by
