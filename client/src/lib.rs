@@ -76,6 +76,31 @@ pub enum ClientError {
     /// A local argument is wrong (for example a verifier key).
     #[error("{0}")]
     Usage(String),
+    /// The log's checkpoint does not verify with the pinned key; nothing
+    /// was sent.
+    #[error(
+        "the log's checkpoint does not verify with the pinned key {vkey} ({reason}): the \
+         key is wrong or this is not the log you meant; nothing was appended"
+    )]
+    WrongKey {
+        /// The pinned key.
+        vkey: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The log answered that events were appended, but its answer does not
+    /// verify: the entries may be in the log, unproven.
+    #[error(
+        "the log says it appended the event(s) at index {indexes:?}, but its answer does not \
+         verify: {reason}. Check them with `tlog prove` before trusting them; a retry with the \
+         same event id returns the same entry, not a new one"
+    )]
+    AppendedUnverified {
+        /// The indexes the log named.
+        indexes: Vec<u64>,
+        /// What failed.
+        reason: String,
+    },
 }
 
 impl ClientError {
@@ -84,7 +109,9 @@ impl ClientError {
     pub fn is_verification(&self) -> bool {
         matches!(
             self,
-            ClientError::Verification(_) | ClientError::Misbehavior(_)
+            ClientError::Verification(_)
+                | ClientError::Misbehavior(_)
+                | ClientError::AppendedUnverified { .. }
         )
     }
 
@@ -94,6 +121,7 @@ impl ClientError {
         matches!(
             self,
             ClientError::Usage(_)
+                | ClientError::WrongKey { .. }
                 | ClientError::Refused {
                     code: tonic::Code::InvalidArgument
                         | tonic::Code::OutOfRange
@@ -290,6 +318,10 @@ pub struct Client {
     trust: Arc<Mutex<Trust>>,
     timeout: Duration,
     retries: u32,
+    /// True once a checkpoint of the log verified with the pinned key:
+    /// nothing is appended before (a wrong key would append and then fail
+    /// to verify the answer).
+    key_checked: bool,
 }
 
 /// The newest verified checkpoint, and where it is kept.
@@ -386,7 +418,27 @@ impl Client {
             trust: Arc::new(Mutex::new(trust)),
             timeout,
             retries: opts.retries.unwrap_or(DEFAULT_RETRIES),
+            key_checked: false,
         })
+    }
+
+    /// Before the first append: the log's latest checkpoint must verify
+    /// with the pinned key, so that a wrong key appends nothing.
+    async fn check_key(&mut self) -> Result<(), ClientError> {
+        if self.key_checked {
+            return Ok(());
+        }
+        match self.checkpoint().await {
+            Ok(_) => {
+                self.key_checked = true;
+                Ok(())
+            }
+            Err(ClientError::Verification(why)) => Err(ClientError::WrongKey {
+                vkey: self.vkey.clone(),
+                reason: why,
+            }),
+            Err(e) => Err(e),
+        }
     }
 
     /// The pinned verifier key.
@@ -521,6 +573,21 @@ impl Client {
         &mut self,
         answers: Vec<pb::AppendResponse>,
     ) -> Result<Vec<VerifiedEntry>, ClientError> {
+        let indexes: Vec<u64> = answers.iter().map(|r| r.index).collect();
+        self.verify_appends_inner(answers)
+            .await
+            .map_err(|e| match e {
+                ClientError::Verification(reason) => {
+                    ClientError::AppendedUnverified { indexes, reason }
+                }
+                other => other,
+            })
+    }
+
+    async fn verify_appends_inner(
+        &mut self,
+        answers: Vec<pb::AppendResponse>,
+    ) -> Result<Vec<VerifiedEntry>, ClientError> {
         let mut out = Vec::with_capacity(answers.len());
         let mut current: Option<(pb::SignedCheckpoint, SignedCheckpoint, InclusionVerifier)> = None;
         for r in answers {
@@ -607,6 +674,7 @@ impl Client {
     /// log deduplicates by source and event id); returns it with its
     /// verified proof.
     pub async fn append(&mut self, event: &ArtifactEvent) -> Result<VerifiedEntry, ClientError> {
+        self.check_key().await?;
         let wire = convert::event(event);
         let r = self
             .call("Append", true, |mut rpc| {
@@ -626,6 +694,7 @@ impl Client {
         &mut self,
         events: &[ArtifactEvent],
     ) -> Result<Vec<VerifiedEntry>, ClientError> {
+        self.check_key().await?;
         let wire: Vec<pb::ArtifactEvent> = events.iter().map(convert::event).collect();
         let r = self
             .call("AppendBatch", true, |mut rpc| {

@@ -33,7 +33,7 @@ pub struct Alert {
     /// so it is sent once, and receivers can deduplicate.
     pub id: String,
     /// The rule that fired (`fork`, `split-view`, `rollback`,
-    /// `root-mismatch`, `bad-signature`, `stale`, `unreachable`,
+    /// `root-mismatch`, `bad-signature`, `stale`, `unreachable`, `credentials-expired`,
     /// `digest-conflict`, `unregistered`, `unapproved`,
     /// `version-regression`, `version-pattern`, `submitter-not-allowed`,
     /// `missing-attestation`, `deploy-retired`, `access-rate`).

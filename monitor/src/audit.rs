@@ -67,10 +67,31 @@ pub struct Auditor {
     unreachable_after: u32,
     failures: u32,
     outage_start: Option<u64>,
+    /// The bearer token's file, re-read when it changes, before the token
+    /// it holds expires, and on SIGHUP.
+    token_file: Option<std::path::PathBuf>,
+    /// When the token file was last read (its modification time).
+    token_mtime: Option<std::time::SystemTime>,
+    /// Why every endpoint refused the credentials in the last round.
+    refused_credentials: Option<String>,
     gossip: GossipQueue,
     save_interval: Duration,
     last_save: std::time::Instant,
     dirty: bool,
+}
+
+/// The `exp` claim of a JWT, read without verifying it (the server
+/// verifies; the monitor only wants to know when to look for a new one).
+fn token_expiry(token: &str) -> Option<u64> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()?
+        .get("exp")?
+        .as_u64()
 }
 
 fn now_secs() -> u64 {
@@ -173,6 +194,12 @@ impl Auditor {
             unreachable_after: cfg.unreachable_after.max(1),
             failures: 0,
             outage_start: None,
+            token_mtime: log
+                .token_file
+                .as_ref()
+                .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok()),
+            token_file: log.token_file.clone(),
+            refused_credentials: None,
             gossip: Arc::new(Mutex::new(VecDeque::new())),
             save_interval: cfg.save_interval,
             last_save: std::time::Instant::now(),
@@ -226,6 +253,42 @@ impl Auditor {
         (self.vkey.clone(), self.opts.clone())
     }
 
+    /// Re-reads the token file if it changed, if the token it holds
+    /// expires within a minute (a rotated token may already be there), or
+    /// if `force` (SIGHUP). A new token drops the open clients, so the
+    /// next call uses it.
+    pub fn refresh_credentials(&mut self, force: bool) {
+        let Some(path) = self.token_file.clone() else {
+            return;
+        };
+        let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let expiring = self
+            .opts
+            .token
+            .as_deref()
+            .and_then(token_expiry)
+            .is_some_and(|exp| exp <= now_secs() + 60);
+        if !(force || expiring || mtime != self.token_mtime) {
+            return;
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(t) => {
+                let t = t.trim().to_owned();
+                self.token_mtime = mtime;
+                if self.opts.token.as_deref() != Some(t.as_str()) {
+                    tracing::info!(log = %self.name, file = %path.display(), "token file re-read: new token");
+                    self.opts.token = Some(t);
+                    for e in &mut self.endpoints {
+                        e.client = None;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(log = %self.name, file = %path.display(), error = %e, "cannot re-read the token file; keeping the token in use");
+            }
+        }
+    }
+
     async fn client(&mut self, i: usize) -> Result<&mut Client, ClientError> {
         let ep = &mut self.endpoints[i];
         if ep.client.is_none() {
@@ -269,6 +332,13 @@ impl Auditor {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(log = %self.name, endpoint = %url, error = %e, "cannot get a checkpoint");
+                if let ClientError::Refused {
+                    code: tonic::Code::Unauthenticated | tonic::Code::PermissionDenied,
+                    message,
+                } = &e
+                {
+                    self.refused_credentials = Some(format!("{url}: {message}"));
+                }
                 if matches!(e, ClientError::Transport(_) | ClientError::Connect { .. }) {
                     self.endpoints[i].client = None;
                 }
@@ -313,6 +383,8 @@ impl Auditor {
         let now = now_secs();
         let mut findings = Vec::new();
         let mut primary = None;
+        self.refresh_credentials(false);
+        self.refused_credentials = None;
         for i in 0..self.endpoints.len() {
             if let Some(cp) = self.fetch(i, &mut findings).await {
                 primary = Some((i, cp));
@@ -320,6 +392,39 @@ impl Auditor {
             }
         }
         let Some((p, cp)) = primary else {
+            // The log answered, and refused the credentials: not an
+            // outage, and not for the log's operator to fix.
+            if let Some(why) = self.refused_credentials.take() {
+                let expiry = self.opts.token.as_deref().and_then(token_expiry);
+                let expired = match expiry {
+                    Some(exp) if exp <= now => format!("the token expired at {exp} (now {now}); "),
+                    _ => String::new(),
+                };
+                let file = self
+                    .token_file
+                    .as_ref()
+                    .map(|p| {
+                        format!(
+                            " (token_file {}, re-read on change and on SIGHUP)",
+                            p.display()
+                        )
+                    })
+                    .unwrap_or_default();
+                findings.push(Finding {
+                    rule: "credentials-expired",
+                    severity: Severity::High,
+                    message: format!(
+                        "{} refuses the monitor's credentials: {expired}{why}; auditing is paused \
+                         until valid credentials are in place{file}",
+                        self.origin
+                    ),
+                    entries: vec![],
+                    key: format!("token {}", expiry.unwrap_or(0)),
+                    evidence: None,
+                });
+                self.metrics.log(&self.name, |f| f.failed_rounds += 1);
+                return Ok(findings);
+            }
             self.failures += 1;
             self.metrics.log(&self.name, |f| f.failed_rounds += 1);
             if self.failures >= self.unreachable_after {

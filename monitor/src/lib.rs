@@ -251,10 +251,36 @@ impl Monitor {
             let text = bound.map(|a| a.to_string()).unwrap_or_default();
             state::write_atomic(path, format!("{text}\n").as_bytes())?;
         }
+        // SIGHUP re-reads credential files (it used to end the monitor).
+        let hup = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(mut sig) => {
+                let (hup, wake, mut stop) = (hup.clone(), wake.clone(), stop_rx.clone());
+                tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            r = sig.recv() => if r.is_none() { return },
+                            _ = stop.wait_for(|s| *s) => return,
+                        }
+                        tracing::info!("SIGHUP: re-reading credentials");
+                        hup.store(true, std::sync::atomic::Ordering::SeqCst);
+                        wake.notify_one();
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; credentials are re-read only when they change")
+            }
+        }
         let mut stop = stop_rx;
         loop {
             if *stop.borrow() {
                 return self.flush();
+            }
+            if hup.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                for a in &mut self.auditors {
+                    a.refresh_credentials(true);
+                }
             }
             match self.pass().await {
                 Ok(r) if r.new > 0 => tracing::info!(new = r.new, "alerts sent"),

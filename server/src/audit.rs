@@ -6,6 +6,20 @@
 //! Records are handed to a writer thread through a bounded queue (a full
 //! queue makes callers wait rather than lose records) and appended to a
 //! file that rotates by size, keeping a configured number of old files.
+//!
+//! With ledger auditing, records also become leaves of the log itself,
+//! which nobody can ever remove. So what reaches the ledger is decided
+//! here, and kept small:
+//! - a decision about an authenticated caller (allowed or denied) is one
+//!   leaf, each of its strings cut to [`LEDGER_TEXT_MAX`] bytes and its
+//!   lists to [`LEDGER_LIST_MAX`] items (the file keeps them whole);
+//! - a refusal before authentication (credentials that did not verify, a
+//!   caller without credentials denied by the policy, a rate limit, a TLS
+//!   handshake that failed, a request that did not decode) is never a
+//!   leaf of its own: the ledger gets, per interval, one summary leaf per
+//!   (peer address, principal, reason) with the count, the reason from a
+//!   fixed vocabulary ([`Refusal`]). Strangers cannot write their text
+//!   into the log, nor one leaf per request they send.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write as _};
@@ -45,13 +59,109 @@ pub struct AccessRecord {
     pub reason: String,
     /// Time to answer, in milliseconds.
     pub latency_ms: f64,
+    /// For a refusal before authentication (or a rate limit), its reason
+    /// from a fixed vocabulary; such records reach the ledger only as
+    /// counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<Refusal>,
+}
+
+/// Why a request was refused before it could be attributed to an
+/// authenticated caller: the ledger summarizes these by peer and reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// Credentials that did not verify.
+    Credentials(crate::auth::AuthFailure),
+    /// A caller without credentials, denied by the policy.
+    NoCredentials,
+    /// Over a rate limit.
+    RateLimited,
+    /// A TLS handshake that failed.
+    TlsHandshake,
+    /// A request that did not decode, or was too large or too costly to.
+    Undecodable,
+}
+
+impl Refusal {
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Credentials(k) => k.as_str(),
+            Refusal::NoCredentials => "no-credentials",
+            Refusal::RateLimited => "rate-limited",
+            Refusal::TlsHandshake => "tls-handshake",
+            Refusal::Undecodable => "undecodable-request",
+        }
+    }
+}
+
+impl Serialize for Refusal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Longest string of a ledger access record, in bytes.
+pub const LEDGER_TEXT_MAX: usize = 256;
+/// Most items of a list in a ledger access record.
+pub const LEDGER_LIST_MAX: usize = 16;
+
+/// `s` cut to at most `max` bytes at a character boundary, saying how
+/// much was cut.
+fn bounded(s: String, max: usize) -> String {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max.saturating_sub(24);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…[{} bytes cut]", &s[..end], s.len() - end)
+}
+
+fn bounded_list(v: Vec<String>) -> Vec<String> {
+    let n = v.len();
+    let mut out: Vec<String> = v
+        .into_iter()
+        .take(LEDGER_LIST_MAX)
+        .map(|x| bounded(x, LEDGER_TEXT_MAX))
+        .collect();
+    if n > LEDGER_LIST_MAX {
+        out.push(format!("…[{} more]", n - LEDGER_LIST_MAX));
+    }
+    out
+}
+
+/// What the ledger writer receives.
+#[derive(Debug, Clone)]
+pub enum LedgerItem {
+    /// A record that becomes a leaf of its own.
+    Record(Box<AccessRecord>),
+    /// A refusal, to be counted into the interval's summary.
+    Refusal(RefusalKey),
+}
+
+/// What a refusal summary counts by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RefusalKey {
+    /// The peer's IP address (without the port).
+    pub peer: String,
+    /// The principal, when one was authenticated (rate limits), else
+    /// `unauthenticated`.
+    pub principal: String,
+    /// The gRPC method (or `tls-handshake`).
+    pub method: String,
+    /// Why.
+    pub reason: &'static str,
+    /// The status answered.
+    pub status: String,
 }
 
 /// Where records go: the JSON-lines file, the log itself, or both.
 #[derive(Debug, Clone, Default)]
 pub struct AuditSink {
     file: Option<mpsc::SyncSender<AccessRecord>>,
-    ledger: Option<tokio::sync::mpsc::Sender<AccessRecord>>,
+    ledger: Option<tokio::sync::mpsc::Sender<LedgerItem>>,
 }
 
 /// Rotation settings.
@@ -67,7 +177,7 @@ impl AuditSink {
     /// Also hands every record to `ledger` (to be appended to the log).
     /// A full ledger queue drops the record from the ledger (it is still
     /// in the file) and says so in the server log.
-    pub fn with_ledger(mut self, ledger: tokio::sync::mpsc::Sender<AccessRecord>) -> Self {
+    pub fn with_ledger(mut self, ledger: tokio::sync::mpsc::Sender<LedgerItem>) -> Self {
         self.ledger = Some(ledger);
         self
     }
@@ -100,10 +210,20 @@ impl AuditSink {
     /// Records one access. The file writer is waited for if it is behind
     /// (never dropped); the ledger queue is not.
     pub fn record(&self, r: AccessRecord) {
-        if let Some(l) = &self.ledger
-            && let Err(e) = l.try_send(r.clone())
-        {
-            tracing::error!(error = %e, "ledger audit queue full or closed; record not in the log");
+        if let Some(l) = &self.ledger {
+            let item = match r.refusal {
+                Some(why) => LedgerItem::Refusal(RefusalKey {
+                    peer: peer_ip(&r.peer),
+                    principal: bounded(r.principal.clone(), LEDGER_TEXT_MAX),
+                    method: bounded(r.method.clone(), LEDGER_TEXT_MAX),
+                    reason: why.as_str(),
+                    status: r.status.clone(),
+                }),
+                None => LedgerItem::Record(Box::new(r.clone())),
+            };
+            if let Err(e) = l.try_send(item) {
+                tracing::error!(error = %e, "ledger audit queue full or closed; record not in the log");
+            }
         }
         if let Some(f) = &self.file
             && f.send(r).is_err()
@@ -174,53 +294,144 @@ fn writer(
     let _ = out.flush();
 }
 
+/// The address part of `ip:port` (IPv6 in brackets too).
+fn peer_ip(peer: &str) -> String {
+    match peer.parse::<std::net::SocketAddr>() {
+        Ok(a) => a.ip().to_string(),
+        Err(_) => bounded(peer.to_owned(), 64),
+    }
+}
+
+/// The ledger leaf of a record: every string and list bounded.
 impl From<AccessRecord> for tlog_core::leaf::AccessLeaf {
     fn from(r: AccessRecord) -> Self {
+        let b = |s: String| bounded(s, LEDGER_TEXT_MAX);
         tlog_core::leaf::AccessLeaf {
-            time: r.time,
-            principal: r.principal,
-            auth_method: r.auth_method,
-            issuer: r.issuer,
-            peer: r.peer,
-            method: r.method,
-            actions: r.actions,
-            resources: r.resources,
-            decision: r.decision,
-            policies: r.policies,
-            justification: r.justification,
-            status: r.status,
-            reason: r.reason,
+            time: b(r.time),
+            principal: b(r.principal),
+            auth_method: b(r.auth_method),
+            issuer: b(r.issuer),
+            peer: b(r.peer),
+            method: b(r.method),
+            actions: bounded_list(r.actions),
+            resources: bounded_list(r.resources),
+            decision: b(r.decision),
+            policies: bounded_list(r.policies),
+            justification: b(r.justification),
+            status: b(r.status),
+            reason: b(r.reason),
         }
     }
 }
 
+/// Most distinct (peer, principal, method, reason) counts kept in one
+/// interval; further refusals are counted under the peer `other`.
+const SUMMARY_KEYS_MAX: usize = 1024;
+
+/// Refusals counted in the current interval.
+#[derive(Debug, Default)]
+struct Summary {
+    counts: std::collections::HashMap<RefusalKey, u64>,
+    since: Option<String>,
+}
+
+impl Summary {
+    fn add(&mut self, mut k: RefusalKey) {
+        if self.since.is_none() {
+            self.since = Some(now_rfc3339());
+        }
+        if self.counts.len() >= SUMMARY_KEYS_MAX && !self.counts.contains_key(&k) {
+            k.peer = "other".into();
+            k.principal = "other".into();
+        }
+        *self.counts.entry(k).or_insert(0) += 1;
+    }
+
+    /// One leaf per counted key, oldest interval first; the counts reset.
+    fn leaves(&mut self) -> Vec<Vec<u8>> {
+        let since = self.since.take().unwrap_or_default();
+        let until = now_rfc3339();
+        let mut rows: Vec<(RefusalKey, u64)> = self.counts.drain().collect();
+        rows.sort_by(|a, b| {
+            (&a.0.peer, &a.0.method, a.0.reason).cmp(&(&b.0.peer, &b.0.method, b.0.reason))
+        });
+        rows.into_iter()
+            .map(|(k, n)| {
+                tlog_core::leaf::AccessLeaf {
+                    time: until.clone(),
+                    principal: k.principal,
+                    auth_method: "summary".into(),
+                    issuer: String::new(),
+                    peer: k.peer,
+                    method: k.method,
+                    actions: vec![],
+                    resources: vec![format!("{n} refused requests from {since} to {until}")],
+                    decision: "deny".into(),
+                    policies: vec![],
+                    justification: String::new(),
+                    status: k.status,
+                    reason: k.reason.into(),
+                }
+                .encode()
+            })
+            .collect()
+    }
+}
+
 /// Appends access records to the log in batches (ledger auditing): up to
-/// 256 records or `flush` after the first, whichever comes first. Stops
-/// when `stop` turns true, after appending what it holds.
+/// 256 records or `flush` after the first, whichever comes first; and every
+/// `summarize`, the summary of the refusals counted since (one leaf per
+/// peer, principal, method and reason, with the count).
+/// Stops when `stop` turns true, after appending what it holds.
 pub async fn ledger_writer(
-    mut rx: tokio::sync::mpsc::Receiver<AccessRecord>,
+    mut rx: tokio::sync::mpsc::Receiver<LedgerItem>,
     seq: crate::sequencer::Sequencer,
     flush: std::time::Duration,
+    summarize: std::time::Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let mut summary = Summary::default();
+    let mut tick = tokio::time::interval(summarize);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let append = |batch: Vec<Vec<u8>>| {
+        let seq = seq.clone();
+        async move {
+            let n = batch.len();
+            if n > 0
+                && let Err(e) = seq.append_access(batch).await
+            {
+                tracing::error!(error = %e, records = n, "cannot append access records to the log");
+            }
+        }
+    };
     loop {
         let first = tokio::select! {
             r = rx.recv() => r,
+            _ = tick.tick() => {
+                append(summary.leaves()).await;
+                continue;
+            }
             _ = stop.changed() => None,
         };
-        let Some(first) = first else { return };
-        let mut batch = vec![tlog_core::leaf::AccessLeaf::from(first).encode()];
+        let Some(first) = first else {
+            append(summary.leaves()).await;
+            return;
+        };
+        let mut batch = Vec::new();
+        let mut take = |item: LedgerItem, batch: &mut Vec<Vec<u8>>| match item {
+            LedgerItem::Record(r) => batch.push(tlog_core::leaf::AccessLeaf::from(*r).encode()),
+            LedgerItem::Refusal(k) => summary.add(k),
+        };
+        take(first, &mut batch);
         let deadline = tokio::time::Instant::now() + flush;
-        while batch.len() < 256 {
+        while batch.len() < 256 && !batch.is_empty() {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(r)) => batch.push(tlog_core::leaf::AccessLeaf::from(r).encode()),
+                Ok(Some(item)) => take(item, &mut batch),
                 _ => break,
             }
         }
-        let n = batch.len();
-        if let Err(e) = seq.append_access(batch).await {
-            tracing::error!(error = %e, records = n, "cannot append access records to the log");
-        }
+        append(batch).await;
     }
 }
 
@@ -249,7 +460,61 @@ mod tests {
             status: "OK".into(),
             reason: String::new(),
             latency_ms: 1.0,
+            refusal: None,
         }
+    }
+
+    #[test]
+    fn ledger_leaves_are_bounded_and_refusals_only_counted() {
+        let mut r = rec(1);
+        r.justification = "x".repeat(8192);
+        r.resources = (0..100).map(|i| format!("r{i}")).collect();
+        let leaf = tlog_core::leaf::AccessLeaf::from(r);
+        assert!(
+            leaf.justification.len() <= LEDGER_TEXT_MAX,
+            "{}",
+            leaf.justification.len()
+        );
+        assert!(leaf.justification.contains("bytes cut"));
+        assert_eq!(leaf.resources.len(), LEDGER_LIST_MAX + 1);
+        assert!(leaf.encode().len() < 2048);
+
+        let mut s = Summary::default();
+        for i in 0..300 {
+            s.add(RefusalKey {
+                peer: format!("10.0.0.{}", i % 3),
+                principal: "unauthenticated".into(),
+                method: "GetCheckpoint".into(),
+                reason: Refusal::NoCredentials.as_str(),
+                status: "Unauthenticated".into(),
+            });
+        }
+        let leaves = s.leaves();
+        assert_eq!(
+            leaves.len(),
+            3,
+            "one summary per peer, not one leaf per refusal"
+        );
+        for l in &leaves {
+            let a = tlog_core::leaf::AccessLeaf::decode(l).expect("decodes");
+            assert!(
+                a.resources[0].starts_with("100 refused requests"),
+                "{:?}",
+                a.resources
+            );
+        }
+        assert!(s.leaves().is_empty(), "counts reset");
+        // Past the key limit, new peers are counted under one key.
+        for i in 0..(SUMMARY_KEYS_MAX + 50) {
+            s.add(RefusalKey {
+                peer: format!("p{i}"),
+                principal: "unauthenticated".into(),
+                method: "m".into(),
+                reason: "r",
+                status: "s".into(),
+            });
+        }
+        assert_eq!(s.leaves().len(), SUMMARY_KEYS_MAX + 1);
     }
 
     #[test]

@@ -81,6 +81,11 @@ pub struct QueueSection {
     /// How long a caller waits for room before `RESOURCE_EXHAUSTED`.
     #[serde(with = "humantime_serde")]
     pub enqueue_timeout: Duration,
+    /// Bytes that requests being read and decoded may take at once: their
+    /// wire bytes and an estimate of their decoded size
+    /// ([`crate::ingress`]). Requests beyond it wait, then get
+    /// `RESOURCE_EXHAUSTED`.
+    pub max_decoding_bytes: usize,
 }
 
 impl Default for QueueSection {
@@ -89,6 +94,7 @@ impl Default for QueueSection {
             depth: 1024,
             max_inflight_bytes: 128 << 20,
             enqueue_timeout: Duration::from_secs(5),
+            max_decoding_bytes: 64 << 20,
         }
     }
 }
@@ -151,7 +157,8 @@ pub struct AuthSection {
     pub policy_file: Option<PathBuf>,
     /// Trusted bearer-token issuers.
     pub token_issuers: Vec<crate::tokens::IssuerConfig>,
-    /// Roles of certificate principals: SPIFFE ID or DNS name -> roles.
+    /// Roles of certificate principals: a SPIFFE ID (`spiffe://…`, from a
+    /// URI SAN) or `dns:<host name>` (from a DNS SAN) -> roles.
     pub cert_roles: std::collections::HashMap<String, Vec<String>>,
     /// JSON-lines access log; none to disable.
     pub access_log: Option<PathBuf>,
@@ -161,11 +168,32 @@ pub struct AuthSection {
     pub access_log_keep: usize,
     /// Per-principal rate limits.
     pub rate_limits: crate::ratelimit::RateLimits,
-    /// Also append every access record to the log itself, in batches.
+    /// Also append access records to the log itself, in batches: every
+    /// decision about an authenticated caller, and summaries (counts by
+    /// peer and reason) of refusals before authentication
+    /// ([`crate::audit`]).
     pub ledger_audit: bool,
     /// Longest wait before a batch of access records is appended.
     #[serde(with = "humantime_serde")]
     pub ledger_flush: Duration,
+    /// How often the summary of refusals before authentication is
+    /// appended to the ledger.
+    #[serde(with = "humantime_serde")]
+    pub ledger_refusal_summary: Duration,
+    /// Refusals of credentials (tokens or certificates that do not verify)
+    /// allowed per peer address; past it, such requests are answered
+    /// `RESOURCE_EXHAUSTED`. Default 5 per second, bursts of 20.
+    pub refusals_per_peer: crate::ratelimit::Limit,
+    /// Longest `x-tlog-justification` header, in bytes.
+    pub max_justification_bytes: usize,
+    /// Sources bound to the principals that may submit for them: source
+    /// name -> principals (token subjects, SPIFFE IDs, `dns:` names). An
+    /// event of a bound source from any other principal is refused
+    /// (`PERMISSION_DENIED`, before anything is looked up), and its
+    /// (source, event id) is the idempotency key. An event of a source
+    /// bound to nobody is idempotent per submitter: its key is scoped by
+    /// the principal, so no submitter can claim, or probe, another's ids.
+    pub sources: std::collections::HashMap<String, Vec<String>>,
     /// Keys whose Ed25519 attestations over events the server verifies, as
     /// C2SP verifier keys (`name+hexid+base64key`). An attestation's
     /// `key_id` is the signer's name.
@@ -183,8 +211,15 @@ impl Default for AuthSection {
             access_log_keep: 10,
             rate_limits: Default::default(),
             trusted_signers: Vec::new(),
+            sources: Default::default(),
             ledger_audit: false,
             ledger_flush: Duration::from_millis(500),
+            ledger_refusal_summary: Duration::from_secs(60),
+            refusals_per_peer: crate::ratelimit::Limit {
+                per_second: 5.0,
+                burst: 20,
+            },
+            max_justification_bytes: 1024,
         }
     }
 }
@@ -197,6 +232,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Signing key file; default `<data_dir>/log.key`.
     pub key_file: Option<PathBuf>,
+    /// The checkpoint lock ([`crate::lock`]): the latest signed checkpoint,
+    /// kept outside the store; default `<data_dir>/checkpoint.lock`. Put
+    /// it on another volume than the store (and back it up apart from
+    /// it), so that a store restored or rolled back with its volume is
+    /// still caught.
+    pub checkpoint_lock: Option<PathBuf>,
     /// gRPC listen address.
     pub listen: SocketAddr,
     /// Prometheus `/metrics` listen address; none to disable.
@@ -234,6 +275,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("tlog-data"),
             key_file: None,
+            checkpoint_lock: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 7400)),
             metrics_listen: None,
             default_principal: "unauthenticated".into(),
@@ -279,6 +321,18 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join("log.key"))
     }
 
+    /// The largest request message: a full batch of the largest events.
+    pub fn max_message_bytes(&self) -> usize {
+        self.limits.max_event_bytes as usize * self.limits.max_batch_events as usize + 64 * 1024
+    }
+
+    /// The checkpoint lock file.
+    pub fn lock_path(&self) -> PathBuf {
+        self.checkpoint_lock
+            .clone()
+            .unwrap_or_else(|| crate::keys::lock_path(&self.data_dir))
+    }
+
     /// Checks every setting.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |setting, reason: &str| {
@@ -320,6 +374,13 @@ impl Config {
                 "must be between 1024 and 16777216",
             );
         }
+        if (self.queue.max_decoding_bytes as u64) < 2 * self.max_message_bytes() as u64 {
+            return bad(
+                "queue.max_decoding_bytes",
+                "must be at least twice the largest request (limits.max_event_bytes × \
+                 limits.max_batch_events + 64 KiB), or the largest batches could never be decoded",
+            );
+        }
         if (self.queue.max_inflight_bytes as u64) < u64::from(self.limits.max_event_bytes) {
             return bad(
                 "queue.max_inflight_bytes",
@@ -350,6 +411,23 @@ impl Config {
         if !self.auth.cert_roles.is_empty() && !mtls {
             return bad("auth.cert_roles", "needs mutual TLS (tls.client_ca_file)");
         }
+        for name in self.auth.cert_roles.keys() {
+            let ok = match name.strip_prefix(crate::auth::DNS_PREFIX) {
+                Some(host) => crate::auth::is_dns_name(host),
+                None => name.starts_with("spiffe://") && name.len() > "spiffe://".len(),
+            };
+            if !ok {
+                return Err(ConfigError::Invalid {
+                    setting: "auth.cert_roles",
+                    reason: format!(
+                        "{} names no certificate principal: write a SPIFFE ID \
+                         (\"spiffe://domain/path\", matched against a URI SAN) or \
+                         \"dns:<host name>\" (matched against a DNS SAN)",
+                        tlog_core::text::escaped(name)
+                    ),
+                });
+            }
+        }
         let limits = self
             .auth
             .rate_limits
@@ -375,6 +453,32 @@ impl Config {
                     });
                 }
             }
+        }
+        for (source, principals) in &self.auth.sources {
+            if source.is_empty() || principals.is_empty() {
+                return bad(
+                    "auth.sources",
+                    "each source needs a name and at least one principal",
+                );
+            }
+        }
+        if self.auth.ledger_refusal_summary < Duration::from_secs(1) {
+            return bad("auth.ledger_refusal_summary", "must be at least 1s");
+        }
+        if !(self.auth.refusals_per_peer.per_second.is_finite()
+            && self.auth.refusals_per_peer.per_second > 0.0)
+            || self.auth.refusals_per_peer.burst == 0
+        {
+            return bad(
+                "auth.refusals_per_peer",
+                "per_second must be a positive number and burst at least 1",
+            );
+        }
+        if !(64..=8192).contains(&self.auth.max_justification_bytes) {
+            return bad(
+                "auth.max_justification_bytes",
+                "must be between 64 and 8192",
+            );
         }
         if self.auth.access_log_max_bytes < 4096 {
             return bad("auth.access_log_max_bytes", "must be at least 4096");
@@ -432,6 +536,18 @@ mod tests {
         };
         let e = c.validate().expect_err("mTLS without a policy");
         assert!(e.to_string().contains("auth.policy_file"), "{e}");
+        // Certificate roles name SPIFFE IDs or dns: principals, nothing else.
+        let mut m = c.clone();
+        m.auth.policy_file = Some("p.cedar".into());
+        for (name, ok) in [
+            ("spiffe://example.org/ci", true),
+            ("dns:registry.example.org", true),
+            ("registry.example.org", false),
+            ("dns:spiffe://example.org/ci", false),
+        ] {
+            m.auth.cert_roles = [(name.to_owned(), vec!["ci".to_owned()])].into();
+            assert_eq!(m.validate().is_ok(), ok, "{name}: {:?}", m.validate());
+        }
         let mut c = Config::default();
         c.limits.max_batch_events = 0;
         let e = c.validate().expect_err("invalid");

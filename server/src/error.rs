@@ -110,8 +110,11 @@ impl From<AppendError> for ServiceError {
     fn from(e: AppendError) -> Self {
         match e {
             AppendError::Conflict { .. } => ServiceError::AlreadyExists(e.to_string()),
+            AppendError::SelfConflict { second, .. } => {
+                ServiceError::invalid(format!("events[{second}].event_id"), e.to_string())
+            }
             AppendError::Overloaded(_) => ServiceError::ResourceExhausted(e.to_string()),
-            AppendError::Unavailable(_) | AppendError::ShuttingDown => {
+            AppendError::Unavailable(_) | AppendError::ShuttingDown | AppendError::Halted(_) => {
                 ServiceError::Unavailable(e.to_string())
             }
         }
@@ -120,13 +123,12 @@ impl From<AppendError> for ServiceError {
 
 impl From<StorageError> for ServiceError {
     fn from(e: StorageError) -> Self {
-        match e {
-            // RocksDB's block checksums caught bytes that changed on disk.
-            StorageError::Db(ref d) if d.kind() == rocksdb::ErrorKind::Corruption => {
-                ServiceError::DataLoss(e.to_string())
-            }
-            StorageError::Db(_) => ServiceError::Unavailable(e.to_string()),
-            StorageError::Corrupt(_) => ServiceError::DataLoss(e.to_string()),
+        // RocksDB's block checksums caught bytes that changed on disk, or
+        // a value has the wrong shape.
+        if e.is_corruption() {
+            ServiceError::DataLoss(e.to_string())
+        } else {
+            ServiceError::Unavailable(e.to_string())
         }
     }
 }
@@ -136,9 +138,7 @@ impl From<StoreError> for ServiceError {
         match e {
             StoreError::Missing { .. } => ServiceError::Internal(e.to_string()),
             // RocksDB's block checksums caught bytes that changed on disk.
-            StoreError::Backend(ref m) if m.contains("Corruption") => {
-                ServiceError::DataLoss(e.to_string())
-            }
+            StoreError::Corrupt(_) => ServiceError::DataLoss(e.to_string()),
             StoreError::Backend(_) => ServiceError::Unavailable(e.to_string()),
         }
     }

@@ -64,6 +64,11 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> KeyError {
     }
 }
 
+/// The default checkpoint lock of a data directory ([`crate::lock`]).
+pub fn lock_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("checkpoint.lock")
+}
+
 /// The RocksDB folder inside a data directory.
 pub fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join("db")

@@ -7,7 +7,12 @@
 //!   error to a gRPC status in one place; [`convert`] turns wire types into
 //!   core types.
 //! - [`auth`]: the authentication slot; [`metrics`]: Prometheus metrics.
+//! - [`ingress`]: the TLS handshake and the decode bound, before the
+//!   service; both record what they refuse.
 //! - [`keys`]: `init` and signing-key loading; [`config`]: settings.
+//! - [`recover`]: re-import from a copy of the log, or adopt a store.
+//! - [`lock`]: the checkpoint lock, the latest signed checkpoint kept
+//!   outside the store; the sequencer signs only extensions of it.
 //!
 //! Tests start a server in-process with [`run`] on a listener they bound
 //! (`127.0.0.1:0`) and stop it through the shutdown future they own.
@@ -15,15 +20,26 @@
 /// Most concurrent gRPC streams one client connection may have open.
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 
+/// Largest request message of a caller that presents no credentials (no
+/// `authorization` header, no client certificate): what any read takes,
+/// far less than a batch.
+pub const ANONYMOUS_MAX_MESSAGE: usize = 64 * 1024;
+
+/// Largest estimated decoded size of such a request ([`ingress`]).
+pub const ANONYMOUS_MAX_COST: u64 = 1 << 20;
+
 pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod config;
 pub mod convert;
 pub mod error;
+pub mod ingress;
 pub mod keys;
+pub mod lock;
 pub mod metrics;
 pub mod ratelimit;
+pub mod recover;
 pub mod sequencer;
 pub mod service;
 pub mod storage;
@@ -65,29 +81,12 @@ pub enum ServerError {
     /// A file the configuration names could not be used.
     #[error("{0}")]
     Files(String),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] ingress::TlsSetupError),
     /// The gRPC transport failed.
     #[error("gRPC transport: {0}")]
     Transport(#[from] tonic::transport::Error),
-}
-
-fn tls_config(t: &config::TlsSection) -> Result<tonic::transport::ServerTlsConfig, ServerError> {
-    let read = |p: &std::path::Path, what: &str| {
-        std::fs::read(p).map_err(|e| ServerError::Files(format!("tls.{what} {}: {e}", p.display())))
-    };
-    let identity = tonic::transport::Identity::from_pem(
-        read(&t.cert_file, "cert_file")?,
-        read(&t.key_file, "key_file")?,
-    );
-    let mut c = tonic::transport::ServerTlsConfig::new().identity(identity);
-    if let Some(ca) = &t.client_ca_file {
-        c = c
-            .client_ca_root(tonic::transport::Certificate::from_pem(read(
-                ca,
-                "client_ca_file",
-            )?))
-            .client_auth_optional(t.client_auth_optional);
-    }
-    Ok(c)
 }
 
 /// Reloads the policy on SIGHUP; a policy that fails to load is reported
@@ -207,6 +206,20 @@ pub async fn run_with(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    run_until_ready(listener, metrics_listener, config, shutdown, || Ok(())).await
+}
+
+/// Like [`run_with`], calling `on_ready` once every start-up check has
+/// passed and the server is about to serve (a ready file written there
+/// never announces a server that then refuses to start). An error from it
+/// stops the server before it serves.
+pub async fn run_until_ready(
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce() -> Result<(), String>,
+) -> Result<(), ServerError> {
     config.validate()?;
     let signer = keys::load_signer(&config.key_path())?;
     let store = Arc::new(RocksStore::open(&keys::db_path(&config.data_dir))?);
@@ -251,11 +264,12 @@ pub async fn run_with(
         )
         .map_err(|e| ServerError::Files(format!("access log {}: {e}", p.display())))?,
     };
-    let tls = config.tls.as_ref().map(tls_config).transpose()?;
+    let tls = config.tls.as_ref().map(ingress::tls_acceptor).transpose()?;
     // Everything that can fail to load is loaded: start the sequencer.
     let (seq, seq_task) = sequencer::start(
         store.clone(),
         signer,
+        lock::CheckpointLock::at(config.lock_path()),
         BatchConfig {
             max_events: config.batch.max_events,
             max_wait: config.batch.max_wait,
@@ -279,6 +293,7 @@ pub async fn run_with(
             rx,
             seq.clone(),
             config.auth.ledger_flush,
+            config.auth.ledger_refusal_summary,
             stop_rx.clone(),
         ));
     }
@@ -293,9 +308,7 @@ pub async fn run_with(
         .iter()
         .filter_map(|k| tlog_core::note::Verifier::from_vkey(k).ok())
         .collect();
-    let max_message = config.limits.max_event_bytes as usize
-        * config.limits.max_batch_events as usize
-        + 64 * 1024;
+    let max_message = config.max_message_bytes();
     let tiles = Arc::new(tlog_core::merkle::cache::TileCache::new(
         config.tile_cache_tiles,
     ));
@@ -309,6 +322,7 @@ pub async fn run_with(
         let size = seq.latest().size;
         tokio::task::spawn_blocking(move || warm_tile_cache(&store, &tiles, size, &metrics, &stop));
     }
+    let ingress_audit = audit.clone();
     let svc = LogService::new(
         store.clone(),
         seq,
@@ -324,10 +338,42 @@ pub async fn run_with(
         audit,
         ratelimit::RateLimiter::new(config.auth.rate_limits.clone()),
         trusted_signers,
+        config.auth.refusals_per_peer,
+        config.auth.max_justification_bytes,
+        config.auth.sources.clone(),
     );
     let log = tlog_proto::v1::log_server::LogServer::new(svc)
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(64 << 20);
+    let schema =
+        ingress::Schema::from_descriptors(&[tlog_proto::FILE_DESCRIPTOR_SET]).map_err(|e| {
+            config::ConfigError::Invalid {
+                setting: "protocol",
+                reason: format!("the built-in file descriptor set does not decode: {e}"),
+            }
+        })?;
+    let log = ingress::Bounded::new(
+        log,
+        ingress::Budget {
+            max_message,
+            // Without authentication every caller is the default
+            // principal: nobody is "anonymous".
+            max_anonymous_message: if config.authenticates() {
+                ANONYMOUS_MAX_MESSAGE
+            } else {
+                max_message
+            },
+            max_anonymous_cost: if config.authenticates() {
+                ANONYMOUS_MAX_COST
+            } else {
+                u64::MAX
+            },
+            decode_bytes: config.queue.max_decoding_bytes,
+            wait: config.queue.enqueue_timeout,
+        },
+        schema,
+        ingress_audit.clone(),
+    );
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -370,18 +416,25 @@ pub async fn run_with(
         // A client that trickles or stalls its request holds a stream for
         // at most this long.
         .timeout(config.limits.request_timeout);
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls)?;
-    }
-    let serve = builder
+    on_ready().map_err(ServerError::Files)?;
+    let router = builder
         .add_service(health)
         .add_service(reflection)
-        .add_service(log)
-        .serve_with_incoming_shutdown(
+        .add_service(log);
+    type Serving =
+        std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
+    let serve: Serving = match tls {
+        // Handshakes are ours (ingress), so failed ones are recorded.
+        Some(acceptor) => Box::pin(router.serve_with_incoming_shutdown(
+            ingress::TlsIncoming::new(listener, acceptor, ingress_audit),
+            signal,
+        )),
+        None => Box::pin(router.serve_with_incoming_shutdown(
             // Without TCP_NODELAY, small answers wait for delayed ACKs (40 ms).
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             signal,
-        );
+        )),
+    };
     // HTTP/2 graceful shutdown waits for each client to acknowledge a ping;
     // a stuck client must not keep the server up forever.
     let served = tokio::select! {

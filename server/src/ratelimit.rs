@@ -29,6 +29,9 @@ pub struct RateLimits {
     pub principals: HashMap<String, Limit>,
 }
 
+/// Buckets kept before full ones are forgotten.
+const MAX_BUCKETS: usize = 65_536;
+
 #[derive(Debug)]
 struct Bucket {
     tokens: f64,
@@ -66,6 +69,14 @@ impl RateLimiter {
             return Ok(());
         };
         let burst = f64::from(limit.burst.max(1));
+        if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(principal) {
+            // Many distinct callers (peer addresses, say): forget those
+            // whose bucket has refilled, which is what a new bucket holds.
+            let per_second = limit.per_second;
+            buckets.retain(|_, b| {
+                b.tokens + now.saturating_duration_since(b.last).as_secs_f64() * per_second < burst
+            });
+        }
         let b = buckets.entry(principal.to_owned()).or_insert(Bucket {
             tokens: burst,
             last: now,

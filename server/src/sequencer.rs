@@ -29,8 +29,13 @@ use tlog_core::note::{Signer, Verifier};
 use tlog_core::{Hash, leaf_hash};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::lock::{CheckpointLock, GuardError, LockError, Standing};
 use crate::metrics::Metrics;
 use crate::storage::{ArtifactMeta, CommitBatch, Idempotency, LogStore, NewEntry};
+
+/// Set once when the sequencer can no longer write safely (the checkpoint
+/// lock could not be written): every append after it is refused.
+type Halted = Arc<std::sync::OnceLock<String>>;
 
 /// A signed checkpoint the log has issued.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +86,22 @@ pub enum AppendError {
         /// The event id.
         event_id: String,
     },
+    /// Two events of one batch share (source, event id) but differ.
+    #[error(
+        "events[{first}] and events[{second}] share (source {event_source:?}, event_id \
+         {event_id:?}) but differ; give each event its own id (nothing of the batch was \
+         appended)"
+    )]
+    SelfConflict {
+        /// Position of the first in the batch.
+        first: usize,
+        /// Position of the second.
+        second: usize,
+        /// The event's source system.
+        event_source: String,
+        /// The event id.
+        event_id: String,
+    },
     /// Storage failed; nothing of this batch was acknowledged.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -90,6 +111,9 @@ pub enum AppendError {
     /// The server is shutting down.
     #[error("the log is shutting down")]
     ShuttingDown,
+    /// Appends stopped: the sequencer cannot write safely until restarted.
+    #[error("appends are stopped until the server is restarted: {0}")]
+    Halted(String),
 }
 
 /// An event to append, with the trusted signers whose attestation over it
@@ -100,6 +124,25 @@ pub struct Submission {
     pub event: ArtifactEvent,
     /// Verified signers, sorted and unique.
     pub verified_signers: Vec<String>,
+    /// Whose (source, event id) this is: `None` for the event's source
+    /// itself (a source bound to its principals in the policy, or a log
+    /// without authentication), or [`scoped_source`] of the submitter, so
+    /// that one submitter can never claim another's event ids.
+    pub scope: Option<String>,
+}
+
+/// The idempotency scope of `source` for a `principal` it is not bound
+/// to: `principal NUL source` (neither may hold a NUL, so no two pairs
+/// give one scope).
+pub fn scoped_source(principal: &str, source: &str) -> String {
+    format!("{principal}\u{0}{source}")
+}
+
+impl Submission {
+    /// The key this submission is idempotent under.
+    fn key_source(&self) -> &str {
+        self.scope.as_deref().unwrap_or(&self.event.source)
+    }
 }
 
 struct Job {
@@ -130,6 +173,7 @@ pub struct Sequencer {
     tx: mpsc::Sender<Job>,
     enqueue_timeout: Duration,
     latest: watch::Receiver<Arc<Signed>>,
+    halted: Halted,
 }
 
 impl Sequencer {
@@ -153,6 +197,9 @@ impl Sequencer {
         access: Vec<Vec<u8>>,
         submitter: Submitter,
     ) -> Result<Outcome, AppendError> {
+        if let Some(why) = self.halted.get() {
+            return Err(AppendError::Halted(why.clone()));
+        }
         let (reply, rx) = oneshot::channel();
         let job = Job {
             events,
@@ -227,6 +274,27 @@ pub enum StartError {
     /// Storage failed.
     #[error("storage: {0}")]
     Storage(String),
+    /// The checkpoint lock could not be read or written.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The store is not a consistent extension of the checkpoint lock.
+    #[error(transparent)]
+    Guard(#[from] GuardError),
+    /// A log with entries but no checkpoint lock.
+    #[error(
+        "the log holds {size} entries but there is no checkpoint lock at {path}: the latest \
+         checkpoint the log signed is unknown, so the store cannot be checked for a rollback. \
+         Put the lock back (copy it from the server's previous data directory or its backup), \
+         or re-import from a copy of the log (`tlog-server recover --from <copy>`), or, only if \
+         this store is certainly the log's latest state (an upgrade from a version without \
+         the lock), adopt it: `tlog-server recover --data-dir <dir> --adopt-store`"
+    )]
+    NoLock {
+        /// The store's size.
+        size: u64,
+        /// Where the lock was looked for.
+        path: std::path::PathBuf,
+    },
 }
 
 /// A signer failed to sign a checkpoint.
@@ -271,11 +339,16 @@ struct State<S> {
     /// which may not be in storage yet.
     in_flight: Pending,
     metrics: Arc<Metrics>,
+    halted: Halted,
 }
 
 /// The writing stage: commits prepared batches in order and answers.
 struct Writer<S> {
     store: Arc<S>,
+    /// Written after each commit, before its checkpoint is published or
+    /// answered.
+    lock: CheckpointLock,
+    halted: Halted,
     /// Batches being answered.
     answering: tokio::task::JoinSet<()>,
     latest: Arc<Signed>,
@@ -355,6 +428,7 @@ fn settle<S: LogStore>(
 pub fn start<S: LogStore>(
     store: Arc<S>,
     signer: impl CheckpointSigner,
+    lock: CheckpointLock,
     cfg: BatchConfig,
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
@@ -380,8 +454,10 @@ pub fn start<S: LogStore>(
             signed: latest.root,
         });
     }
+    guard_start(store.as_ref(), &signer, &lock, &meta.origin, &latest)?;
     metrics.tree_size.set(meta.size);
     let latest = Arc::new(latest);
+    let halted = Halted::default();
     let (watch_tx, watch_rx) = watch::channel(latest.clone());
     let (tx, rx) = mpsc::channel(cfg.queue_depth.max(1));
     let state = State {
@@ -391,9 +467,12 @@ pub fn start<S: LogStore>(
         origin: meta.origin,
         in_flight: Pending::new(),
         metrics: metrics.clone(),
+        halted: halted.clone(),
     };
     let writer = Writer {
         store,
+        lock,
+        halted: halted.clone(),
         answering: tokio::task::JoinSet::new(),
         latest,
         watch: watch_tx,
@@ -405,9 +484,48 @@ pub fn start<S: LogStore>(
             tx,
             enqueue_timeout: cfg.enqueue_timeout,
             latest: watch_rx,
+            halted,
         },
         handle,
     ))
+}
+
+/// The checkpoint-lock guard at start ([`crate::lock`]): the store's
+/// latest checkpoint must be the lock's or a consistent extension of it
+/// (proven from the store's hashes, RFC 9162 section 2.1.4); the lock is
+/// then moved up to it. A new log (size 0) without a lock gets one.
+fn guard_start<S: LogStore>(
+    store: &S,
+    signer: &dyn CheckpointSigner,
+    lock: &CheckpointLock,
+    origin: &str,
+    latest: &Signed,
+) -> Result<(), StartError> {
+    let key = tlog_core::note::Verifiers::new([signer.verifier()]);
+    match lock.read(&key, origin)? {
+        None if latest.size == 0 => lock.write(&latest.note)?,
+        None => {
+            return Err(StartError::NoLock {
+                size: latest.size,
+                path: lock.path().to_owned(),
+            });
+        }
+        Some(locked) => {
+            let prover = tlog_core::merkle::prove::Prover::new(store);
+            let standing = locked.check_store(lock.path(), latest.size, &latest.root, |a, b| {
+                prover.consistency_proof(a, b).map_err(|e| e.to_string())
+            })?;
+            if standing == Standing::Ahead {
+                tracing::info!(
+                    locked = locked.size,
+                    store = latest.size,
+                    "the store extends the checkpoint lock consistently; moving the lock up"
+                );
+                lock.write(&latest.note)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn load_latest<S: LogStore>(
@@ -607,6 +725,10 @@ impl<S: LogStore> State<S> {
             reply,
         } = job;
         b.events += events.len() + access.len();
+        if let Some(why) = self.halted.get() {
+            let _ = reply.send(Err(AppendError::Halted(why.clone())));
+            return;
+        }
         if !access.is_empty() {
             let slots = access
                 .into_iter()
@@ -627,7 +749,12 @@ impl<S: LogStore> State<S> {
             b.answers.push((reply, Ok(slots)));
             return;
         }
-        match self.plan(&events, &b.pending, b.base + b.batch.entries.len() as u64) {
+        match self.plan(
+            &events,
+            &submitter,
+            &b.pending,
+            b.base + b.batch.entries.len() as u64,
+        ) {
             Err(e) => b.answers.push((reply, Err(e))),
             Ok((slots, local)) => {
                 for (event, slot) in events.into_iter().zip(&slots) {
@@ -695,25 +822,71 @@ impl<S: LogStore> State<S> {
     fn plan(
         &self,
         events: &[Submission],
+        submitter: &Submitter,
         pending: &Pending,
         next: u64,
     ) -> Result<(Vec<Slot>, Pending), AppendError> {
         let mut local = Pending::new();
         let mut slots = Vec::with_capacity(events.len());
         let mut new_count = 0u64;
-        for e in events.iter().map(|s| &s.event) {
-            let key = (e.source.clone(), e.event_id.clone());
+        for (position, sub) in events.iter().enumerate() {
+            let e = &sub.event;
+            let key = (sub.key_source().to_owned(), e.event_id.clone());
             let digest = e.content_digest();
+            // Two events of this one job under one key: the second is a
+            // retry of the first only if it is the same event; otherwise
+            // the job contradicts itself (and the first has no index yet
+            // to name: the whole job is refused).
+            if let Some((first_index, d)) = local.get(&key)
+                && *d != digest
+            {
+                let first = slots
+                    .iter()
+                    .position(|s| matches!(s, Slot::New(i, _) if *i == *first_index))
+                    .unwrap_or_default();
+                return Err(AppendError::SelfConflict {
+                    first,
+                    second: position,
+                    event_source: e.source.clone(),
+                    event_id: e.event_id.clone(),
+                });
+            }
             let found = match local
                 .get(&key)
                 .or_else(|| pending.get(&key))
                 .or_else(|| self.in_flight.get(&key))
             {
                 Some(v) => Some(*v),
-                None => self
-                    .store
-                    .idempotency(&e.source, &e.event_id)
-                    .map_err(|err| AppendError::Unavailable(err.to_string()))?,
+                None => {
+                    let unavailable = |err: crate::storage::StorageError| {
+                        AppendError::Unavailable(err.to_string())
+                    };
+                    match self
+                        .store
+                        .idempotency(&key.0, &e.event_id)
+                        .map_err(unavailable)?
+                    {
+                        Some(found) => Some(found),
+                        // Entries written before keys were scoped (or
+                        // re-imported) are under the source alone: theirs
+                        // only if this submitter wrote them.
+                        None if sub.scope.is_some() => {
+                            match self
+                                .store
+                                .idempotency(&e.source, &e.event_id)
+                                .map_err(unavailable)?
+                            {
+                                Some((index, d))
+                                    if self.submitted_by(index, &submitter.principal)? =>
+                                {
+                                    Some((index, d))
+                                }
+                                _ => None,
+                            }
+                        }
+                        None => None,
+                    }
+                }
             };
             match found {
                 Some((index, d)) if d == digest => slots.push(Slot::Dup(index)),
@@ -735,6 +908,17 @@ impl<S: LogStore> State<S> {
         Ok((slots, local))
     }
 
+    /// True if the event leaf at `index` was submitted by `principal`.
+    fn submitted_by(&self, index: u64, principal: &str) -> Result<bool, AppendError> {
+        let leaf = self
+            .store
+            .entry(index)
+            .map_err(|e| AppendError::Unavailable(e.to_string()))?;
+        Ok(leaf
+            .and_then(|l| Leaf::decode(&l).ok())
+            .is_some_and(|l| l.submitter.principal == principal))
+    }
+
     fn add_event(
         &mut self,
         batch: &mut CommitBatch,
@@ -748,36 +932,22 @@ impl<S: LogStore> State<S> {
         let Submission {
             event,
             verified_signers,
+            scope,
         } = submission;
-        let (source, event_id) = (event.source.clone(), event.event_id.clone());
-        let artifact_name = event.artifact.name.clone();
-        let artifact_meta = ArtifactMeta {
-            action: event.action.code(),
-            seconds: now.seconds,
-            nanos: now.nanos,
-            version: event.artifact.version.clone(),
-        };
         let leaf = Leaf {
             version: tlog_core::leaf::LEAF_VERSION,
             event,
             submitter: submitter.clone(),
             integrated_at: now,
             verified_signers,
+        };
+        let bytes = leaf.encode();
+        let mut e = event_entry(index, bytes, &leaf, content_digest);
+        if let (Some(scope), Some(i)) = (scope, e.idempotency.as_mut()) {
+            i.source = scope;
         }
-        .encode();
-        let lh = leaf_hash(&leaf);
-        self.tree.append(lh, &mut batch.hashes);
-        batch.entries.push(NewEntry {
-            index,
-            leaf,
-            leaf_hash: lh,
-            idempotency: Some(Idempotency {
-                source,
-                event_id,
-                content_digest,
-            }),
-            artifact: Some((artifact_name, artifact_meta)),
-        });
+        self.tree.append(e.leaf_hash, &mut batch.hashes);
+        batch.entries.push(e);
     }
 
     /// Signs the checkpoint over the tree as it now is, into `batch`.
@@ -817,7 +987,9 @@ impl<S: LogStore> State<S> {
                             "the failed commit landed; continuing from it"
                         );
                         self.tree = tree;
-                        writer.publish(Arc::new(latest));
+                        if writer.advance_lock(&latest.note) {
+                            writer.publish(Arc::new(latest));
+                        }
                     }
                     _ => {
                         tracing::error!("storage state unreadable after failed commit");
@@ -831,6 +1003,23 @@ impl<S: LogStore> State<S> {
 }
 
 impl<S: LogStore> Writer<S> {
+    /// Writes `note` to the checkpoint lock; if that fails, appends stop
+    /// (nothing may be answered with a checkpoint the lock does not
+    /// hold) and false is returned.
+    fn advance_lock(&mut self, note: &str) -> bool {
+        match self.lock.write(note) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "checkpoint lock not written; appends stop until restart");
+                self.metrics.commit_failures.inc();
+                let _ = self
+                    .halted
+                    .set(format!("the checkpoint lock could not be written: {e}"));
+                false
+            }
+        }
+    }
+
     /// Makes `signed` the latest checkpoint.
     fn publish(&mut self, signed: Arc<Signed>) {
         self.metrics.tree_size.set(signed.size);
@@ -862,6 +1051,13 @@ impl<S: LogStore> Writer<S> {
                         error: AppendError::Unavailable(e.to_string()),
                     });
                 }
+                // The lock before anything that depends on it: no answer,
+                // no published checkpoint, that it does not hold.
+                if !self.advance_lock(&signed.note) {
+                    let why = self.halted.get().cloned().unwrap_or_default();
+                    refuse(answers, &AppendError::Halted(why));
+                    return Ok(());
+                }
                 self.metrics.appends.add(batch.entries.len() as u64);
                 let signed = Arc::new(signed);
                 self.publish(signed.clone());
@@ -887,6 +1083,50 @@ impl<S: LogStore> Writer<S> {
             metrics.batch_events.observe(events as f64);
         });
         Ok(())
+    }
+}
+
+/// The entry for an event leaf: its bytes, its hash, and what the
+/// idempotency and artifact indexes keep of it.
+fn event_entry(index: u64, bytes: Vec<u8>, leaf: &Leaf, content_digest: [u8; 32]) -> NewEntry {
+    let event = &leaf.event;
+    NewEntry {
+        index,
+        leaf_hash: leaf_hash(&bytes),
+        leaf: bytes,
+        idempotency: Some(Idempotency {
+            source: event.source.clone(),
+            event_id: event.event_id.clone(),
+            content_digest,
+        }),
+        artifact: Some((
+            event.artifact.name.clone(),
+            ArtifactMeta {
+                action: event.action.code(),
+                seconds: leaf.integrated_at.seconds,
+                nanos: leaf.integrated_at.nanos,
+                version: event.artifact.version.clone(),
+            },
+        )),
+    }
+}
+
+/// The entry the sequencer would have written for the committed leaf
+/// `bytes` at `index` (an event with its indexes, or an access record),
+/// for re-importing a log from a copy of it.
+pub fn entry_for_leaf(index: u64, bytes: Vec<u8>) -> Result<NewEntry, tlog_core::leaf::LeafError> {
+    match tlog_core::leaf::decode_any(&bytes)? {
+        tlog_core::leaf::AnyLeaf::Event(leaf) => {
+            let digest = leaf.event.content_digest();
+            Ok(event_entry(index, bytes, &leaf, digest))
+        }
+        tlog_core::leaf::AnyLeaf::Access(_) => Ok(NewEntry {
+            index,
+            leaf_hash: leaf_hash(&bytes),
+            leaf: bytes,
+            idempotency: None,
+            artifact: None,
+        }),
     }
 }
 

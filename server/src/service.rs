@@ -16,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
-use crate::audit::{AccessRecord, AuditSink, now_rfc3339};
+use crate::audit::{AccessRecord, AuditSink, Refusal, now_rfc3339};
 use crate::auth::{Authenticator, Caller, RequestFacts};
 use crate::authz::{Ctx, PolicyHandle, Resource, Who};
 use crate::config::Limits;
@@ -48,6 +48,14 @@ pub struct LogService<S> {
     audit: Option<AuditSink>,
     limiter: crate::ratelimit::RateLimiter,
     signers: Vec<tlog_core::note::Verifier>,
+    /// The log's own key: stored checkpoints are verified with it before
+    /// they are served.
+    log_key: tlog_core::note::Verifiers,
+    /// Refused credentials per peer address.
+    refusal_limiter: crate::ratelimit::RateLimiter,
+    max_justification: usize,
+    /// Sources bound to their principals (`auth.sources`).
+    sources: std::collections::HashMap<String, Vec<String>>,
 }
 
 /// Metadata key carrying the caller's justification.
@@ -149,6 +157,14 @@ impl Access {
         }
     }
 
+    /// Records a refusal decided outside the policy (a source binding).
+    pub fn deny(&self, reason: &str) {
+        if let Ok(mut st) = self.state.lock() {
+            st.checked = true;
+            st.denied = Some(reason.to_owned());
+        }
+    }
+
     /// The caller.
     pub fn caller(&self) -> &Caller {
         &self.caller
@@ -173,8 +189,20 @@ impl<S: LogStore> LogService<S> {
         audit: Option<AuditSink>,
         limiter: crate::ratelimit::RateLimiter,
         signers: Vec<tlog_core::note::Verifier>,
+        refusals_per_peer: crate::ratelimit::Limit,
+        max_justification: usize,
+        sources: std::collections::HashMap<String, Vec<String>>,
     ) -> Self {
+        let log_key =
+            tlog_core::note::Verifiers::new(tlog_core::note::Verifier::from_vkey(&vkey).ok());
         LogService {
+            log_key,
+            refusal_limiter: crate::ratelimit::RateLimiter::new(crate::ratelimit::RateLimits {
+                default: Some(refusals_per_peer),
+                principals: Default::default(),
+            }),
+            max_justification,
+            sources,
             store,
             seq,
             origin,
@@ -218,23 +246,46 @@ impl<S: LogStore> LogService<S> {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        let refused = |status: Status, reason: String, who: Option<&Caller>| {
-            self.refuse(
-                method,
-                time.clone(),
-                start,
-                &facts,
-                &justification,
-                status,
-                reason,
-                who,
-            )
-        };
+        let refused =
+            |status: Status, reason: String, who: Option<&Caller>, why: Option<Refusal>| {
+                self.refuse(
+                    method,
+                    time.clone(),
+                    start,
+                    &facts,
+                    &justification,
+                    status,
+                    reason,
+                    who,
+                    why,
+                )
+            };
         let caller = match self.auth.authenticate(&facts) {
             Ok(c) => c,
             Err(e) => {
+                // Refused credentials are limited per peer address, so a
+                // stranger cannot make the server verify (and record)
+                // forged tokens without end.
+                let ip = facts.peer.map(|p| p.ip().to_string()).unwrap_or_default();
+                if let Err(wait) = self.refusal_limiter.check(&ip, Instant::now()) {
+                    let reason = format!(
+                        "too many refused credentials from {ip}; retry in {} ms",
+                        wait.as_millis().min(u128::from(u32::MAX))
+                    );
+                    return Err(refused(
+                        Status::resource_exhausted(reason.clone()),
+                        reason,
+                        None,
+                        Some(Refusal::RateLimited),
+                    ));
+                }
                 let status = Status::unauthenticated(format!("credentials refused: {e}"));
-                return Err(refused(status, e.to_string(), None));
+                return Err(refused(
+                    status,
+                    e.to_string(),
+                    None,
+                    Some(Refusal::Credentials(e.kind)),
+                ));
             }
         };
         if let Err(wait) = self
@@ -250,6 +301,30 @@ impl<S: LogStore> LogService<S> {
                 Status::resource_exhausted(reason.clone()),
                 reason,
                 Some(&caller),
+                Some(Refusal::RateLimited),
+            ));
+        }
+        if justification.len() > self.max_justification
+            || tlog_core::text::spoofing_char(&justification).is_some()
+        {
+            let reason = match tlog_core::text::spoofing_char(&justification) {
+                Some(c) => format!(
+                    "{JUSTIFICATION_HEADER} contains U+{:04X}, a control, bidirectional or \
+                     zero-width character; send plain text",
+                    c as u32
+                ),
+                None => format!(
+                    "{JUSTIFICATION_HEADER} is {} bytes, at most {} allowed",
+                    justification.len(),
+                    self.max_justification
+                ),
+            };
+            let why = matches!(caller.who, Who::Anonymous).then_some(Refusal::NoCredentials);
+            return Err(refused(
+                Status::invalid_argument(reason.clone()),
+                reason,
+                Some(&caller),
+                why,
             ));
         }
         let span = tracing::info_span!(
@@ -311,6 +386,8 @@ impl<S: LogStore> LogService<S> {
                 policies,
                 justification: access.justification.clone(),
                 status: format!("{code:?}"),
+                refusal: (matches!(c.who, Who::Anonymous) && denied.is_some())
+                    .then_some(Refusal::NoCredentials),
                 reason: denied.unwrap_or(if code == tonic::Code::Ok {
                     String::new()
                 } else {
@@ -335,6 +412,7 @@ impl<S: LogStore> LogService<S> {
         status: Status,
         reason: String,
         who: Option<&Caller>,
+        refusal: Option<Refusal>,
     ) -> Status {
         self.metrics.response(method, status.code());
         tracing::info!(method, peer = ?facts.peer, reason = %reason, code = ?status.code(), "refused");
@@ -362,6 +440,7 @@ impl<S: LogStore> LogService<S> {
                 status: format!("{:?}", status.code()),
                 reason,
                 latency_ms: start.elapsed().as_secs_f64() * 1e3,
+                refusal,
             });
         }
         status
@@ -400,6 +479,7 @@ impl<S: LogStore> LogService<S> {
             out.push(Submission {
                 event,
                 verified_signers,
+                scope: None,
             });
         }
         Ok((out, bytes))
@@ -564,6 +644,37 @@ impl<S: LogStore> LogService<S> {
     }
 }
 
+impl<S: LogStore> LogService<S> {
+    /// Binds each event's idempotency key to who may use it: a source
+    /// bound in `auth.sources` only to its principals (anyone else is
+    /// refused before anything is looked up), any other source to the
+    /// submitter itself when callers are authenticated.
+    fn scope_sources(&self, access: &Access, subs: &mut [Submission]) -> Result<()> {
+        let principal = &access.caller().submitter.principal;
+        for (i, s) in subs.iter_mut().enumerate() {
+            match self.sources.get(&s.event.source) {
+                Some(allowed) if allowed.iter().any(|p| p == principal) => {}
+                Some(_) => {
+                    let reason = format!(
+                        "{principal} may not submit events of source {:?} (auth.sources binds it \
+                         to other principals)",
+                        s.event.source
+                    );
+                    access.deny(&reason);
+                    return Err(ServiceError::PermissionDenied(format!(
+                        "events[{i}]: {reason}"
+                    )));
+                }
+                None if self.auth.enforcing() => {
+                    s.scope = Some(crate::sequencer::scoped_source(principal, &s.event.source));
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Checks `submit:<action>` on each event's artifact (all must pass). A
 /// batch asks once per distinct (action, artifact, environment, interface,
 /// signers): the answer depends on nothing else.
@@ -597,25 +708,58 @@ fn parse_hash(field: &str, bytes: &[u8]) -> Result<Hash> {
     Hash::from_slice(bytes).map_err(|e| ServiceError::invalid(field, e.to_string()))
 }
 
-/// A checkpoint note from storage, with the size and root it states.
-fn stored_checkpoint(note: String, size: u64) -> Result<pb::SignedCheckpoint> {
-    let text = note
-        .rfind("\n\n")
-        .map(|i| &note[..=i])
-        .ok_or_else(|| ServiceError::Internal(format!("stored checkpoint {size} is not a note")))?;
-    let cp = tlog_core::checkpoint::Checkpoint::parse(text)
-        .map_err(|e| ServiceError::Internal(format!("stored checkpoint {size}: {e}")))?;
-    if cp.size != size {
-        return Err(ServiceError::Internal(format!(
-            "stored checkpoint {size} says size {}",
-            cp.size
-        )));
+/// A checkpoint note from storage, served only if it verifies: signed by
+/// the log's key for its origin (C2SP signed-note, tlog-checkpoint) and
+/// stating `size`. A note changed on disk is `DATA_LOSS`, never served.
+fn verified_checkpoint(
+    note: String,
+    size: u64,
+    key: &tlog_core::note::Verifiers,
+    origin: &str,
+    metrics: &Metrics,
+) -> Result<pb::SignedCheckpoint> {
+    let opened = tlog_core::checkpoint::open(note.as_bytes(), key, origin).map_err(|e| {
+        corrupt(
+            metrics,
+            format!("stored checkpoint at size {size} does not verify with the log's key: {e}"),
+        )
+    })?;
+    if opened.checkpoint.size != size {
+        return Err(corrupt(
+            metrics,
+            format!(
+                "stored checkpoint at size {size} says size {}",
+                opened.checkpoint.size
+            ),
+        ));
     }
     Ok(pb::SignedCheckpoint {
-        root_hash: cp.root.as_bytes().to_vec(),
+        root_hash: opened.checkpoint.root.as_bytes().to_vec(),
         size,
         note,
     })
+}
+
+/// The leaf at `index`, served only if it hashes to the leaf hash stored
+/// in the tree (row 0) at `index`; a leaf rewritten on disk, or missing
+/// where the tree has one, is `DATA_LOSS`.
+fn verified_entry<S: LogStore>(s: &S, metrics: &Metrics, index: u64) -> Result<pb::Entry> {
+    let leaf = s.entry(index)?.ok_or_else(|| {
+        corrupt(
+            metrics,
+            format!("entry {index} is in the tree but not stored"),
+        )
+    })?;
+    let mut hashes = Vec::with_capacity(1);
+    s.read_hashes(0, index, 1, &mut hashes)?;
+    let e = entry(index, leaf);
+    match hashes.first() {
+        Some(h) if e.leaf_hash == h.as_bytes() => Ok(e),
+        _ => Err(corrupt(
+            metrics,
+            format!("entry {index} does not match its leaf hash in the tree"),
+        )),
+    }
 }
 
 /// Counts and describes stored data that failed verification.
@@ -698,8 +842,9 @@ impl<S: LogStore> Log for LogService<S> {
             let e = r
                 .event
                 .ok_or_else(|| ServiceError::invalid("event", "is required"))?;
-            let (events, bytes) = self.validate_events(vec![e], false)?;
+            let (mut events, bytes) = self.validate_events(vec![e], false)?;
             authorize_events(&access, &events)?;
+            self.scope_sources(&access, &mut events)?;
             let who = access.caller().submitter.clone();
             let mut answers = self.append_events(events, bytes, who).await?;
             answers
@@ -730,8 +875,9 @@ impl<S: LogStore> Log for LogService<S> {
                     ),
                 ));
             }
-            let (events, bytes) = self.validate_events(r.events, true)?;
+            let (mut events, bytes) = self.validate_events(r.events, true)?;
             authorize_events(&access, &events)?;
+            self.scope_sources(&access, &mut events)?;
             let who = access.caller().submitter.clone();
             let results = self.append_events(events, bytes, who).await?;
             Ok(pb::AppendBatchResponse { results })
@@ -765,7 +911,13 @@ impl<S: LogStore> Log for LogService<S> {
                     ServiceError::NotFound(format!("the log signed no checkpoint at size {size}"))
                 })?;
             Ok(pb::GetCheckpointResponse {
-                checkpoint: Some(stored_checkpoint(note, size)?),
+                checkpoint: Some(verified_checkpoint(
+                    note,
+                    size,
+                    &self.log_key,
+                    &self.origin,
+                    &self.metrics,
+                )?),
             })
         })
         .await
@@ -840,10 +992,14 @@ impl<S: LogStore> Log for LogService<S> {
                     .index_of(&h)?
                     .filter(|i| *i < size)
                     .ok_or_else(|| ServiceError::NotFound(format!("no entry has leaf hash {h}")))?;
-                let leaf = s
-                    .entry(index)?
-                    .ok_or_else(|| ServiceError::Internal(format!("entry {index} missing")))?;
-                Ok(entry(index, leaf))
+                let e = verified_entry(s, &self.metrics, index)?;
+                if e.leaf_hash != h.as_bytes() {
+                    return Err(corrupt(
+                        &self.metrics,
+                        format!("the leaf-hash index points {h} at entry {index}, which differs"),
+                    ));
+                }
+                Ok(e)
             })
         })
         .await
@@ -911,7 +1067,15 @@ impl<S: LogStore> Log for LogService<S> {
                     Some(convert::checkpoint(&latest_cp))
                 } else {
                     s.checkpoint(tree_size)?
-                        .map(|note| stored_checkpoint(note, tree_size))
+                        .map(|note| {
+                            verified_checkpoint(
+                                note,
+                                tree_size,
+                                &self.log_key,
+                                &self.origin,
+                                &metrics,
+                            )
+                        })
                         .transpose()?
                 };
                 // Never serve a proof that does not reach the signed root
@@ -974,7 +1138,13 @@ impl<S: LogStore> Log for LogService<S> {
                     }
                     match s.checkpoint(size)? {
                         Some(note) => {
-                            let cp = stored_checkpoint(note, size)?;
+                            let cp = verified_checkpoint(
+                                note,
+                                size,
+                                &self.log_key,
+                                &self.origin,
+                                &metrics,
+                            )?;
                             Ok(Some(parse_hash("checkpoint", &cp.root_hash)?))
                         }
                         None => Ok(None),
@@ -1052,6 +1222,7 @@ impl<S: LogStore> Log for LogService<S> {
             } as usize;
             let size = self.latest_size();
             let (name, version) = (r.name, r.version);
+            let metrics = self.metrics.clone();
             self.blocking(move |s| {
                 let filter = |m: &crate::storage::ArtifactMeta| {
                     (version.is_empty() || m.version == version)
@@ -1063,10 +1234,7 @@ impl<S: LogStore> Log for LogService<S> {
                 let full = rows.len() == limit;
                 let mut entries = Vec::with_capacity(rows.len());
                 for (index, _) in rows.into_iter().filter(|(i, _)| *i < size) {
-                    let leaf = s
-                        .entry(index)?
-                        .ok_or_else(|| ServiceError::Internal(format!("entry {index} missing")))?;
-                    entries.push(entry(index, leaf));
+                    entries.push(verified_entry(s, &metrics, index)?);
                 }
                 let next_cursor = match entries.last() {
                     Some(e) if full => format!("i:{}", e.index),

@@ -80,11 +80,80 @@ pub enum StorageError {
     /// Stored bytes are not what this code wrote.
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    /// RocksDB found corruption while opening the store (a damaged
+    /// write-ahead log, MANIFEST or table file). Nothing was recovered
+    /// past it and nothing was deleted: the store refuses to open.
+    #[error(
+        "refusing to open the store at {dir}: RocksDB found corruption: {detail}. The \
+         store's files were left untouched (write-ahead logs: {wals}; manifests: \
+         {manifests}); do not delete them. Recover by restoring the latest backup into a \
+         new data directory (`tlog-server restore`) and re-importing the entries it lacks \
+         from a copy of the log (`tlog-server recover --data-dir <new> --from <copy>`)"
+    )]
+    CorruptAtOpen {
+        /// The store's folder.
+        dir: std::path::PathBuf,
+        /// What RocksDB reported (it names the file where it can).
+        detail: String,
+        /// The write-ahead log files present, comma-separated.
+        wals: String,
+        /// The MANIFEST files present, comma-separated.
+        manifests: String,
+    },
+}
+
+/// The names of the files in `dir` that `pick` accepts, sorted and
+/// comma-separated (for error messages).
+fn files_named(dir: &Path, pick: impl Fn(&str) -> bool) -> String {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| pick(n))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// The open error for `e`: corruption becomes [`StorageError::CorruptAtOpen`]
+/// naming the files; anything else stays a database error.
+fn open_error(path: &Path, e: rocksdb::Error) -> StorageError {
+    if e.kind() == rocksdb::ErrorKind::Corruption {
+        StorageError::CorruptAtOpen {
+            dir: path.to_owned(),
+            detail: e.into_string(),
+            wals: files_named(path, |n| n.ends_with(".log")),
+            manifests: files_named(path, |n| n.starts_with("MANIFEST-")),
+        }
+    } else {
+        StorageError::Db(e)
+    }
 }
 
 impl From<StorageError> for StoreError {
     fn from(e: StorageError) -> Self {
-        StoreError::Backend(e.to_string())
+        if e.is_corruption() {
+            StoreError::Corrupt(e.to_string())
+        } else {
+            StoreError::Backend(e.to_string())
+        }
+    }
+}
+
+impl StorageError {
+    /// True if stored bytes were found damaged (RocksDB's checksums, or a
+    /// value of the wrong shape), as opposed to a failure a retry may cure.
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            StorageError::Db(d) => d.kind() == rocksdb::ErrorKind::Corruption,
+            StorageError::Corrupt(_) | StorageError::CorruptAtOpen { .. } => true,
+        }
     }
 }
 
@@ -183,6 +252,10 @@ pub struct CommitBatch {
     pub size: u64,
     /// The checkpoint signed at `size`.
     pub checkpoint: String,
+    /// Checkpoints the log signed at sizes inside this batch, written
+    /// with it (a re-import from a copy of the log keeps every signed
+    /// size servable); empty for the sequencer's own batches.
+    pub earlier_checkpoints: Vec<(u64, String)>,
 }
 
 /// The storage a log needs. Implementations must make [`LogStore::commit`]
@@ -218,6 +291,18 @@ pub trait LogStore: HashReader + Send + Sync + 'static {
         filter: &dyn Fn(&ArtifactMeta) -> bool,
     ) -> Result<Vec<(u64, ArtifactMeta)>, StorageError>;
 }
+
+/// The largest memtable: 16 MiB (RocksDB's default is 64 MiB). It sizes
+/// what a full disk needs before appends resume, [`RESUME_FREE_SPACE`].
+pub const WRITE_BUFFER: usize = 16 << 20;
+
+/// Free space on the store's filesystem after which appends resume on
+/// their own after a full disk, with no restart: RocksDB waits for the
+/// largest memtable's size to be free (its recovery reserve), then flushes
+/// the memtable (up to that size again) and starts a new write-ahead log,
+/// which it preallocates at 1.1 times that size. About 52 MiB; with
+/// RocksDB's default memtables it was over 200 MiB.
+pub const RESUME_FREE_SPACE: u64 = (WRITE_BUFFER as u64) * 31 / 10 + (1 << 20);
 
 /// The RocksDB store.
 pub struct RocksStore {
@@ -290,7 +375,7 @@ fn hashes_of_group(
     out: &mut Vec<Hash>,
 ) -> Result<(), StoreError> {
     if !v.len().is_multiple_of(32) || v.len() as u64 > LEAF_GROUP * 32 {
-        return Err(StoreError::Backend(format!(
+        return Err(StoreError::Corrupt(format!(
             "stored leaf-hash group {group} is {} bytes",
             v.len()
         )));
@@ -303,7 +388,7 @@ fn hashes_of_group(
         });
     }
     for c in v[(from * 32) as usize..(to * 32) as usize].chunks_exact(32) {
-        out.push(Hash::from_slice(c).map_err(|_| StoreError::Backend("hash slice".into()))?);
+        out.push(Hash::from_slice(c).map_err(|_| StoreError::Corrupt("hash slice".into()))?);
     }
     Ok(())
 }
@@ -329,21 +414,50 @@ impl RocksStore {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_keep_log_file_num(4);
+        // The log's promise rests on these two. Any corruption of a
+        // write-ahead log record, a torn tail included, fails the open
+        // instead of being dropped: RocksDB's default (point-in-time
+        // recovery) stops replay at the first bad record, deletes the
+        // damaged log, and opens at an older size, from which the log
+        // would sign a fork. Every acknowledged commit was synced whole,
+        // so a bad record is damage, never a write in progress that was
+        // answered. Paranoid checks make any corruption found in the
+        // MANIFEST or a table file at open an error too.
+        opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::AbsoluteConsistency);
+        opts.set_paranoid_checks(true);
+        // Memtables: RocksDB resumes writes after a full disk only once
+        // the largest memtable's size is free (its flush needs that
+        // room), so their size is the log's disk reserve: WRITE_BUFFER,
+        // not RocksDB's default of 64 MiB.
+        opts.set_write_buffer_size(WRITE_BUFFER);
         let mut entries_opts = Options::default();
+        entries_opts.set_write_buffer_size(WRITE_BUFFER);
         entries_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         let mut point = BlockBasedOptions::default();
         point.set_bloom_filter(10.0, false);
         let mut lookup_opts = Options::default();
+        lookup_opts.set_write_buffer_size(WRITE_BUFFER / 2);
         lookup_opts.set_block_based_table_factory(&point);
-        let cfs = ALL_CFS.iter().map(|name| {
+        // RocksDB's own "default" family (unused) must be small too: it
+        // would otherwise be opened with a 64 MiB memtable, and the
+        // largest one sets the reserve.
+        let mut default_opts = Options::default();
+        default_opts.set_write_buffer_size(WRITE_BUFFER / 2);
+        let default_cf =
+            ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, default_opts);
+        let cfs = std::iter::once(default_cf).chain(ALL_CFS.iter().map(|name| {
             let o = match *name {
                 CF_ENTRIES => entries_opts.clone(),
                 CF_LEAF_HASHES | CF_LEAF_INDEX | CF_IDEMPOTENCY => lookup_opts.clone(),
-                _ => Options::default(),
+                _ => {
+                    let mut o = Options::default();
+                    o.set_write_buffer_size(WRITE_BUFFER / 2);
+                    o
+                }
             };
             ColumnFamilyDescriptor::new(*name, o)
-        });
-        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        }));
+        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| open_error(path, e))?;
         Self::with_layout(db)
     }
 
@@ -384,7 +498,11 @@ impl RocksStore {
     /// Opens the store under `path` for reading only (a backup, or a log
     /// another process is writing): nothing in `path` is changed.
     pub fn open_read_only(path: &Path) -> Result<Self, StorageError> {
-        let db = DB::open_cf_for_read_only(&Options::default(), path, ALL_CFS.iter(), false)?;
+        let mut opts = Options::default();
+        opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::AbsoluteConsistency);
+        opts.set_paranoid_checks(true);
+        let db = DB::open_cf_for_read_only(&opts, path, ALL_CFS.iter(), false)
+            .map_err(|e| open_error(path, e))?;
         Self::with_layout(db)
     }
 
@@ -453,6 +571,25 @@ impl RocksStore {
         Ok(())
     }
 
+    /// The sizes in `(after, upto]` at which the store holds a signed
+    /// checkpoint, in order.
+    pub fn checkpoint_sizes(&self, after: u64, upto: u64) -> Result<Vec<u64>, StorageError> {
+        let first = after.saturating_add(1).to_be_bytes();
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(
+            self.cf(CF_CHECKPOINTS)?,
+            IteratorMode::From(&first, Direction::Forward),
+        ) {
+            let (k, _) = item?;
+            let size = u64_value(&k, "checkpoint key")?;
+            if size > upto {
+                break;
+            }
+            out.push(size);
+        }
+        Ok(out)
+    }
+
     /// Overwrites one stored leaf (test hook for corruption tests).
     #[doc(hidden)]
     pub fn corrupt_entry_for_tests(&self, index: u64, leaf: &[u8]) -> Result<(), StorageError> {
@@ -460,6 +597,19 @@ impl RocksStore {
             self.cf(CF_ENTRIES)?,
             index.to_be_bytes(),
             leaf,
+            &Self::synced(),
+        )?;
+        Ok(())
+    }
+
+    /// Overwrites the stored checkpoint note at `size` (test hook for
+    /// corruption tests).
+    #[doc(hidden)]
+    pub fn corrupt_checkpoint_for_tests(&self, size: u64, note: &str) -> Result<(), StorageError> {
+        self.db.put_cf_opt(
+            self.cf(CF_CHECKPOINTS)?,
+            size.to_be_bytes(),
+            note.as_bytes(),
             &Self::synced(),
         )?;
         Ok(())
@@ -628,7 +778,7 @@ impl HashReader for RocksStore {
                 return Err(StoreError::Missing { level, index: want });
             }
             let h = Hash::from_slice(v).map_err(|_| {
-                StoreError::Backend(format!("stored hash {level}/{want} is {} bytes", v.len()))
+                StoreError::Corrupt(format!("stored hash {level}/{want} is {} bytes", v.len()))
             })?;
             out.push(h);
             want += 1;
@@ -740,8 +890,12 @@ impl LogStore for RocksStore {
         for (k, v) in &hash_puts {
             b.put_cf(hashes, k, v);
         }
+        let checkpoints = self.cf(CF_CHECKPOINTS)?;
+        for (size, note) in &batch.earlier_checkpoints {
+            b.put_cf(checkpoints, size.to_be_bytes(), note.as_bytes());
+        }
         b.put_cf(
-            self.cf(CF_CHECKPOINTS)?,
+            checkpoints,
             batch.size.to_be_bytes(),
             batch.checkpoint.as_bytes(),
         );

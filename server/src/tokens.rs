@@ -7,8 +7,10 @@
 //! (so no algorithm confusion, and `alg: none` never parses); a bad
 //! signature or edited payload; a missing `iss`, `aud`, `sub` or `exp`; an
 //! expired token or one not yet valid (`nbf`); a wrong issuer or audience; a
-//! lifetime (`exp - iat`) above the issuer's maximum; a role the issuer may
-//! not grant.
+//! token that outlives the issuer's maximum from now (`exp - now`), or
+//! from its issue (`exp - iat`), or that was issued in the future (`iat`
+//! beyond the skew); a role the issuer may not grant. The clock skew
+//! tolerated everywhere is [`LEEWAY_SECS`].
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -18,7 +20,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+/// Clock skew tolerated on `exp`, `nbf`, `iat` and the lifetime, in seconds.
 pub const LEEWAY_SECS: u64 = 30;
 
 /// One trusted token issuer, as configured.
@@ -32,7 +34,8 @@ pub struct IssuerConfig {
     /// A JWK set (JSON) with the issuer's public keys; each key needs
     /// `kid` and `alg` (`EdDSA` or `ES256`).
     pub jwks_file: PathBuf,
-    /// Longest allowed token lifetime (`exp - iat`).
+    /// Longest allowed token lifetime, counted from now (`exp - now`) and
+    /// from `iat` when present.
     #[serde(with = "humantime_serde", default = "default_lifetime")]
     pub max_lifetime: Duration,
     /// Roles this issuer may grant; empty means any.
@@ -77,6 +80,16 @@ pub enum TokenError {
         got: Duration,
         /// The maximum.
         max: Duration,
+    },
+    /// The token says it was issued after now (beyond the clock skew).
+    #[error("token issued at {iat}, after the server's time {now} (skew {skew} s allowed)")]
+    IssuedInFuture {
+        /// Its `iat`.
+        iat: u64,
+        /// The server's time.
+        now: u64,
+        /// The tolerated skew, seconds.
+        skew: u64,
     },
     /// A role the issuer may not grant.
     #[error("issuer {issuer:?} may not grant role {role:?}")]
@@ -278,12 +291,26 @@ impl TokenVerifier {
         if c.nbf.is_some_and(|nbf| nbf > now + LEEWAY_SECS) {
             return Err(TokenError::Invalid("ImmatureSignature".into()));
         }
-        let lifetime = Duration::from_secs(c.exp.saturating_sub(c.iat.unwrap_or(now)));
-        if lifetime > issuer.cfg.max_lifetime {
-            return Err(TokenError::TooLong {
-                got: lifetime,
-                max: issuer.cfg.max_lifetime,
-            });
+        check_lifetime(&c, now, issuer.cfg.max_lifetime)?;
+        // The subject and roles are recorded in leaves and access records:
+        // bounded, and nothing that displays as something else.
+        for (what, v) in std::iter::once(("sub", &c.sub)).chain(c.roles.iter().map(|r| ("role", r)))
+        {
+            if v.is_empty() || v.len() > tlog_core::event::MAX_ID_LEN {
+                return Err(TokenError::Malformed(format!(
+                    "{what} must be 1 to {} bytes",
+                    tlog_core::event::MAX_ID_LEN
+                )));
+            }
+            if let Some(ch) = tlog_core::text::spoofing_char(v) {
+                return Err(TokenError::Malformed(format!(
+                    "{what} contains U+{:04X}, a control, bidirectional or zero-width character",
+                    ch as u32
+                )));
+            }
+        }
+        if c.roles.len() > 32 {
+            return Err(TokenError::Malformed("more than 32 roles".into()));
         }
         if !issuer.cfg.allowed_roles.is_empty()
             && let Some(role) = c
@@ -303,6 +330,33 @@ impl TokenVerifier {
             expires_at: c.exp,
         })
     }
+}
+
+/// The lifetime bound, on the server's clock: what is left of the token
+/// (`exp - now`) may not exceed `max` (plus [`LEEWAY_SECS`]), whatever its
+/// `iat` says; an `iat` in the future (beyond the skew) is refused; and
+/// with `iat`, `exp - iat` may not exceed `max` either. A token that
+/// claims to have been issued a minute before a 10-year expiry is refused
+/// by the first rule.
+fn check_lifetime(c: &Claims, now: u64, max: Duration) -> Result<(), TokenError> {
+    let left = Duration::from_secs(c.exp.saturating_sub(now));
+    if left > max + Duration::from_secs(LEEWAY_SECS) {
+        return Err(TokenError::TooLong { got: left, max });
+    }
+    if let Some(iat) = c.iat {
+        if iat > now + LEEWAY_SECS {
+            return Err(TokenError::IssuedInFuture {
+                iat,
+                now,
+                skew: LEEWAY_SECS,
+            });
+        }
+        let lifetime = Duration::from_secs(c.exp.saturating_sub(iat));
+        if lifetime > max {
+            return Err(TokenError::TooLong { got: lifetime, max });
+        }
+    }
+    Ok(())
 }
 
 /// What to put in a minted token.
@@ -413,5 +467,67 @@ mod tests {
             v.verify(&t, now),
             Err(TokenError::RoleNotAllowed { .. })
         ));
+    }
+
+    /// Signs arbitrary claims with the operator key, as an attacker with
+    /// a stolen issuer key, or a careless issuer, would.
+    fn sign_claims(pem: &str, claims: &Claims) -> String {
+        let key = EncodingKey::from_ed_pem(pem.as_bytes()).expect("key");
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some("k1".into());
+        jsonwebtoken::encode(&header, claims, &key).expect("encode")
+    }
+
+    #[test]
+    fn lifetime_is_bounded_from_now_not_only_from_iat() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (pem, jwks) = keygen("k1").expect("keygen");
+        let jwks_file = dir.path().join("jwks.json");
+        std::fs::write(&jwks_file, jwks).expect("write");
+        let max = Duration::from_secs(3600);
+        let v = TokenVerifier::load(&[IssuerConfig {
+            issuer: "iss".into(),
+            audience: "aud".into(),
+            jwks_file,
+            max_lifetime: max,
+            allowed_roles: vec![],
+        }])
+        .expect("load");
+        let now = now_secs();
+        let ten_years = 10 * 365 * 24 * 3600;
+        let c = |iat: Option<u64>, exp: u64| Claims {
+            sub: "s".into(),
+            iss: "iss".into(),
+            aud: "aud".into(),
+            exp,
+            nbf: None,
+            iat,
+            roles: vec![],
+        };
+        // A 10-year expiry with iat a minute before it.
+        let t = sign_claims(&pem, &c(Some(now + ten_years - 60), now + ten_years));
+        assert!(
+            matches!(v.verify(&t, now), Err(TokenError::TooLong { .. })),
+            "{:?}",
+            v.verify(&t, now)
+        );
+        // The same without iat.
+        let t = sign_claims(&pem, &c(None, now + ten_years));
+        assert!(matches!(v.verify(&t, now), Err(TokenError::TooLong { .. })));
+        // iat in the future but a short life left: the iat is refused.
+        let t = sign_claims(&pem, &c(Some(now + 600), now + 900));
+        assert!(matches!(
+            v.verify(&t, now),
+            Err(TokenError::IssuedInFuture { .. })
+        ));
+        // iat within the skew is fine; the maximum itself is fine.
+        let t = sign_claims(&pem, &c(Some(now + LEEWAY_SECS), now + 3600));
+        assert!(v.verify(&t, now).is_ok());
+        let t = sign_claims(&pem, &c(Some(now), now + 3600));
+        assert!(v.verify(&t, now).is_ok());
+        // Issued long ago, expiring within the maximum from now, but with a
+        // total life beyond it: refused.
+        let t = sign_claims(&pem, &c(Some(now - 7200), now + 600));
+        assert!(matches!(v.verify(&t, now), Err(TokenError::TooLong { .. })));
     }
 }

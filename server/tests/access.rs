@@ -309,6 +309,10 @@ struct Env {
 }
 
 async fn start() -> Env {
+    start_with(|_| {}).await
+}
+
+async fn start_with(tweak: impl FnOnce(&mut Config)) -> Env {
     let dir = tempfile::tempdir().expect("tmp");
     tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
     let pki = pki();
@@ -340,6 +344,8 @@ async fn start() -> Env {
         },
         ..Config::default()
     };
+    let mut config = config;
+    tweak(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -809,9 +815,34 @@ async fn token_and_certificate_attacks_are_refused_and_recorded() {
     let log = access_log(&env, attacks.len() + 2).await;
     let refused: Vec<_> = log
         .iter()
-        .filter(|r| r["auth_method"] == "failed")
+        .filter(|r| r["auth_method"] == "failed" && r["method"] != "tls-handshake")
         .collect();
     assert_eq!(refused.len(), attacks.len(), "{log:#?}");
+    // The certificate from the untrusted CA never reached an RPC: its
+    // failed handshake is recorded too, with the peer and why.
+    let handshakes: Vec<_> = log
+        .iter()
+        .filter(|r| r["method"] == "tls-handshake")
+        .collect();
+    assert!(
+        !handshakes.is_empty(),
+        "the failed handshake is not recorded: {log:#?}"
+    );
+    for h in &handshakes {
+        assert_eq!(h["decision"], "deny");
+        assert!(
+            h["peer"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("127.0.0.1:")),
+            "{h}"
+        );
+        assert!(
+            h["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("certificate")),
+            "{h}"
+        );
+    }
     for ((what, _, reason), r) in attacks.iter().zip(&refused) {
         assert_eq!(r["status"], "Unauthenticated", "{what}");
         assert_eq!(r["decision"], "deny");
@@ -954,5 +985,205 @@ async fn attested_deploys() {
         .await
         .expect_err("impostor");
     assert_eq!(err.code(), Code::InvalidArgument);
+    stop(env).await;
+}
+
+/// The ledger is not writable by strangers: 300 calls with a forged token
+/// and an 8 KB justification are refused, rate-limited per peer, kept in
+/// full in the access log file, and reach the log only as a few bounded
+/// summary leaves (counts by peer and reason), not 300 leaves of
+/// attacker-chosen text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_reach_the_ledger_only_as_bounded_summaries() {
+    use tlog_core::leaf::{AnyLeaf, decode_any};
+    let env = start_with(|c| {
+        c.auth.ledger_audit = true;
+        c.auth.ledger_flush = Duration::from_millis(20);
+        c.auth.ledger_refusal_summary = Duration::from_secs(1);
+    })
+    .await;
+    let mut auditor = client_for(&env, "auditor", None).await;
+    let size_of = |c: &mut Client| {
+        let mut c = c.clone();
+        async move {
+            c.get_checkpoint(pb::GetCheckpointRequest { size: 0 })
+                .await
+                .expect("checkpoint")
+                .into_inner()
+                .checkpoint
+                .expect("some")
+                .size
+        }
+    };
+    // Let the auditor's own records settle first.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = size_of(&mut auditor).await;
+    let forged = format!("{}x", ops_token(&env.issuers, "mallory", &["admin"]));
+    let big = "J".repeat(8 * 1024);
+    let mut codes = std::collections::BTreeMap::new();
+    let mut c = connect(
+        env.addr,
+        &env.pki,
+        None,
+        Creds {
+            token: Some(forged),
+            justification: Some(big.clone()),
+        },
+    )
+    .await
+    .expect("connect");
+    for _ in 0..300 {
+        let code = c
+            .get_checkpoint(pb::GetCheckpointRequest { size: 0 })
+            .await
+            .expect_err("forged token")
+            .code();
+        *codes.entry(format!("{code:?}")).or_insert(0) += 1;
+    }
+    // Past the per-peer burst, refusals are rate-limited.
+    assert!(
+        codes.get("ResourceExhausted").copied().unwrap_or(0) > 200,
+        "{codes:?}"
+    );
+    assert!(
+        codes.get("Unauthenticated").copied().unwrap_or(0) >= 20,
+        "{codes:?}"
+    );
+    // All 300 are in the file, in full.
+    let log = access_log(&env, 300).await;
+    let forged_lines: Vec<_> = log
+        .iter()
+        .filter(|r| r["justification"].as_str().is_some_and(|j| j == big))
+        .collect();
+    assert_eq!(forged_lines.len(), 300);
+    assert!(forged_lines.iter().all(|r| {
+        r["peer"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("127.0.0.1"))
+    }));
+    // The ledger: a summary or two after the interval, nothing more.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let after = size_of(&mut auditor).await;
+    let mut s = auditor
+        .get_entries(pb::GetEntriesRequest {
+            start: before,
+            end: after,
+        })
+        .await
+        .expect("entries")
+        .into_inner();
+    let (mut summaries, mut bytes, mut leaves) = (Vec::new(), 0usize, 0usize);
+    while let Some(page) = s.message().await.expect("page") {
+        for e in page.entries {
+            leaves += 1;
+            bytes += e.leaf.len();
+            if let Ok(AnyLeaf::Access(a)) = decode_any(&e.leaf) {
+                assert!(
+                    !a.justification.contains("JJJJ"),
+                    "no attacker text in the ledger"
+                );
+                if a.auth_method == "summary" {
+                    summaries.push(a);
+                }
+            }
+        }
+    }
+    assert!(leaves < 20, "{leaves} leaves for 300 refusals");
+    assert!(bytes < 16 * 1024, "{bytes} bytes in the ledger");
+    let counted: u64 = summaries
+        .iter()
+        .map(|a| {
+            a.resources[0]
+                .split(' ')
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .expect("count")
+        })
+        .sum();
+    assert_eq!(counted, 300, "{summaries:?}");
+    assert!(summaries.iter().any(|a| a.reason == "token-refused"));
+    assert!(summaries.iter().any(|a| a.reason == "rate-limited"));
+    stop(env).await;
+}
+
+/// Idempotency keys are bound to submitters: a source bound in
+/// `auth.sources` takes events only from its principals (anyone else is
+/// refused before anything is looked up); any other source's keys are
+/// scoped by the submitter, so nobody can claim another's next event id
+/// first, nor learn through `ALREADY_EXISTS` which ids exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_ids_cannot_be_claimed_or_probed_across_submitters() {
+    let env = start_with(|c| {
+        c.auth.sources = HashMap::from([("registry-a".to_owned(), vec!["registry".to_owned()])]);
+    })
+    .await;
+    let as_registry = |sub: &'static str| {
+        let creds = Creds {
+            token: Some(ops_token(&env.issuers, sub, &["registry"])),
+            justification: None,
+        };
+        connect(env.addr, &env.pki, None, creds)
+    };
+    let mut real = as_registry("registry").await.expect("connect");
+    let mut other = as_registry("registry-b").await.expect("connect");
+    let ev = |source: &str, id: &str, actor: &str| {
+        let mut e = event(source, id);
+        e.actor = actor.into();
+        pb::AppendRequest { event: Some(e) }
+    };
+
+    // The bound source: only its principal may submit for it.
+    let err = other
+        .append(ev("registry-a", "next-1", "mallory"))
+        .await
+        .expect_err("another principal may not submit for a bound source");
+    assert_eq!(err.code(), Code::PermissionDenied, "{err}");
+    assert!(!err.message().contains("index"), "{err}");
+    let first = real
+        .append(ev("registry-a", "next-1", "alice"))
+        .await
+        .expect("the real source's event is not blocked by the claim")
+        .into_inner();
+    assert!(!first.duplicate);
+    // Probing the id from outside reveals nothing: the same refusal.
+    let err = other
+        .append(ev("registry-a", "next-1", "alice"))
+        .await
+        .expect_err("probe");
+    assert_eq!(err.code(), Code::PermissionDenied, "{err}");
+
+    // An unbound source: a claim under another submitter's scope does not
+    // block, and a conflicting id in one's own scope names only one's own
+    // entry.
+    let claim = other
+        .append(ev("shared", "id-7", "mallory"))
+        .await
+        .expect("claim")
+        .into_inner();
+    let mine = real
+        .append(ev("shared", "id-7", "alice"))
+        .await
+        .expect("the claim in another scope does not block")
+        .into_inner();
+    assert!(!mine.duplicate);
+    assert_ne!(mine.index, claim.index);
+    let again = real
+        .append(ev("shared", "id-7", "alice"))
+        .await
+        .expect("retry")
+        .into_inner();
+    assert!(again.duplicate);
+    assert_eq!(again.index, mine.index);
+    // The same content from the other submitter is its own event, not an
+    // answer that shows it the first one.
+    let theirs = other
+        .append(ev("shared", "id-7", "alice"))
+        .await
+        .expect_err("conflicts only with its own claim");
+    assert_eq!(theirs.code(), Code::AlreadyExists);
+    assert!(
+        theirs.message().contains(&format!("index {}", claim.index)),
+        "names its own entry only: {theirs}"
+    );
     stop(env).await;
 }

@@ -355,6 +355,7 @@ pub fn submission(id: &str) -> tlog_server::sequencer::Submission {
     tlog_server::sequencer::Submission {
         event: e,
         verified_signers: vec![],
+        scope: None,
     }
 }
 
@@ -378,11 +379,20 @@ pub fn sequencer_over<S: tlog_server::storage::LogStore>(
     enqueue_timeout: std::time::Duration,
 ) -> Running {
     let signer = tlog_server::keys::load_signer(&dir.join("log.key")).expect("key");
-    sequencer_signed_by(store, signer, max_events, max_wait, depth, enqueue_timeout)
+    sequencer_signed_by(
+        dir,
+        store,
+        signer,
+        max_events,
+        max_wait,
+        depth,
+        enqueue_timeout,
+    )
 }
 
 /// [`sequencer_over`] with the checkpoints signed by `signer`.
 pub fn sequencer_signed_by<S: tlog_server::storage::LogStore>(
+    dir: &std::path::Path,
     store: std::sync::Arc<S>,
     signer: impl tlog_server::sequencer::CheckpointSigner,
     max_events: usize,
@@ -394,6 +404,7 @@ pub fn sequencer_signed_by<S: tlog_server::storage::LogStore>(
     let (seq, task) = tlog_server::sequencer::start(
         store,
         signer,
+        tlog_server::lock::CheckpointLock::at(tlog_server::keys::lock_path(dir)),
         tlog_server::sequencer::BatchConfig {
             max_events,
             max_wait,

@@ -247,3 +247,104 @@ async fn a_flipped_byte_in_one_rocksdb_file_is_detected_and_never_served() {
     );
     server.stop().await;
 }
+
+/// Reads that serve a leaf or a stored checkpoint check it first: a leaf
+/// rewritten on disk is not served by `GetEntryByHash` nor by
+/// `QueryArtifact`, and a stored checkpoint whose root was changed (its
+/// signature no longer verifies) is not served by `GetCheckpoint(size)`
+/// nor used for a proof: each answers `DATA_LOSS`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_read_path_verifies_what_it_serves() {
+    let (dir, vkey) = stopped_log(6).await;
+    let original_290;
+    {
+        let store =
+            tlog_server::storage::RocksStore::open(&keys::db_path(dir.path())).expect("open");
+        let mut leaf = tlog_server::storage::LogStore::entry(&store, 290)
+            .expect("read")
+            .expect("leaf");
+        original_290 = tlog_core::leaf_hash(&leaf);
+        let last = leaf.len() - 1;
+        leaf[last] ^= 1;
+        store
+            .corrupt_entry_for_tests(290, &leaf)
+            .expect("corrupt leaf");
+        // The note at size 150 with another root, its signature kept.
+        let note = tlog_server::storage::LogStore::checkpoint(&store, 150)
+            .expect("read")
+            .expect("note");
+        let mut lines: Vec<String> = note.lines().map(str::to_owned).collect();
+        lines[2] = tlog_core::Hash([9; 32]).to_base64();
+        let mut changed = lines.join("\n");
+        changed.push('\n');
+        store
+            .corrupt_checkpoint_for_tests(150, &changed)
+            .expect("corrupt checkpoint");
+    }
+    let server = TestServer::start_in(dir, vkey, |_| {}).await;
+    let mut c = server.client().await;
+
+    let err = c
+        .get_entry_by_hash(pb::GetEntryByHashRequest {
+            leaf_hash: original_290.as_bytes().to_vec(),
+        })
+        .await
+        .expect_err("a rewritten leaf must not be served by hash");
+    assert_eq!(err.code(), tonic::Code::DataLoss, "{err}");
+    // An intact entry is served by hash.
+    let mut stream = c
+        .get_entries(pb::GetEntriesRequest { start: 7, end: 8 })
+        .await
+        .expect("entries")
+        .into_inner();
+    let e7 = stream.message().await.expect("page").expect("some").entries[0].clone();
+    let got = c
+        .get_entry_by_hash(pb::GetEntryByHashRequest {
+            leaf_hash: e7.leaf_hash.clone(),
+        })
+        .await
+        .expect("intact entry by hash")
+        .into_inner();
+    assert_eq!(got.leaf, e7.leaf);
+
+    // Every entry is about one artifact: the page holding 290 is refused;
+    // the first page (0..100) is served.
+    let q = |cursor: String| pb::QueryArtifactRequest {
+        name: "team-a/fraud-model".into(),
+        page_size: 100,
+        cursor,
+        ..Default::default()
+    };
+    let first = c
+        .query_artifact(q(String::new()))
+        .await
+        .expect("first page")
+        .into_inner();
+    assert_eq!(first.entries.len(), 100);
+    let err = c
+        .query_artifact(q("i:249".into()))
+        .await
+        .expect_err("a page with a rewritten leaf must not be served");
+    assert_eq!(err.code(), tonic::Code::DataLoss, "{err}");
+
+    let err = c
+        .get_checkpoint(pb::GetCheckpointRequest { size: 150 })
+        .await
+        .expect_err("a stored checkpoint that does not verify must not be served");
+    assert_eq!(err.code(), tonic::Code::DataLoss, "{err}");
+    assert!(err.message().contains("does not verify"), "{err}");
+    let err = inclusion(&mut c, 3, 150)
+        .await
+        .expect_err("nor used for a proof");
+    assert_eq!(err.code(), tonic::Code::DataLoss, "{err}");
+    // Intact checkpoints are served and verify.
+    let cp = c
+        .get_checkpoint(pb::GetCheckpointRequest { size: 100 })
+        .await
+        .expect("intact checkpoint")
+        .into_inner()
+        .checkpoint
+        .expect("checkpoint");
+    assert_eq!(open_checkpoint(&server, &cp).checkpoint.size, 100);
+    server.stop().await;
+}

@@ -108,6 +108,7 @@ fn faulty(
 ) -> (Arc<Faulty>, Running) {
     let store = Arc::new(Faulty::open(dir, Duration::from_millis(15), plan));
     let running = sequencer_signed_by(
+        dir,
         store.clone(),
         FaultySigner::new(dir, sign_plan),
         4,

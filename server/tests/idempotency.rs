@@ -106,3 +106,46 @@ async fn concurrent_retries_of_one_event_get_one_index() {
     }
     server.stop().await;
 }
+
+/// A batch holding two different events under one key contradicts itself:
+/// it is refused as a whole with `INVALID_ARGUMENT` naming both positions,
+/// never with an `ALREADY_EXISTS` naming an index the log does not have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_contradicts_itself_names_its_events_not_an_index() {
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    for i in 0..3 {
+        c.append(pb::AppendRequest {
+            event: Some(event("registry", &format!("before-{i}"))),
+        })
+        .await
+        .expect("append");
+    }
+    let a = event("registry", "twice");
+    let mut b = a.clone();
+    b.actor = "mallory@example.com".into();
+    let err = c
+        .append_batch(pb::AppendBatchRequest {
+            events: vec![event("registry", "other"), a.clone(), b],
+        })
+        .await
+        .expect_err("a self-contradicting batch is refused");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(
+        err.message().contains("events[1]") && err.message().contains("events[2]"),
+        "{err}"
+    );
+    assert!(!err.message().contains("index"), "{err}");
+    // Nothing of it was appended; the same event twice is one entry.
+    let r = c
+        .append_batch(pb::AppendBatchRequest {
+            events: vec![a.clone(), a],
+        })
+        .await
+        .expect("the same event twice is a retry of itself")
+        .into_inner();
+    assert_eq!(r.results[0].index, 3);
+    assert_eq!(r.results[1].index, 3);
+    assert!(r.results[1].duplicate);
+    verify_append(&server, &r.results[1]);
+}

@@ -152,3 +152,102 @@ async fn a_bad_policy_refuses_to_start_naming_the_line() {
     assert!(matches!(err, ServerError::Policy(_)), "{err}");
     assert!(err.to_string().contains("line 3"), "{err}");
 }
+
+/// The files of the store under `dir` whose names `pick` accepts.
+fn store_files(dir: &std::path::Path, pick: impl Fn(&str) -> bool) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(keys::db_path(dir))
+        .expect("db dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(&pick))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A log of 600 acknowledged entries, stopped with its last commits still
+/// only in the write-ahead log (RocksDB does not flush memtables at close
+/// when the WAL is on); its folder.
+async fn log_in_wal() -> tempfile::TempDir {
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    for b in 0..12 {
+        c.append_batch(pb::AppendBatchRequest {
+            events: (0..50).map(|i| event("s", &format!("{b}-{i}"))).collect(),
+        })
+        .await
+        .expect("append");
+    }
+    let (dir, _) = server.stop().await;
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_byte_in_the_write_ahead_log_is_refused_and_the_file_kept() {
+    let dir = log_in_wal().await;
+    let wals = store_files(dir.path(), |n| n.ends_with(".log"));
+    let wal = wals
+        .iter()
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("a write-ahead log")
+        .clone();
+    let mut bytes = std::fs::read(&wal).expect("read wal");
+    assert!(
+        bytes.len() > 10_000,
+        "the WAL holds the 600 entries: {}",
+        bytes.len()
+    );
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&wal, &bytes).expect("write");
+
+    let err = start_err(dir.path()).await;
+    let msg = err.to_string();
+    assert!(
+        matches!(
+            err,
+            ServerError::Storage(tlog_server::storage::StorageError::CorruptAtOpen { .. })
+        ),
+        "{msg}"
+    );
+    let name = wal.file_name().and_then(|n| n.to_str()).expect("name");
+    assert!(msg.contains(name), "the message names the WAL: {msg}");
+    assert!(
+        msg.contains("tlog-server recover"),
+        "and how to recover: {msg}"
+    );
+    // RocksDB neither truncated nor deleted it, and a second try fails
+    // the same way (nothing was "repaired" by the first).
+    assert_eq!(std::fs::read(&wal).expect("still there"), bytes);
+    let again = start_err(dir.path()).await;
+    assert!(
+        matches!(
+            again,
+            ServerError::Storage(tlog_server::storage::StorageError::CorruptAtOpen { .. })
+        ),
+        "{again}"
+    );
+    assert_eq!(std::fs::read(&wal).expect("still there"), bytes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_byte_in_the_manifest_is_refused_and_the_file_kept() {
+    let dir = log_in_wal().await;
+    let manifest = store_files(dir.path(), |n| n.starts_with("MANIFEST-"))
+        .pop()
+        .expect("a MANIFEST");
+    let mut bytes = std::fs::read(&manifest).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&manifest, &bytes).expect("write");
+    let err = start_err(dir.path()).await;
+    let msg = err.to_string();
+    assert!(
+        matches!(
+            err,
+            ServerError::Storage(tlog_server::storage::StorageError::CorruptAtOpen { .. })
+        ),
+        "{msg}"
+    );
+    assert_eq!(std::fs::read(&manifest).expect("still there"), bytes);
+}

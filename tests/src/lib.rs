@@ -190,6 +190,22 @@ impl MonitorProcess {
     pub fn stop(mut self) -> bool {
         self.child.stop()
     }
+
+    /// Sends it a signal (`HUP`, `USR1`, ...).
+    pub fn signal(&mut self, sig: &str) {
+        if let Some(c) = self.child.get() {
+            let _ = Command::new("kill")
+                .args([format!("-{sig}"), c.id().to_string()])
+                .status();
+        }
+    }
+
+    /// True while it runs.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .get()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
 }
 
 /// Creates a log in `data_dir` with `tlog-server init`; returns its

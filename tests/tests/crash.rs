@@ -46,7 +46,11 @@ async fn load(url: String, vkey: String, cycle: usize, task: usize, seen: Arc<Mu
         };
         match r {
             Ok(entries) => record(&seen, entries, ids),
-            Err(e @ (ClientError::Verification(_) | ClientError::Misbehavior(_))) => {
+            Err(
+                e @ (ClientError::Verification(_)
+                | ClientError::Misbehavior(_)
+                | ClientError::AppendedUnverified { .. }),
+            ) => {
                 seen.lock().expect("lock").bad.push(e.to_string());
                 return;
             }

@@ -404,3 +404,61 @@ fn the_example_configs_parse() {
             .is_ok_and(|o| o.status.success())
     );
 }
+
+/// The keys `make-certs.sh` issues work with a gRPC client that is not
+/// rustls: gRPC C-core (Python's grpcio, as behind the C++ and Ruby
+/// clients) completes the TLS handshake and gets SERVING from the health
+/// service. C-core cannot use an Ed25519 server key; this fails with one.
+#[test]
+fn make_certs_keys_work_with_grpc_c_core() {
+    let certs = tempfile::tempdir().expect("tmp");
+    let out = std::process::Command::new("sh")
+        .arg(repo().join("deploy/compose/make-certs.sh"))
+        .arg(certs.path())
+        .output()
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let data = tempfile::tempdir().expect("tmp");
+    tlog_e2e::init(data.path(), "tls.e2e/log");
+    let c = |n: &str| certs.path().join(n);
+    let config = data.path().join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+            c("server.pem"),
+            c("server.key")
+        ),
+    )
+    .expect("config");
+    let server =
+        tlog_e2e::Server::start_with(data.path(), &["--config", config.to_str().expect("utf8")]);
+    let port = server.addr.rsplit(':').next().expect("port").to_owned();
+    let script = r#"
+import sys, grpc
+ca, target = sys.argv[1], sys.argv[2]
+creds = grpc.ssl_channel_credentials(open(ca, "rb").read())
+ch = grpc.secure_channel(target, creds)
+check = ch.unary_unary("/grpc.health.v1.Health/Check")
+answer = check(b"", timeout=20)
+# HealthCheckResponse { status: SERVING (1) }
+sys.exit(0 if answer == b"\x08\x01" else 3)
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(c("ca.pem"))
+        .arg(format!("localhost:{port}"))
+        .output()
+        .expect("python3 (scripts/setup.sh installs it and grpcio)");
+    assert!(
+        out.status.success(),
+        "gRPC C-core could not talk to the server: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(server.stop());
+}

@@ -17,6 +17,9 @@ mod durability;
 mod full_disk;
 /// The real monitor against real servers.
 mod monitor;
+/// The promise against the disk: a damaged WAL after SIGKILL, a store
+/// rolled back, a refused start; each refused, and recovered from a copy.
+mod promise;
 /// Restart across a graceful stop: everything still proves, and the log
 /// only grew.
 mod restart;

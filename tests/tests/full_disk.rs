@@ -44,6 +44,23 @@ impl Tmpfs {
     }
 }
 
+impl Tmpfs {
+    /// MiB in use, rounded up.
+    fn used_mb(&self) -> u32 {
+        let out = Command::new("df")
+            .args(["--output=used", "-B1M"])
+            .arg(&self.0)
+            .output()
+            .expect("df");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse::<u32>().ok())
+            .expect("df prints the used size")
+            + 1
+    }
+}
+
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
@@ -123,8 +140,13 @@ fn a_full_disk_refuses_appends_keeps_reads_and_recovers() {
         let mut rng = Rng::new(7);
         verify(&server.url, &vkey, &s, &mut rng).await;
         *seen.lock().expect("lock") = s;
-        // Space returns: appends resume without a restart.
-        fs.resize(256);
+        // Some space returns: what the store says it needs to resume
+        // (`RESUME_FREE_SPACE`, about 52 MiB, less than RocksDB's default
+        // memtable alone would reserve with its write-ahead log), and
+        // appends resume without a restart.
+        let used_mb = fs.used_mb();
+        let resume_mb = tlog_server::storage::RESUME_FREE_SPACE.div_ceil(1 << 20) as u32;
+        fs.resize(used_mb + resume_mb);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match c.append(&event(format!("after-{n}"), n)).await {
@@ -134,10 +156,16 @@ fn a_full_disk_refuses_appends_keeps_reads_and_recovers() {
                 }
                 Err(e) => {
                     assert!(unavailable(&e).is_some(), "{e}");
-                    assert!(
-                        Instant::now() < deadline,
-                        "appends did not resume after space returned: {e}"
-                    );
+                    if Instant::now() >= deadline {
+                        let log = std::fs::read_to_string(data.join("db/LOG")).unwrap_or_default();
+                        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                        let df = Command::new("df").arg(&mnt).output().map(|o| o.stdout).unwrap_or_default();
+                        panic!(
+                            "appends did not resume after space returned: {e}\n{}\nRocksDB LOG (last lines, newest first):\n{}",
+                            String::from_utf8_lossy(&df),
+                            tail.join("\n")
+                        );
+                    }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }

@@ -1156,3 +1156,85 @@ fn a_monitor_rides_out_an_outage_and_skips_no_range() {
     assert_eq!(verified_size(dir.path(), "out"), size, "everything audited");
     assert!(s.stop());
 }
+
+/// The monitor's credentials expire: it says `credentials-expired`, not
+/// `unreachable`; a new token in its `token_file` is picked up (on change,
+/// and on SIGHUP, which no longer stops it), and auditing resumes.
+#[test]
+fn expired_credentials_are_named_and_a_new_token_is_picked_up() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = AuthedLog::start(dir.path());
+    let p = |n: &str| dir.path().join(n).to_str().expect("utf8").to_owned();
+    let mint = |ttl: &str| {
+        let o = run(
+            "tlog-server",
+            &[
+                "token",
+                "mint",
+                "--key",
+                &p("op.key"),
+                "--kid",
+                "k1",
+                "--issuer",
+                "https://ops.e2e",
+                "--audience",
+                "tlog",
+                "--subject",
+                "monitor",
+                "--role",
+                "monitor",
+                "--ttl",
+                ttl,
+            ],
+        );
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        text(&o.stdout).trim().to_owned()
+    };
+    log.submit(&tlog_e2e::history::benign(20, 2, 1));
+    let token_file = dir.path().join("monitor.token");
+    std::fs::write(&token_file, mint("4s")).expect("token");
+    let cfg = config(
+        dir.path(),
+        &[("authed", &log.vkey, vec![log.server.url.clone()])],
+        "listen = \"127.0.0.1:0\"\nunreachable_after = 1",
+    );
+    let mut text_cfg = std::fs::read_to_string(&cfg).expect("cfg");
+    text_cfg.push_str(&format!("token_file = {:?}\n", token_file));
+    std::fs::write(&cfg, text_cfg).expect("cfg");
+    let mut m = MonitorProcess::start(&cfg, dir.path(), "creds");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while metric_size(&m.addr, "authed") < 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the monitor never audited"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // The token expires (plus the server's 30 s skew would hide it: the
+    // log refuses from exp + 30 s).
+    let alerts = m.wait_for(60, "credentials-expired", |a| {
+        rules(a).iter().any(|r| r == "credentials-expired")
+    });
+    assert!(
+        !rules(&alerts).iter().any(|r| r == "unreachable"),
+        "a refused token is not an outage: {alerts:?}"
+    );
+    // SIGHUP does not stop it; a new token in the file is used.
+    m.signal("HUP");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(m.running(), "SIGHUP stopped the monitor");
+    std::fs::write(&token_file, mint("30m")).expect("token");
+    m.signal("HUP");
+    log.submit(&tlog_e2e::history::benign(10, 2, 2));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while metric_size(&m.addr, "authed") < 30 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "auditing did not resume with the new token: {:?}",
+            rules(&m.alerts())
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(m.running());
+    assert!(m.stop());
+}

@@ -81,7 +81,10 @@ fn main() -> ExitCode {
         let mut monitor = match Monitor::new(cfg) {
             Ok(m) => m,
             Err(e) => {
-                eprintln!("tlog-monitor: {e:#}");
+                eprintln!(
+                    "tlog-monitor: {}",
+                    tlog_core::text::join_causes(e.chain().map(|c| c.to_string()))
+                );
                 return ExitCode::from(2);
             }
         };
@@ -103,7 +106,10 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
                 Err(e) => {
-                    eprintln!("tlog-monitor: {e:#}");
+                    eprintln!(
+                        "tlog-monitor: {}",
+                        tlog_core::text::join_causes(e.chain().map(|c| c.to_string()))
+                    );
                     ExitCode::from(3)
                 }
             },
@@ -123,7 +129,10 @@ fn main() -> ExitCode {
                 match monitor.run(shutdown, ready_file.as_deref()).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
-                        eprintln!("tlog-monitor: {e:#}");
+                        eprintln!(
+                            "tlog-monitor: {}",
+                            tlog_core::text::join_causes(e.chain().map(|c| c.to_string()))
+                        );
                         ExitCode::from(3)
                     }
                 }

@@ -75,7 +75,7 @@ pub struct Global {
     justification: Option<String>,
     /// Trusted-state file: the newest verified checkpoint; every newer one
     /// must be proven consistent with it. Default:
-    /// ~/.local/state/tlog/<origin>-<keyid>.checkpoint.
+    /// `~/.local/state/tlog/<origin>-<keyid>.checkpoint`.
     #[arg(long, global = true, env = "TLOG_STATE")]
     state: Option<PathBuf>,
     /// Keep no trusted state between runs.
@@ -402,14 +402,21 @@ fn describe_query(a: &QueryArgs) -> String {
 }
 
 /// A generated event id, unique per process and call.
-fn fresh_id(n: usize) -> String {
-    let now = Timestamp::now();
-    format!(
-        "tlog-cli-{}-{}-{}-{n}",
-        now.seconds,
-        now.nanos,
-        std::process::id()
-    )
+/// The default event id: named by the event's content (SHA-256 of its
+/// encoding without an id), so that running the same submission again is
+/// a retry the log answers with the original entry, not a second entry.
+/// Give `--event-id` (or `event_id`) to record two identical events.
+fn content_id(e: &ArtifactEvent) -> String {
+    let mut unnamed = e.clone();
+    unnamed.event_id.clear();
+    unnamed.attestations.clear();
+    let d = unnamed.content_digest();
+    let mut id = String::with_capacity(7 + 64);
+    id.push_str("sha256-");
+    for b in d {
+        id.push_str(&format!("{b:02x}"));
+    }
+    id
 }
 
 fn event_from_flags(a: &SubmitArgs) -> Res<ArtifactEvent> {
@@ -440,15 +447,15 @@ fn event_from_flags(a: &SubmitArgs) -> Res<ArtifactEvent> {
         .iter()
         .map(|d| parse_digest("--digest", d).map_err(|e| Failure::usage(anyhow::anyhow!("{e}"))))
         .collect::<Res<Vec<_>>>()?;
-    let client_time = match (&a.client_time, &a.event_id) {
-        (Some(t), _) => Some(
-            parse_time("--client-time", t).map_err(|e| Failure::usage(anyhow::anyhow!("{e}")))?,
-        ),
-        (None, Some(_)) => None,
-        (None, None) => Some(Timestamp::now()),
-    };
+    // No client time unless given: an event without --event-id is named
+    // by its content, and a rerun must be the same event.
+    let client_time = a
+        .client_time
+        .as_ref()
+        .map(|t| parse_time("--client-time", t).map_err(|e| Failure::usage(anyhow::anyhow!("{e}"))))
+        .transpose()?;
     Ok(ArtifactEvent {
-        event_id: a.event_id.clone().unwrap_or_else(|| fresh_id(0)),
+        event_id: a.event_id.clone().unwrap_or_default(),
         source: want(&a.source, "source")?,
         action,
         artifact: Artifact {
@@ -536,9 +543,9 @@ fn events_to_submit(a: &SubmitArgs) -> Res<Vec<ArtifactEvent>> {
     }
     let signer = a.sign_key.as_deref().map(load_sign_key).transpose()?;
     let mut out = Vec::with_capacity(events.len());
-    for (i, (place, mut e)) in events.into_iter().enumerate() {
+    for (place, mut e) in events.into_iter() {
         if e.event_id.is_empty() {
-            e.event_id = fresh_id(i);
+            e.event_id = content_id(&e);
         }
         if let Some(s) = &signer {
             use ed25519_dalek::Signer as _;
@@ -906,11 +913,14 @@ fn main() -> ExitCode {
                             "exit_code": f.code,
                         }),
                         None =>
-                            serde_json::json!({"error": format!("{:#}", f.error), "exit_code": f.code}),
+                            serde_json::json!({"error": tlog_core::text::join_causes(f.error.chain().map(|c| c.to_string())), "exit_code": f.code}),
                     }
                 );
             }
-            eprintln!("tlog: {:#}", f.error);
+            eprintln!(
+                "tlog: {}",
+                tlog_core::text::join_causes(f.error.chain().map(|c| c.to_string()))
+            );
             ExitCode::from(f.code)
         }
     }

@@ -60,6 +60,7 @@ pub async fn load(a: LoadArgs) -> anyhow::Result<()> {
     let (seq, task) = tlog_server::sequencer::start(
         store.clone(),
         signer,
+        tlog_server::lock::CheckpointLock::at(tlog_server::keys::lock_path(&a.data_dir)),
         BatchConfig {
             max_events: a.batch * a.writers,
             max_wait: Duration::from_millis(1),
@@ -89,6 +90,7 @@ pub async fn load(a: LoadArgs) -> anyhow::Result<()> {
                     .map(|i| Submission {
                         event: tlog_server::workload::event(run, i),
                         verified_signers: Vec::new(),
+                        scope: None,
                     })
                     .collect();
                 seq.append(

@@ -76,6 +76,32 @@ enum Command {
         #[arg(long)]
         key_file: Option<PathBuf>,
     },
+    /// Bring a stopped log's store back to the latest state the log
+    /// signed: re-import the entries it lacks from a copy of the log
+    /// (`--from`, every entry and checkpoint verified, the store and the
+    /// checkpoint lock proven prefixes of the copy), or adopt the store as
+    /// that state (`--adopt-store`, only without a lock it contradicts).
+    #[command(group = clap::ArgGroup::new("how").required(true).args(["from", "adopt_store"]))]
+    Recover {
+        /// Data directory of the stopped log to bring back.
+        #[arg(long, env = "TLOG_DATA_DIR")]
+        data_dir: PathBuf,
+        /// A copy of the log: another data directory, a backup folder, or
+        /// a store folder.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Write the store's latest checkpoint as the checkpoint lock: you
+        /// state that the log never handed out a later one.
+        #[arg(long)]
+        adopt_store: bool,
+        /// The server's configuration, for its `checkpoint_lock` setting.
+        #[arg(long, env = "TLOG_CONFIG")]
+        config: Option<PathBuf>,
+        /// The checkpoint lock (default: from --config, else
+        /// `<data-dir>/checkpoint.lock`).
+        #[arg(long)]
+        checkpoint_lock: Option<PathBuf>,
+    },
     /// Ask a running log whether it serves (grpc.health.v1): exit 0 if
     /// SERVING, 1 otherwise. For container health checks and probes.
     Health(HealthArgs),
@@ -177,10 +203,57 @@ fn restore(
         meta.origin, meta.size, opened.checkpoint.root
     );
     eprintln!(
-        "Entries appended after this backup are not in it. Serving this copy as the log and \
-         appending would sign a different tree at sizes clients may already trust: a fork. \
-         See deploy/KEYS.md, \"Restoring\", before starting it."
+        "Entries appended after this backup are not in it, and the server will not append to \
+         it until it is shown to hold the latest checkpoint the log signed: start it with the \
+         log's checkpoint lock (the `checkpoint_lock` setting, or copy checkpoint.lock from \
+         the old data directory). If the lock is ahead of the backup, the server refuses to \
+         start; re-import the missing entries with `tlog-server recover --data-dir {} --from \
+         <copy of the log>`. See deploy/KEYS.md, \"Restoring\".",
+        data_dir.display()
     );
+    Ok(())
+}
+
+/// `tlog-server recover`.
+fn recover(
+    data_dir: &std::path::Path,
+    from: Option<&std::path::Path>,
+    adopt: bool,
+    config: Option<PathBuf>,
+    lock: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let lock = match (lock, config) {
+        (Some(l), _) => l,
+        (None, Some(c)) => {
+            let mut cfg = Config::from_file(&c)?;
+            cfg.data_dir = data_dir.to_owned();
+            cfg.lock_path()
+        }
+        (None, None) => tlog_server::keys::lock_path(data_dir),
+    };
+    let done = match (from, adopt) {
+        (Some(from), false) => tlog_server::recover::recover_from(data_dir, &lock, from)?,
+        (None, true) => tlog_server::recover::adopt_store(data_dir, &lock)?,
+        _ => anyhow::bail!("give exactly one of --from <copy> and --adopt-store"),
+    };
+    if done.from == done.to {
+        println!(
+            "the store is at size {} (root {}); checkpoint lock {} holds it",
+            done.to,
+            done.root,
+            lock.display()
+        );
+    } else {
+        println!(
+            "re-imported entries {}..{}; the store is at size {} (root {}), every entry and \
+             checkpoint verified; checkpoint lock {} holds it",
+            done.from,
+            done.to,
+            done.to,
+            done.root,
+            lock.display()
+        );
+    }
     Ok(())
 }
 
@@ -442,17 +515,24 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    if let Some(path) = &a.ready_file {
-        let mut text = format!("{addr}\n");
-        if let Some(m) = &metrics {
-            text.push_str(&format!("{}\n", m.local_addr()?));
-        }
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, text).with_context(|| format!("write {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))?;
+    let mut text = format!("{addr}\n");
+    if let Some(m) = &metrics {
+        text.push_str(&format!("{}\n", m.local_addr()?));
     }
-    tracing::info!(%addr, "listening");
-    tlog_server::run_with(listener, metrics, config, shutdown_signal()).await?;
+    let ready_file = a.ready_file.clone();
+    // Written only once every start-up check has passed: a server that
+    // refuses to start never looks ready to a script.
+    let ready = move || -> Result<(), String> {
+        tracing::info!(%addr, "listening");
+        let Some(path) = ready_file else {
+            return Ok(());
+        };
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| format!("--ready-file {}: {e}", path.display()))
+    };
+    tlog_server::run_until_ready(listener, metrics, config, shutdown_signal(), ready).await?;
     Ok(())
 }
 
@@ -583,11 +663,27 @@ fn main() -> std::process::ExitCode {
             compact,
             json,
         } => stats(&data_dir, compact, json),
+        Command::Recover {
+            data_dir,
+            from,
+            adopt_store,
+            config,
+            checkpoint_lock,
+        } => recover(
+            &data_dir,
+            from.as_deref(),
+            adopt_store,
+            config,
+            checkpoint_lock,
+        ),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tlog-server: {e:#}");
+            eprintln!(
+                "tlog-server: {}",
+                tlog_core::text::join_causes(e.chain().map(|c| c.to_string()))
+            );
             std::process::ExitCode::FAILURE
         }
     }
