@@ -4,10 +4,13 @@
 #      backup while appends continue; 40 more events;
 #   2. `tlog-server restore` copies the backup to a new data directory and
 #      checks that its tree gives its signed root;
-#   3. the restored log is served: it holds the backup's size, its
-#      checkpoint is a prefix of the original log (a consistency proof from
-#      the original proves it), and every event before the backup is there
-#      with a verified inclusion proof.
+#   3. the restored log refuses to start without the log's checkpoint
+#      lock, and with it (the backup is 40 entries behind what the log
+#      signed);
+#   4. `tlog-server recover --from` the original data directory re-imports
+#      the 40 entries, every one checked against the signed checkpoints;
+#   5. the recovered log is served at the original's size, its entries
+#      prove, and it appends again.
 # Prints each step; exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,22 +69,43 @@ echo "   backup in $BACKUP; the original log went on to size $ORIGINAL_SIZE"
 echo "== tlog-server restore"
 "$BIN/tlog-server" restore --from "$BACKUP" --data-dir "$W/restored" --key-file "$W/data/log.key"
 
-echo "== the restored log, served"
+echo "== the restored log, alone, refuses to start: it has no checkpoint lock"
 cat >"$W/restored.toml" <<CFG
 data_dir = "$W/restored"
 listen = "127.0.0.1:0"
 CFG
+if "$BIN/tlog-server" serve --config "$W/restored.toml" --ready-file "$W/ready-refused" >"$W/refused.log" 2>&1; then
+  echo "a restored log without its checkpoint lock served"; exit 1
+fi
+grep -q "no checkpoint lock" "$W/refused.log" || { cat "$W/refused.log"; exit 1; }
+[ ! -e "$W/ready-refused" ] || { echo "a refused server wrote its ready file"; exit 1; }
+
+echo "== with the log's checkpoint lock it refuses too: the backup is behind it"
+kill -TERM "$PID"; for _ in $(seq 1 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+cat >>"$W/restored.toml" <<CFG
+checkpoint_lock = "$W/data/checkpoint.lock"
+CFG
+if "$BIN/tlog-server" serve --config "$W/restored.toml" --ready-file "$W/ready-refused" >"$W/refused.log" 2>&1; then
+  echo "a rolled-back log served"; exit 1
+fi
+grep -q "rolled back" "$W/refused.log" || { cat "$W/refused.log"; exit 1; }
+echo "   refused: $(grep -o 'the store holds [0-9]* entries, but the log signed a checkpoint at size [0-9]*' "$W/refused.log")"
+
+echo "== tlog-server recover --from the original data directory"
+"$BIN/tlog-server" recover --data-dir "$W/restored" --config "$W/restored.toml" --from "$W/data"
+
+echo "== the restored log, served"
 RPID="$(serve "$W/restored" "$W/restored.toml" "$W/ready2")"; PIDS+=("$RPID")
 RURL="http://$(head -n1 "$W/ready2")"
 RSIZE="$(size "$RURL")"
-[ "$RSIZE" -ge 40 ] && [ "$RSIZE" -lt "$ORIGINAL_SIZE" ] || { echo "restored size $RSIZE not in [40, $ORIGINAL_SIZE)"; exit 1; }
-echo "   restored size $RSIZE"
-# Its checkpoint is a prefix of the original: the original proves it.
+[ "$RSIZE" -eq "$ORIGINAL_SIZE" ] || { echo "recovered size $RSIZE, the original had $ORIGINAL_SIZE"; exit 1; }
+echo "   recovered size $RSIZE"
 "$BIN/tlog" --server "$RURL" --vkey "$VKEY" --state "$W/trust" checkpoint >/dev/null
-"$BIN/tlog" --server "$URL" --vkey "$VKEY" --state "$W/trust" checkpoint >/dev/null
-echo "   the original log proves the restored checkpoint is its prefix (consistency proof verified)"
-for i in 0 17 39; do
+for i in 0 17 39 40 79; do
   "$BIN/tlog" --server "$RURL" --vkey "$VKEY" --no-state prove "$i" >/dev/null
 done
-echo "   entries 0, 17, 39 of the restored log prove against its checkpoint"
-echo "backup and restore: OK"
+echo "   entries 0, 17, 39, 40, 79 prove against its checkpoint"
+submit "$RURL" 5 resumed
+"$BIN/tlog" --server "$RURL" --vkey "$VKEY" --state "$W/trust" checkpoint >/dev/null
+echo "   it appends again, consistently with the checkpoint the original handed out"
+echo "backup, restore and recover: OK"

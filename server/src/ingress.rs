@@ -264,12 +264,14 @@ pub struct Schema {
 }
 
 /// What one message costs when decoded: prost's struct per message
-/// instance is a few words per field (estimated as [`FIELD_COST`] per
-/// declared field plus [`MESSAGE_COST`]), strings and bytes their length
-/// plus a header, repeated scalars a word each.
-const MESSAGE_COST: u64 = 64;
+/// instance is a few words per field, with unset nested messages inline
+/// and a `Vec` holding up to twice what it uses (estimated as
+/// [`FIELD_COST`] per declared field plus [`MESSAGE_COST`]: 960 bytes for
+/// an `ArtifactEvent`, whose struct is about 500), strings and bytes their
+/// length plus a header, repeated scalars a word each.
+const MESSAGE_COST: u64 = 128;
 /// See [`MESSAGE_COST`].
-const FIELD_COST: u64 = 32;
+const FIELD_COST: u64 = 64;
 /// Deepest nesting accepted (prost's own recursion limit is 100).
 const MAX_DEPTH: u32 = 64;
 
@@ -623,7 +625,16 @@ impl Shared {
                     )
                 })));
             }
-            held.push(self.take(data.len() as u64).await?);
+            // Permits for the KiB the body now spans (not per chunk: a
+            // client sending tiny frames is charged for its bytes only).
+            let need = kib((buf.len() + data.len()) as u64);
+            let have: u32 = held
+                .iter()
+                .map(|p: &OwnedSemaphorePermit| p.num_permits() as u32)
+                .sum();
+            if need > have {
+                held.push(self.take(u64::from(need - have) * 1024).await?);
+            }
             buf.extend_from_slice(&data);
         }
         let bytes = buf.freeze();

@@ -107,7 +107,6 @@ fn slot_bytes(seq: u64, note: &str) -> Vec<u8> {
     h.update(note.as_bytes());
     b.extend_from_slice(&h.finalize());
     b.extend_from_slice(note.as_bytes());
-    b.resize(SLOT, 0);
     b
 }
 
@@ -195,7 +194,9 @@ impl CheckpointLock {
         };
         let next = *seq + 1;
         let at = (next % 2) * SLOT as u64;
-        file.write_all_at(&slot_bytes(next, note), at)
+        // Only the slot's header and note: one page or two to sync.
+        let bytes = slot_bytes(next, note);
+        file.write_all_at(&bytes[..HEADER + note.len()], at)
             .map_err(self.io("write a slot"))?;
         file.sync_data().map_err(self.io("sync"))?;
         *seq = next;
@@ -404,6 +405,27 @@ mod tests {
             CheckpointLock::at(lock.path()).read(&key, "lock.test/log"),
             Err(LockError::Invalid { .. })
         ));
+    }
+
+    proptest::proptest! {
+        /// A slot parser for any bytes answers (never panics), and accepts
+        /// only what a write produced: any one flipped byte of a written
+        /// slot's header or note is refused.
+        #[test]
+        fn slots_parse_only_what_was_written(
+            junk in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+            note in "[ -~\n]{0,300}",
+            seq in 0u64..1_000_000,
+            flip in 0usize..400,
+        ) {
+            let _ = parse_slot(&junk);
+            let slot = slot_bytes(seq, &note);
+            proptest::prop_assert_eq!(parse_slot(&slot), Some((seq, note.clone())));
+            let at = flip % slot.len();
+            let mut bad = slot.clone();
+            bad[at] ^= 0x20;
+            proptest::prop_assert_ne!(parse_slot(&bad), Some((seq, note)));
+        }
     }
 
     #[test]

@@ -137,6 +137,27 @@ fn signed_root(
     Ok((opened.checkpoint.root, note))
 }
 
+/// The signed checkpoint of `s` at its size, verified, with the tree its
+/// stored hashes give, which must reach the checkpoint's root.
+fn whole_log(
+    which: &str,
+    s: &RocksStore,
+    size: u64,
+    key: &Verifiers,
+    origin: &str,
+) -> Result<(Hash, String, Tree), RecoverError> {
+    let (root, note) = signed_root(which, s, size, key, origin)?;
+    let tree = Tree::open(s, size)
+        .map_err(|e| RecoverError::Verify(format!("the {which} tree cannot be read: {e}")))?;
+    if tree.root() != root {
+        return Err(RecoverError::Verify(format!(
+            "the {which} tree gives root {} at size {size}, its checkpoint says {root}",
+            tree.root()
+        )));
+    }
+    Ok((root, note, tree))
+}
+
 /// Proves from `s`'s hashes that its tree at `big` (root `big_root`)
 /// extends `small` (root `small_root`).
 fn prove_extends(
@@ -206,16 +227,7 @@ pub fn recover_from(
     let origin = ours.origin.as_str();
 
     // The copy is whole and signed.
-    let (src_root, src_note) = signed_root("source", &src, theirs.size, &key, origin)?;
-    let src_tree = Tree::open(&src, theirs.size)
-        .map_err(|e| RecoverError::Verify(format!("the copy's tree cannot be read: {e}")))?;
-    if src_tree.root() != src_root {
-        return Err(RecoverError::Verify(format!(
-            "the copy's tree gives root {} at size {}, its checkpoint says {src_root}",
-            src_tree.root(),
-            theirs.size
-        )));
-    }
+    let (src_root, src_note, _) = whole_log("source", &src, theirs.size, &key, origin)?;
     // It has everything the log signed, and extends the lock.
     let lock = CheckpointLock::at(lock_path);
     let locked = lock.read(&key, origin)?;
@@ -237,16 +249,7 @@ pub fn recover_from(
         )?;
     }
     // The local store is a prefix of it.
-    let (local_root, _) = signed_root("local", &local, ours.size, &key, origin)?;
-    let local_tree = Tree::open(&local, ours.size)
-        .map_err(|e| RecoverError::Verify(format!("the local tree cannot be read: {e}")))?;
-    if local_tree.root() != local_root {
-        return Err(RecoverError::Verify(format!(
-            "the local tree gives root {} at size {}, its checkpoint says {local_root}",
-            local_tree.root(),
-            ours.size
-        )));
-    }
+    let (local_root, _, local_tree) = whole_log("local", &local, ours.size, &key, origin)?;
     prove_extends(
         &src,
         ours.size,
@@ -324,16 +327,7 @@ pub fn adopt_store(data_dir: &Path, lock_path: &Path) -> Result<Recovered, Recov
     let verifier = Verifier::from_vkey(&meta.vkey)
         .map_err(|e| RecoverError::Verify(format!("the stored verifier key: {e}")))?;
     let key = Verifiers::new([verifier]);
-    let (root, note) = signed_root("local", &store, meta.size, &key, &meta.origin)?;
-    let tree = Tree::open(&store, meta.size)
-        .map_err(|e| RecoverError::Verify(format!("the local tree cannot be read: {e}")))?;
-    if tree.root() != root {
-        return Err(RecoverError::Verify(format!(
-            "the local tree gives root {} at size {}, its checkpoint says {root}",
-            tree.root(),
-            meta.size
-        )));
-    }
+    let (root, note, _) = whole_log("local", &store, meta.size, &key, &meta.origin)?;
     let lock = CheckpointLock::at(lock_path);
     if let Some(l) = lock.read(&key, &meta.origin)? {
         let prover = Prover::new(&store);

@@ -153,6 +153,21 @@ async fn a_bad_policy_refuses_to_start_naming_the_line() {
     assert!(err.to_string().contains("line 3"), "{err}");
 }
 
+/// Starts the log in `dir`, which must be refused as corrupt at open;
+/// the refusal's text.
+async fn refused_as_corrupt(dir: &std::path::Path) -> String {
+    let err = start_err(dir).await;
+    let msg = err.to_string();
+    assert!(
+        matches!(
+            err,
+            ServerError::Storage(tlog_server::storage::StorageError::CorruptAtOpen { .. })
+        ),
+        "{msg}"
+    );
+    msg
+}
+
 /// The files of the store under `dir` whose names `pick` accepts.
 fn store_files(dir: &std::path::Path, pick: impl Fn(&str) -> bool) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(keys::db_path(dir))
@@ -201,15 +216,7 @@ async fn a_flipped_byte_in_the_write_ahead_log_is_refused_and_the_file_kept() {
     bytes[mid] ^= 0x01;
     std::fs::write(&wal, &bytes).expect("write");
 
-    let err = start_err(dir.path()).await;
-    let msg = err.to_string();
-    assert!(
-        matches!(
-            err,
-            ServerError::Storage(tlog_server::storage::StorageError::CorruptAtOpen { .. })
-        ),
-        "{msg}"
-    );
+    let msg = refused_as_corrupt(dir.path()).await;
     let name = wal.file_name().and_then(|n| n.to_str()).expect("name");
     assert!(msg.contains(name), "the message names the WAL: {msg}");
     assert!(
@@ -219,14 +226,7 @@ async fn a_flipped_byte_in_the_write_ahead_log_is_refused_and_the_file_kept() {
     // RocksDB neither truncated nor deleted it, and a second try fails
     // the same way (nothing was "repaired" by the first).
     assert_eq!(std::fs::read(&wal).expect("still there"), bytes);
-    let again = start_err(dir.path()).await;
-    assert!(
-        matches!(
-            again,
-            ServerError::Storage(tlog_server::storage::StorageError::CorruptAtOpen { .. })
-        ),
-        "{again}"
-    );
+    refused_as_corrupt(dir.path()).await;
     assert_eq!(std::fs::read(&wal).expect("still there"), bytes);
 }
 
@@ -240,14 +240,6 @@ async fn a_flipped_byte_in_the_manifest_is_refused_and_the_file_kept() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
     std::fs::write(&manifest, &bytes).expect("write");
-    let err = start_err(dir.path()).await;
-    let msg = err.to_string();
-    assert!(
-        matches!(
-            err,
-            ServerError::Storage(tlog_server::storage::StorageError::CorruptAtOpen { .. })
-        ),
-        "{msg}"
-    );
+    refused_as_corrupt(dir.path()).await;
     assert_eq!(std::fs::read(&manifest).expect("still there"), bytes);
 }

@@ -817,3 +817,45 @@ fn appends_are_retried_while_the_log_restarts() {
 
 /// The gRPC status codes, as the client reports them.
 use tonic::Code as tonic_code;
+
+/// `tlog submit` keeps its word: with another log's key it appends nothing
+/// (the key is checked first); without `--event-id` the event is named by
+/// its content, so a rerun is a retry of the same entry.
+#[test]
+fn submit_checks_the_key_first_and_a_rerun_is_a_retry() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let vkey = init(&dir.path().join("log"), "submit.e2e.example/log");
+    let other = init(&dir.path().join("other"), "submit.e2e.example/log");
+    let s = Server::start(&dir.path().join("log"));
+    let state = dir.path().join("state");
+    let args = [
+        "--json",
+        "submit",
+        "--source",
+        "ci",
+        "--action",
+        "register",
+        "--artifact",
+        "team-a/model",
+        "--version",
+        "1.0.0",
+        "--digest",
+        "sha256:0000000000000000000000000000000000000000000000000000000000000001",
+    ];
+    let wrong = tlog(&s, &other, &dir.path().join("state-other"), &args, 2);
+    assert!(
+        text(&wrong.stderr).contains("nothing was appended"),
+        "{}",
+        text(&wrong.stderr)
+    );
+    let first = tlog(&s, &vkey, &state, &args, 0);
+    let first = &json_lines(&first)[0];
+    assert_eq!(first["index"], 0, "the wrong key appended nothing: {first}");
+    assert_eq!(first["duplicate"], false);
+    let again = tlog(&s, &vkey, &state, &args, 0);
+    let again = &json_lines(&again)[0];
+    assert_eq!(again["index"], 0, "{again}");
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(size_of(&s, &vkey, &state), 1);
+    assert!(s.stop());
+}

@@ -499,6 +499,34 @@ async fn pb_client(url: &str) -> tlog_proto::v1::log_client::LogClient<tonic::tr
         .expect("upstream")
 }
 
+/// A token from the operator key `AuthedLog::start` made in `dir`.
+fn mint_token(dir: &Path, sub: &str, role: &str, ttl: &str) -> String {
+    let key = dir.join("op.key");
+    let o = run(
+        "tlog-server",
+        &[
+            "token",
+            "mint",
+            "--key",
+            key.to_str().expect("utf8"),
+            "--kid",
+            "k1",
+            "--issuer",
+            "https://ops.e2e",
+            "--audience",
+            "tlog",
+            "--subject",
+            sub,
+            "--role",
+            role,
+            "--ttl",
+            ttl,
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    text(&o.stdout).trim().to_owned()
+}
+
 /// A log with authentication: two token principals (the registry and the
 /// release pipeline) and the release pipeline's signing key trusted for
 /// attestations. Submits through the client library.
@@ -549,31 +577,7 @@ impl AuthedLog {
         )
         .expect("config");
         let server = Server::start_with(&data, &["--config", &p("server.toml")]);
-        let mint = |sub: &str| {
-            let o = run(
-                "tlog-server",
-                &[
-                    "token",
-                    "mint",
-                    "--key",
-                    &p("op.key"),
-                    "--kid",
-                    "k1",
-                    "--issuer",
-                    "https://ops.e2e",
-                    "--audience",
-                    "tlog",
-                    "--subject",
-                    sub,
-                    "--role",
-                    "ci",
-                    "--ttl",
-                    "30m",
-                ],
-            );
-            assert!(o.status.success(), "{}", text(&o.stderr));
-            text(&o.stdout).trim().to_owned()
-        };
+        let mint = |sub: &str| mint_token(dir, sub, "ci", "30m");
         AuthedLog {
             vkey,
             registry: mint("registry"),
@@ -1164,32 +1168,7 @@ fn a_monitor_rides_out_an_outage_and_skips_no_range() {
 fn expired_credentials_are_named_and_a_new_token_is_picked_up() {
     let dir = tempfile::tempdir().expect("tmp");
     let log = AuthedLog::start(dir.path());
-    let p = |n: &str| dir.path().join(n).to_str().expect("utf8").to_owned();
-    let mint = |ttl: &str| {
-        let o = run(
-            "tlog-server",
-            &[
-                "token",
-                "mint",
-                "--key",
-                &p("op.key"),
-                "--kid",
-                "k1",
-                "--issuer",
-                "https://ops.e2e",
-                "--audience",
-                "tlog",
-                "--subject",
-                "monitor",
-                "--role",
-                "monitor",
-                "--ttl",
-                ttl,
-            ],
-        );
-        assert!(o.status.success(), "{}", text(&o.stderr));
-        text(&o.stdout).trim().to_owned()
-    };
+    let mint = |ttl: &str| mint_token(dir.path(), "monitor", "monitor", ttl);
     log.submit(&tlog_e2e::history::benign(20, 2, 1));
     let token_file = dir.path().join("monitor.token");
     std::fs::write(&token_file, mint("4s")).expect("token");

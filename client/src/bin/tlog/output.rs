@@ -32,8 +32,14 @@ pub fn checkpoint_json(cp: &SignedCheckpoint) -> serde_json::Value {
     })
 }
 
-/// One line about a leaf, for people.
+/// One line about a leaf, for people: escaped, since a leaf written before
+/// such text was refused may hold characters that display as others
+/// (`tlog_core::text::escaped`).
 pub fn summary(leaf: &AnyLeaf) -> String {
+    escaped(&summary_raw(leaf))
+}
+
+fn summary_raw(leaf: &AnyLeaf) -> String {
     match leaf {
         AnyLeaf::Event(l) => {
             let e = &l.event;
@@ -60,6 +66,8 @@ pub fn summary(leaf: &AnyLeaf) -> String {
         ),
     }
 }
+
+use tlog_core::text::escaped;
 
 /// Prints a verified entry.
 pub fn entry(e: &VerifiedEntry, json: bool, detail: Detail) {
@@ -91,7 +99,8 @@ pub fn entry(e: &VerifiedEntry, json: bool, detail: Detail) {
                 if detail == Detail::Get {
                     let pretty = serde_json::to_string_pretty(&leaf_json(l)).unwrap_or_default();
                     for line in pretty.lines() {
-                        println!("  {line}");
+                        // Escaped like the summary.
+                        println!("  {}", escaped(line));
                     }
                 }
             }
@@ -272,5 +281,48 @@ pub fn bundle_ok(path: &Path, v: &VerifiedBundle, json: bool) {
         eprintln!(
             "warning: checked with the key inside the bundle, which shows the bundle is intact but not who signed it; pin the log's key with --vkey"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tlog_core::event::{Action, Artifact, ArtifactEvent, Interface};
+    use tlog_core::leaf::{Leaf, Submitter};
+
+    #[test]
+    fn summaries_show_spoofing_characters_escaped() {
+        let leaf = AnyLeaf::Event(Box::new(Leaf {
+            version: tlog_core::leaf::LEAF_VERSION,
+            event: ArtifactEvent {
+                event_id: "e".into(),
+                source: "s".into(),
+                action: Action::Deploy,
+                artifact: Artifact {
+                    name: "team-a/evil\u{202E}gpj.exe".into(),
+                    version: "1".into(),
+                    digests: vec![],
+                    media_type: String::new(),
+                    uri: String::new(),
+                },
+                actor: "alice".into(),
+                interface: Interface::Api,
+                environment: "prod".into(),
+                client_time: None,
+                provenance: None,
+                justification: String::new(),
+                ticket: String::new(),
+                attestations: vec![],
+            },
+            submitter: Submitter::default(),
+            integrated_at: tlog_core::event::Timestamp {
+                seconds: 0,
+                nanos: 0,
+            },
+            verified_signers: vec![],
+        }));
+        let s = summary(&leaf);
+        assert!(s.contains("team-a/evil\\u{202E}gpj.exe"), "{s}");
+        assert!(!s.contains('\u{202E}'));
     }
 }

@@ -76,6 +76,79 @@ pub struct BenchArgs {
     /// Bearer token sent with every call.
     #[arg(long, env = "TLOG_TOKEN")]
     token: Option<String>,
+    /// Instead of the load above, send the costliest messages a client can
+    /// build to decode (batches of empty events, up to the message limit
+    /// and just under the decode budget) from --clients clients for
+    /// --duration, and count the answers. Watch the server's memory
+    /// meanwhile (scripts/bench-decode.sh does).
+    #[arg(long)]
+    worst_messages: bool,
+}
+
+/// `AppendBatchRequest` bytes of `n` empty events (2 bytes each on the
+/// wire, a few hundred bytes each once decoded).
+fn empty_events(n: usize) -> Vec<u8> {
+    std::iter::repeat_n([0x0au8, 0x00], n).flatten().collect()
+}
+
+/// The worst-message load: each client sends, in turn, the largest batch
+/// of empty events the message limit allows, and one whose estimated
+/// decoded size is just under the default decode budget.
+async fn worst_messages(
+    a: &BenchArgs,
+    channels: Vec<Channel>,
+    bearer: Bearer,
+) -> anyhow::Result<()> {
+    let kinds = [
+        ("16 MiB of empty events", empty_events(8 << 20)),
+        ("65,000 empty events (62 MiB decoded)", empty_events(65_000)),
+        ("2 MiB of empty events", empty_events(1 << 20)),
+    ];
+    let kinds = Arc::new(kinds);
+    let end = Instant::now() + a.duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..a.clients {
+        let ch = channels[c % channels.len()].clone();
+        let (kinds, bearer) = (kinds.clone(), bearer.clone());
+        tasks.spawn(async move {
+            let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+            let mut i = c;
+            while Instant::now() < end {
+                let (what, body) = &kinds[i % kinds.len()];
+                i += 1;
+                let mut grpc = tonic::client::Grpc::new(ch.clone());
+                if grpc.ready().await.is_err() {
+                    *counts.entry("not ready".into()).or_default() += 1;
+                    continue;
+                }
+                let mut req = tonic::Request::new(body.clone());
+                if let Some(v) = &bearer.0 {
+                    req.metadata_mut().insert("authorization", v.clone());
+                }
+                let path = http::uri::PathAndQuery::from_static("/tlog.v1.Log/AppendBatch");
+                let code = match grpc.unary(req, path, tlog_proto::codec::RawCodec).await {
+                    Ok(_) => tonic::Code::Ok,
+                    Err(s) => s.code(),
+                };
+                *counts.entry(format!("{what}: {code:?}")).or_default() += 1;
+            }
+            counts
+        });
+    }
+    let mut total: std::collections::BTreeMap<String, u64> = Default::default();
+    while let Some(r) = tasks.join_next().await {
+        for (k, v) in r? {
+            *total.entry(k).or_default() += v;
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string(&total)?);
+    } else {
+        for (k, v) in &total {
+            println!("{v:>8}  {k}");
+        }
+    }
+    Ok(())
 }
 
 /// Adds the bearer token to every call.
@@ -248,6 +321,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot connect to {}", a.addr))?,
         );
+    }
+    if a.worst_messages {
+        return worst_messages(&a, channels, bearer).await;
     }
     let client = |ch: &Channel| -> Client {
         LogClient::with_interceptor(ch.clone(), bearer.clone()).max_decoding_message_size(64 << 20)
