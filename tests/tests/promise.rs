@@ -154,46 +154,23 @@ fn a_rolled_back_store_is_refused_until_recovered_from_a_copy() {
     assert!(err.contains("size 200"), "{err}");
 
     let d = dir.to_str().expect("utf8");
+    let recover = |how: &[&str]| {
+        let mut args = vec!["recover", "--data-dir", d];
+        args.extend(how);
+        run("tlog-server", &args)
+    };
+    let err = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
     // Adopting the old store as the latest state is refused: the lock knows better.
-    let out = run(
-        "tlog-server",
-        &["recover", "--data-dir", d, "--adopt-store"],
-    );
+    let out = recover(&["--adopt-store"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("rolled back"));
+    assert!(err(&out).contains("rolled back"), "{}", err(&out));
     // A copy that is itself too old cannot bring it back.
-    let out = run(
-        "tlog-server",
-        &[
-            "recover",
-            "--data-dir",
-            d,
-            "--from",
-            old.to_str().expect("utf8"),
-        ],
-    );
+    let out = recover(&["--from", old.to_str().expect("utf8")]);
     assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("has signed size 200"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(err(&out).contains("has signed size 200"), "{}", err(&out));
     // The full copy does; every entry is checked on the way in.
-    let out = run(
-        "tlog-server",
-        &[
-            "recover",
-            "--data-dir",
-            d,
-            "--from",
-            copy.to_str().expect("utf8"),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = recover(&["--from", copy.to_str().expect("utf8")]);
+    assert!(out.status.success(), "{}", err(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("re-imported entries 100..200"));
 
     let server = Server::start(&dir);
