@@ -525,6 +525,11 @@ mod tests {
         assert!(v.verify(&t, now).is_ok());
         let t = sign_claims(&pem, &c(Some(now), now + 3600));
         assert!(v.verify(&t, now).is_ok());
+        // A subject that displays as something else is refused.
+        let mut spoof = c(Some(now), now + 600);
+        spoof.sub = "alice\u{202E}nimda".into();
+        let t = sign_claims(&pem, &spoof);
+        assert!(matches!(v.verify(&t, now), Err(TokenError::Malformed(_))));
         // Issued long ago, expiring within the maximum from now, but with a
         // total life beyond it: refused.
         let t = sign_claims(&pem, &c(Some(now - 7200), now + 600));

@@ -362,3 +362,56 @@ async fn slow_clients_that_trickle_or_stall_do_not_stop_service() {
     still_serving(&server, "after-slow-clients").await;
     server.stop().await;
 }
+
+/// Requests refused before the service sees them are recorded: one that
+/// does not decode reaches the access log with peer, method and reason; a
+/// justification over the limit is refused with `INVALID_ARGUMENT`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_before_the_service_are_recorded() {
+    let server = TestServer::start_with(|c| {
+        c.auth.access_log = Some(c.data_dir.join("access.log"));
+    })
+    .await;
+    let err = raw_call(&server, "Append", vec![0x0a, 0xff, 0xff, 0x03, 0x01])
+        .await
+        .expect_err("undecodable");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    let log = server.dir.path().join("access.log");
+    let mut found = None;
+    for _ in 0..250 {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        found = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|r| r["refusal"] == "undecodable-request");
+        if found.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = found.expect("the undecodable request is in the access log");
+    assert_eq!(r["method"], "Append");
+    assert!(
+        r["peer"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("127.0.0.1:")),
+        "{r}"
+    );
+    assert!(
+        r["reason"]
+            .as_str()
+            .is_some_and(|m| m.contains("malformed")),
+        "{r}"
+    );
+
+    let mut c = server.client().await;
+    let mut req = tonic::Request::new(pb::GetLogInfoRequest {});
+    req.metadata_mut().insert(
+        "x-tlog-justification",
+        "j".repeat(2000).parse().expect("header"),
+    );
+    let err = c.get_log_info(req).await.expect_err("too long");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(err.message().contains("at most 1024"), "{err}");
+    server.stop().await;
+}
