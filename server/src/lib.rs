@@ -1,18 +1,15 @@
-//! `tlog-server`: the transparency log server.
+//! `tlog-server`: the transparency log server, one folder per concern
+//! (ARCHITECTURE.md, "Parts").
 //!
-//! - [`storage`]: the storage trait and its RocksDB implementation.
+//! - [`service`]: the `tlog.v1.Log` gRPC service, its handlers by family,
+//!   the one access recorder, the wire conversions and the one error map.
 //! - [`sequencer`]: the single owner of the tree; batches appends into one
-//!   synced write and signed checkpoint each.
-//! - [`service`]: the `tlog.v1.Log` gRPC service; [`error`] maps every
-//!   error to a gRPC status in one place; [`convert`] turns wire types into
-//!   core types.
-//! - [`auth`]: the authentication slot; [`metrics`]: Prometheus metrics.
-//! - [`ingress`]: the TLS handshake and the decode bound, before the
-//!   service; both record what they refuse.
-//! - [`keys`]: `init` and signing-key loading; [`config`]: settings.
-//! - [`recover`]: re-import from a copy of the log, or adopt a store.
-//! - [`lock`]: the checkpoint lock, the latest signed checkpoint kept
-//!   outside the store; the sequencer signs only extensions of it.
+//!   synced write and signed checkpoint each, guarded by the checkpoint
+//!   lock ([`sequencer::lock`]).
+//! - [`storage`]: the [`storage::LogStore`] trait and its backends.
+//! - [`access`]: authentication, tokens, the Cedar policy, the access log
+//!   and ledger, rate limits, and the ingress layer before the service.
+//! - [`ops`]: configuration, keys and `init`, metrics, recovery.
 //!
 //! Tests start a server in-process with [`run`] on a listener they bound
 //! (`127.0.0.1:0`) and stop it through the shutdown future they own.
@@ -25,34 +22,26 @@ pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 /// far less than a batch.
 pub const ANONYMOUS_MAX_MESSAGE: usize = 64 * 1024;
 
-/// Largest estimated decoded size of such a request ([`ingress`]).
+/// Largest estimated decoded size of such a request ([`access::ingress`]).
 pub const ANONYMOUS_MAX_COST: u64 = 1 << 20;
 
-pub mod audit;
-pub mod auth;
-pub mod authz;
-pub mod config;
-pub mod convert;
-pub mod error;
-pub mod ingress;
-pub mod keys;
-pub mod lock;
-pub mod metrics;
-pub mod ratelimit;
-pub mod recover;
+pub mod access;
+pub mod ops;
 pub mod sequencer;
 pub mod service;
 pub mod storage;
-pub mod tokens;
 pub mod workload;
 
+use access::{audit, auth, authz, ingress, ratelimit, tokens};
+use sequencer::lock;
+use ops::{config, keys, metrics};
 use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::ops::config::Config;
+use crate::ops::metrics::Metrics;
 use crate::sequencer::BatchConfig;
 use crate::service::LogService;
 use crate::storage::{LogStore, RocksStore};

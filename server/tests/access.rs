@@ -12,8 +12,8 @@ use rcgen::{
     SanType,
 };
 use tlog_proto::v1 as pb;
-use tlog_server::config::{Config, TlsSection};
-use tlog_server::tokens::{Claims, IssuerConfig, MintRequest, mint, now_secs};
+use tlog_server::ops::config::{Config, TlsSection};
+use tlog_server::access::tokens::{Claims, IssuerConfig, MintRequest, mint, now_secs};
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
@@ -79,7 +79,7 @@ fn release_pipeline() -> tlog_core::note::Signer {
 
 fn attest(e: &mut pb::ArtifactEvent, signer: &tlog_core::note::Signer, corrupt: bool) {
     use ed25519_dalek::Signer as _;
-    let core = tlog_server::convert::event(e.clone()).expect("event");
+    let core = tlog_server::service::convert::event(e.clone()).expect("event");
     let mut sig = signer
         .signing_key()
         .sign(&core.attestation_bytes())
@@ -107,7 +107,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 fn issuers(dir: &Path) -> (Issuers, Vec<IssuerConfig>) {
-    let (ops_pem, ops_jwks) = tlog_server::tokens::keygen("ops-1").expect("keygen");
+    let (ops_pem, ops_jwks) = tlog_server::access::tokens::keygen("ops-1").expect("keygen");
     // An ES256 issuer with a P-256 key.
     use base64::Engine as _;
     let es = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("p256");
@@ -314,7 +314,7 @@ async fn start() -> Env {
 
 async fn start_with(tweak: impl FnOnce(&mut Config)) -> Env {
     let dir = tempfile::tempdir().expect("tmp");
-    tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
+    tlog_server::ops::keys::init(dir.path(), ORIGIN, None).expect("init");
     let pki = pki();
     let (issuers, issuer_cfg) = issuers(dir.path());
     let policy_src = std::path::PathBuf::from(
@@ -331,7 +331,7 @@ async fn start_with(tweak: impl FnOnce(&mut Config)) -> Env {
             client_ca_file: Some(write(dir.path(), "ca.pem", &pki.ca)),
             client_auth_optional: true,
         }),
-        auth: tlog_server::config::AuthSection {
+        auth: tlog_server::ops::config::AuthSection {
             policy_file: Some(policy.clone()),
             token_issuers: issuer_cfg,
             cert_roles: HashMap::from([(
@@ -627,7 +627,7 @@ async fn token_and_certificate_attacks_are_refused_and_recorded() {
     let now = now_secs();
     let ops_key = EncodingKey::from_ed_pem(env.issuers.ops_pem.as_bytes()).expect("key");
     let es_key = EncodingKey::from_ec_pem(env.issuers.es_pem.as_bytes()).expect("key");
-    let (other_pem, _) = tlog_server::tokens::keygen("ops-1").expect("keygen");
+    let (other_pem, _) = tlog_server::access::tokens::keygen("ops-1").expect("keygen");
     let other_key = EncodingKey::from_ed_pem(other_pem.as_bytes()).expect("key");
     let valid = ops_token(&env.issuers, "auditor", &["auditor"]);
     let edited = {

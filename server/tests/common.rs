@@ -8,7 +8,7 @@ use tlog_core::merkle::verify::{parse_proof, verify_consistency, verify_inclusio
 use tlog_core::note::{Verifier, Verifiers};
 use tlog_proto::v1 as pb;
 use tlog_proto::v1::log_client::LogClient;
-use tlog_server::config::Config;
+use tlog_server::ops::config::Config;
 use tonic::transport::Channel;
 
 pub const ORIGIN: &str = "test.example/log";
@@ -28,7 +28,7 @@ impl TestServer {
 
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let vkey = tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
+        let vkey = tlog_server::ops::keys::init(dir.path(), ORIGIN, None).expect("init");
         Self::start_in(dir, vkey, tweak).await
     }
 
@@ -210,7 +210,7 @@ impl Faulty {
         plan: impl Fn(u64) -> Fault + Send + Sync + 'static,
     ) -> Self {
         Faulty {
-            inner: tlog_server::storage::RocksStore::open(&tlog_server::keys::db_path(dir))
+            inner: tlog_server::storage::RocksStore::open(&tlog_server::ops::keys::db_path(dir))
                 .expect("open"),
             delay,
             plan: Box::new(plan),
@@ -378,7 +378,7 @@ pub fn sequencer_over<S: tlog_server::storage::LogStore>(
     depth: usize,
     enqueue_timeout: std::time::Duration,
 ) -> Running {
-    let signer = tlog_server::keys::load_signer(&dir.join("log.key")).expect("key");
+    let signer = tlog_server::ops::keys::load_signer(&dir.join("log.key")).expect("key");
     sequencer_signed_by(
         dir,
         store,
@@ -404,14 +404,14 @@ pub fn sequencer_signed_by<S: tlog_server::storage::LogStore>(
     let (seq, task) = tlog_server::sequencer::start(
         store,
         signer,
-        tlog_server::lock::CheckpointLock::at(tlog_server::keys::lock_path(dir)),
+        tlog_server::sequencer::lock::CheckpointLock::at(tlog_server::ops::keys::lock_path(dir)),
         tlog_server::sequencer::BatchConfig {
             max_events,
             max_wait,
             queue_depth: depth,
             enqueue_timeout,
         },
-        std::sync::Arc::new(tlog_server::metrics::Metrics::default()),
+        std::sync::Arc::new(tlog_server::ops::metrics::Metrics::default()),
         stop_rx,
     )
     .expect("the sequencer starts");

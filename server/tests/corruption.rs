@@ -7,7 +7,7 @@
 use tlog_core::Hash;
 use tlog_core::merkle::verify::{parse_proof, verify_inclusion};
 use tlog_proto::v1 as pb;
-use tlog_server::keys;
+use tlog_server::ops::keys;
 
 use crate::common::{TestServer, event, open_checkpoint};
 
@@ -187,7 +187,7 @@ async fn a_flipped_byte_in_every_rocksdb_file_is_refused_at_start() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let config = tlog_server::config::Config {
+    let config = tlog_server::ops::config::Config {
         data_dir: dir.path().to_owned(),
         ..Default::default()
     };

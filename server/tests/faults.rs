@@ -53,7 +53,7 @@ struct FaultySigner {
 impl FaultySigner {
     fn new(dir: &std::path::Path, plan: impl Fn(u64) -> SignFault + Send + Sync + 'static) -> Self {
         FaultySigner {
-            key: tlog_server::keys::load_signer(&dir.join("log.key")).expect("key"),
+            key: tlog_server::ops::keys::load_signer(&dir.join("log.key")).expect("key"),
             signings: AtomicU64::new(0),
             plan: Box::new(plan),
         }
@@ -199,7 +199,7 @@ fn stored(store: &RocksStore, acked: &BTreeMap<u64, String>) -> BTreeMap<u64, St
 /// The log opens again: the stored tree gives the last checkpoint's root.
 fn reopens(dir: &std::path::Path, store: Arc<Faulty>) -> Arc<RocksStore> {
     drop(Arc::into_inner(store).expect("sole owner"));
-    let store = Arc::new(RocksStore::open(&tlog_server::keys::db_path(dir)).expect("open"));
+    let store = Arc::new(RocksStore::open(&tlog_server::ops::keys::db_path(dir)).expect("open"));
     let rt = tokio::runtime::Handle::current();
     let _guard = rt.enter();
     let Running {
@@ -222,7 +222,7 @@ fn reopens(dir: &std::path::Path, store: Arc<Faulty>) -> Arc<RocksStore> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_that_fails_before_writing_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().expect("tmp");
-    tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
+    tlog_server::ops::keys::init(dir.path(), ORIGIN, None).expect("init");
     let (acked, refused, store) =
         appends_with(dir.path(), at(&[2, 5], Fault::FailBefore, Fault::None)).await;
     assert!(store.commits() > 6, "too few batches to reach the faults");
@@ -241,7 +241,7 @@ async fn a_commit_that_fails_before_writing_loses_nothing_acknowledged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_that_lands_but_reports_failure_is_continued_from() {
     let dir = tempfile::tempdir().expect("tmp");
-    tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
+    tlog_server::ops::keys::init(dir.path(), ORIGIN, None).expect("init");
     let (acked, refused, store) =
         appends_with(dir.path(), at(&[3], Fault::FailAfter, Fault::None)).await;
     assert!(!refused.is_empty());
@@ -269,7 +269,7 @@ async fn a_commit_that_lands_but_reports_failure_is_continued_from() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_after_a_landed_failure_finds_the_stored_entry() {
     let dir = tempfile::tempdir().expect("tmp");
-    tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
+    tlog_server::ops::keys::init(dir.path(), ORIGIN, None).expect("init");
     let store = Arc::new(Faulty::open(
         dir.path(),
         Duration::ZERO,
@@ -318,7 +318,7 @@ async fn a_power_cut_at_any_commit_keeps_every_acknowledged_append() {
     for round in 0..4u64 {
         let at = 1 + (u64::from(seed) + round * 3) % 7;
         let dir = tempfile::tempdir().expect("tmp");
-        tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
+        tlog_server::ops::keys::init(dir.path(), ORIGIN, None).expect("init");
         let store = Arc::new(Faulty::open(
             dir.path(),
             Duration::from_millis(5),
@@ -384,7 +384,7 @@ async fn a_power_cut_at_any_commit_keeps_every_acknowledged_append() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signing_failure_refuses_its_batch_and_loses_nothing() {
     let dir = tempfile::tempdir().expect("tmp");
-    tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
+    tlog_server::ops::keys::init(dir.path(), ORIGIN, None).expect("init");
     let (acked, refused, store) = appends_signed(
         dir.path(),
         |_| Fault::None,
@@ -409,7 +409,7 @@ async fn a_signing_failure_refuses_its_batch_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_while_signing_keeps_every_acknowledged_append() {
     let dir = tempfile::tempdir().expect("tmp");
-    tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
+    tlog_server::ops::keys::init(dir.path(), ORIGIN, None).expect("init");
     let (store, run) = faulty(
         dir.path(),
         |_| Fault::None,

@@ -29,7 +29,7 @@ async fn start_with_metrics(
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let config = tlog_server::config::Config {
+    let config = tlog_server::ops::config::Config {
         data_dir: dir.to_owned(),
         ..Default::default()
     };
@@ -71,7 +71,7 @@ async fn scrape(maddr: std::net::SocketAddr) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_proof_cache_is_warmed_at_start() {
     let dir = tempfile::tempdir().expect("tmp");
-    tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
+    tlog_server::ops::keys::init(dir.path(), ORIGIN, None).expect("init");
     let (ch, _, stop, task) = start_with_metrics(dir.path()).await;
     let mut c = pb::log_client::LogClient::new(ch);
     for b in 0..4 {
@@ -102,7 +102,7 @@ async fn the_proof_cache_is_warmed_at_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_appends_and_responses() {
     let dir = tempfile::tempdir().expect("tmp");
-    tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
+    tlog_server::ops::keys::init(dir.path(), ORIGIN, None).expect("init");
     let (ch, maddr, stop, task) = start_with_metrics(dir.path()).await;
     let mut c = pb::log_client::LogClient::new(ch);
     for i in 0..3 {
@@ -168,7 +168,7 @@ async fn reflection_lists_the_services() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_answers_resource_exhausted_and_loses_nothing() {
     let dir = tempfile::tempdir().expect("tmp");
-    tlog_server::keys::init(dir.path(), ORIGIN, None).expect("init");
+    tlog_server::ops::keys::init(dir.path(), ORIGIN, None).expect("init");
     let store = Arc::new(Faulty::open(dir.path(), Duration::from_millis(200), |_| {
         Fault::None
     }));
@@ -217,7 +217,7 @@ async fn per_principal_rate_limits_answer_resource_exhausted() {
         c.default_principal = "batch-job".into();
         c.auth.rate_limits.principals.insert(
             "batch-job".into(),
-            tlog_server::ratelimit::Limit {
+            tlog_server::access::ratelimit::Limit {
                 per_second: 0.5,
                 burst: 3,
             },

@@ -28,7 +28,7 @@ fn mutate(text: &str, edits: &[(usize, u8)]) -> String {
 fn parse_config(dir: &Path, text: &str) {
     let path: PathBuf = dir.join("server.toml");
     std::fs::write(&path, text).expect("write");
-    match tlog_server::config::Config::from_file(&path) {
+    match tlog_server::ops::config::Config::from_file(&path) {
         Ok(c) => {
             let _ = c.validate();
         }
@@ -37,7 +37,7 @@ fn parse_config(dir: &Path, text: &str) {
 }
 
 fn parse_policy(text: &str) {
-    if let Err(e) = tlog_server::authz::Policy::parse(Path::new("policy.cedar"), text) {
+    if let Err(e) = tlog_server::access::authz::Policy::parse(Path::new("policy.cedar"), text) {
         assert!(!e.to_string().is_empty());
     }
 }
@@ -75,8 +75,8 @@ fn the_examples_parse() {
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("server.toml");
     std::fs::write(&path, example("deploy/config/server.toml")).expect("write");
-    tlog_server::config::Config::from_file(&path).expect("example config parses");
-    tlog_server::authz::Policy::parse(
+    tlog_server::ops::config::Config::from_file(&path).expect("example config parses");
+    tlog_server::access::authz::Policy::parse(
         Path::new("policy.cedar"),
         &example("deploy/policy/policy.cedar"),
     )

@@ -6,7 +6,8 @@ use std::os::unix::fs::PermissionsExt as _;
 
 use tlog_proto::v1 as pb;
 use tlog_server::sequencer::StartError;
-use tlog_server::{ServerError, keys};
+use tlog_server::ServerError;
+use tlog_server::ops::keys;
 
 use crate::common::{ORIGIN, TestServer, check_consistent, event, verify_append};
 
@@ -60,7 +61,7 @@ async fn start_err(dir: &std::path::Path) -> ServerError {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let config = tlog_server::config::Config {
+    let config = tlog_server::ops::config::Config {
         data_dir: dir.to_owned(),
         ..Default::default()
     };
@@ -141,7 +142,7 @@ async fn a_bad_policy_refuses_to_start_naming_the_line() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let mut config = tlog_server::config::Config {
+    let mut config = tlog_server::ops::config::Config {
         data_dir: dir.path().to_owned(),
         ..Default::default()
     };

@@ -27,7 +27,7 @@ fn server_config_ok(what: &str, text: &str) {
     let dir = tempfile::tempdir().expect("tmp");
     let p = dir.path().join("server.toml");
     std::fs::write(&p, text).expect("write");
-    let c = tlog_server::config::Config::from_file(&p)
+    let c = tlog_server::ops::config::Config::from_file(&p)
         .unwrap_or_else(|e| panic!("{what}: server config: {e}"));
     c.validate()
         .unwrap_or_else(|e| panic!("{what}: server config: {e}"));
@@ -42,7 +42,7 @@ fn monitor_config_ok(what: &str, text: &str) {
 }
 
 fn policy_ok(what: &str, text: &str) {
-    tlog_server::authz::Policy::parse(Path::new(what), text)
+    tlog_server::access::authz::Policy::parse(Path::new(what), text)
         .unwrap_or_else(|e| panic!("{what}: policy: {e}"));
 }
 

@@ -46,7 +46,7 @@ pub async fn load(a: LoadArgs) -> anyhow::Result<()> {
         a.batch > 0 && a.writers > 0,
         "--batch and --writers must be at least 1"
     );
-    let db = tlog_server::keys::db_path(&a.data_dir);
+    let db = tlog_server::ops::keys::db_path(&a.data_dir);
     let store = Arc::new(
         RocksStore::open(&db)
             .with_context(|| format!("open {} (is the server still running?)", db.display()))?,
@@ -55,19 +55,19 @@ pub async fn load(a: LoadArgs) -> anyhow::Result<()> {
         .key_file
         .clone()
         .unwrap_or_else(|| a.data_dir.join("log.key"));
-    let signer = tlog_server::keys::load_signer(&key)?;
+    let signer = tlog_server::ops::keys::load_signer(&key)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (seq, task) = tlog_server::sequencer::start(
         store.clone(),
         signer,
-        tlog_server::lock::CheckpointLock::at(tlog_server::keys::lock_path(&a.data_dir)),
+        tlog_server::sequencer::lock::CheckpointLock::at(tlog_server::ops::keys::lock_path(&a.data_dir)),
         BatchConfig {
             max_events: a.batch * a.writers,
             max_wait: Duration::from_millis(1),
             queue_depth: a.writers * 2,
             enqueue_timeout: Duration::from_secs(120),
         },
-        Arc::new(tlog_server::metrics::Metrics::default()),
+        Arc::new(tlog_server::ops::metrics::Metrics::default()),
         stop_rx,
     )?;
     let from = seq.latest().size;

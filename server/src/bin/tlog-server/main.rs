@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use tlog_server::config::{Config, LogFormat};
+use tlog_server::ops::config::{Config, LogFormat};
 
 /// mimalloc instead of glibc's malloc: the server allocates and frees small
 /// buffers for every request (HTTP/2 frames, protobuf messages, RocksDB
@@ -153,7 +153,7 @@ fn restore(
         "{} is not a backup: it has no db/CURRENT (backups are the folders SIGUSR1 writes under backup_dir)",
         from.display()
     );
-    let db = tlog_server::keys::db_path(data_dir);
+    let db = tlog_server::ops::keys::db_path(data_dir);
     anyhow::ensure!(
         !db.exists(),
         "{} already holds a log; restore into a new data directory",
@@ -229,11 +229,11 @@ fn recover(
             cfg.data_dir = data_dir.to_owned();
             cfg.lock_path()
         }
-        (None, None) => tlog_server::keys::lock_path(data_dir),
+        (None, None) => tlog_server::ops::keys::lock_path(data_dir),
     };
     let done = match (from, adopt) {
-        (Some(from), false) => tlog_server::recover::recover_from(data_dir, &lock, from)?,
-        (None, true) => tlog_server::recover::adopt_store(data_dir, &lock)?,
+        (Some(from), false) => tlog_server::ops::recover::recover_from(data_dir, &lock, from)?,
+        (None, true) => tlog_server::ops::recover::adopt_store(data_dir, &lock)?,
         _ => anyhow::bail!("give exactly one of --from <copy> and --adopt-store"),
     };
     if done.from == done.to {
@@ -339,7 +339,7 @@ enum TokenCommand {
 fn token(cmd: TokenCommand) -> anyhow::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    use tlog_server::tokens;
+    use tlog_server::access::tokens;
     match cmd {
         TokenCommand::Keygen {
             kid,
@@ -554,7 +554,7 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
 fn stats(data_dir: &std::path::Path, compact: bool, json: bool) -> anyhow::Result<()> {
     use anyhow::Context as _;
     use tlog_server::storage::LogStore as _;
-    let path = tlog_server::keys::db_path(data_dir);
+    let path = tlog_server::ops::keys::db_path(data_dir);
     let store = tlog_server::storage::RocksStore::open(&path)
         .with_context(|| format!("open {} (is the server still running?)", path.display()))?;
     let size = store
@@ -637,7 +637,7 @@ fn main() -> std::process::ExitCode {
             data_dir,
             origin,
             key_file,
-        } => tlog_server::keys::init(&data_dir, &origin, key_file.as_deref())
+        } => tlog_server::ops::keys::init(&data_dir, &origin, key_file.as_deref())
             .map(|vkey| {
                 println!("{vkey}");
                 eprintln!(

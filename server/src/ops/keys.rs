@@ -64,7 +64,7 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> KeyError {
     }
 }
 
-/// The default checkpoint lock of a data directory ([`crate::lock`]).
+/// The default checkpoint lock of a data directory ([`crate::sequencer::lock`]).
 pub fn lock_path(data_dir: &Path) -> PathBuf {
     data_dir.join("checkpoint.lock")
 }

@@ -32,7 +32,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 use tonic::Status;
 
-use crate::audit::{AccessRecord, AuditSink, Refusal, now_rfc3339};
+use crate::access::audit::{AccessRecord, AuditSink, Refusal, now_rfc3339};
 
 /// Most TLS handshakes in progress at once; further connections wait to
 /// be accepted.
@@ -76,7 +76,7 @@ pub enum TlsSetupError {
 /// The TLS acceptor for `t`: the server's chain and key, ALPN `h2`, and,
 /// with `client_ca_file`, client certificates verified against those
 /// roots (required unless `client_auth_optional`).
-pub fn tls_acceptor(t: &crate::config::TlsSection) -> Result<TlsAcceptor, TlsSetupError> {
+pub fn tls_acceptor(t: &crate::ops::config::TlsSection) -> Result<TlsAcceptor, TlsSetupError> {
     use rustls_pki_types::pem::PemObject as _;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let read = |setting: &'static str, path: &std::path::Path| {

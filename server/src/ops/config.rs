@@ -83,7 +83,7 @@ pub struct QueueSection {
     pub enqueue_timeout: Duration,
     /// Bytes that requests being read and decoded may take at once: their
     /// wire bytes and an estimate of their decoded size
-    /// ([`crate::ingress`]). Requests beyond it wait, then get
+    /// ([`crate::access::ingress`]). Requests beyond it wait, then get
     /// `RESOURCE_EXHAUSTED`.
     pub max_decoding_bytes: usize,
 }
@@ -156,7 +156,7 @@ pub struct AuthSection {
     /// allowed (and recorded as such).
     pub policy_file: Option<PathBuf>,
     /// Trusted bearer-token issuers.
-    pub token_issuers: Vec<crate::tokens::IssuerConfig>,
+    pub token_issuers: Vec<crate::access::tokens::IssuerConfig>,
     /// Roles of certificate principals: a SPIFFE ID (`spiffe://…`, from a
     /// URI SAN) or `dns:<host name>` (from a DNS SAN) -> roles.
     pub cert_roles: std::collections::HashMap<String, Vec<String>>,
@@ -167,11 +167,11 @@ pub struct AuthSection {
     /// Rotated access logs to keep.
     pub access_log_keep: usize,
     /// Per-principal rate limits.
-    pub rate_limits: crate::ratelimit::RateLimits,
+    pub rate_limits: crate::access::ratelimit::RateLimits,
     /// Also append access records to the log itself, in batches: every
     /// decision about an authenticated caller, and summaries (counts by
     /// peer and reason) of refusals before authentication
-    /// ([`crate::audit`]).
+    /// ([`crate::access::audit`]).
     pub ledger_audit: bool,
     /// Longest wait before a batch of access records is appended.
     #[serde(with = "humantime_serde")]
@@ -183,7 +183,7 @@ pub struct AuthSection {
     /// Refusals of credentials (tokens or certificates that do not verify)
     /// allowed per peer address; past it, such requests are answered
     /// `RESOURCE_EXHAUSTED`. Default 5 per second, bursts of 20.
-    pub refusals_per_peer: crate::ratelimit::Limit,
+    pub refusals_per_peer: crate::access::ratelimit::Limit,
     /// Longest `x-tlog-justification` header, in bytes.
     pub max_justification_bytes: usize,
     /// Sources bound to the principals that may submit for them: source
@@ -215,7 +215,7 @@ impl Default for AuthSection {
             ledger_audit: false,
             ledger_flush: Duration::from_millis(500),
             ledger_refusal_summary: Duration::from_secs(60),
-            refusals_per_peer: crate::ratelimit::Limit {
+            refusals_per_peer: crate::access::ratelimit::Limit {
                 per_second: 5.0,
                 burst: 20,
             },
@@ -232,7 +232,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Signing key file; default `<data_dir>/log.key`.
     pub key_file: Option<PathBuf>,
-    /// The checkpoint lock ([`crate::lock`]): the latest signed checkpoint,
+    /// The checkpoint lock ([`crate::sequencer::lock`]): the latest signed checkpoint,
     /// kept outside the store; default `<data_dir>/checkpoint.lock`. Put
     /// it on another volume than the store (and back it up apart from
     /// it), so that a store restored or rolled back with its volume is
@@ -330,7 +330,7 @@ impl Config {
     pub fn lock_path(&self) -> PathBuf {
         self.checkpoint_lock
             .clone()
-            .unwrap_or_else(|| crate::keys::lock_path(&self.data_dir))
+            .unwrap_or_else(|| crate::ops::keys::lock_path(&self.data_dir))
     }
 
     /// Checks every setting.
@@ -412,8 +412,8 @@ impl Config {
             return bad("auth.cert_roles", "needs mutual TLS (tls.client_ca_file)");
         }
         for name in self.auth.cert_roles.keys() {
-            let ok = match name.strip_prefix(crate::auth::DNS_PREFIX) {
-                Some(host) => crate::auth::is_dns_name(host),
+            let ok = match name.strip_prefix(crate::access::auth::DNS_PREFIX) {
+                Some(host) => crate::access::auth::is_dns_name(host),
                 None => name.starts_with("spiffe://") && name.len() > "spiffe://".len(),
             };
             if !ok {

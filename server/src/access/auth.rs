@@ -24,8 +24,8 @@ use tlog_core::leaf::Submitter;
 use tonic::metadata::MetadataMap;
 use tonic::transport::CertificateDer;
 
-use crate::authz::Who;
-use crate::tokens::{TokenVerifier, now_secs};
+use crate::access::authz::Who;
+use crate::access::tokens::{TokenVerifier, now_secs};
 
 /// Facts about a request that authentication may use.
 #[derive(Debug, Clone)]

@@ -21,7 +21,7 @@ use tlog_core::merkle::prove::Prover;
 use tlog_core::merkle::tree::Tree;
 use tlog_core::note::{Verifier, Verifiers};
 
-use crate::lock::{CheckpointLock, GuardError, LockError};
+use crate::sequencer::lock::{CheckpointLock, GuardError, LockError};
 use crate::storage::{CommitBatch, LogMeta, LogStore, RocksStore, StorageError};
 
 /// Entries per commit of a re-import (each commit is synced).
@@ -190,7 +190,7 @@ fn prove_extends(
 /// The store folder of `from`: a data directory or backup folder (with
 /// `db/`), or a store folder itself.
 pub fn source_store_path(from: &Path) -> PathBuf {
-    let db = crate::keys::db_path(from);
+    let db = crate::ops::keys::db_path(from);
     if db.join("CURRENT").is_file() {
         db
     } else {
@@ -207,7 +207,7 @@ pub fn recover_from(
     lock_path: &Path,
     from: &Path,
 ) -> Result<Recovered, RecoverError> {
-    let local_path = crate::keys::db_path(data_dir);
+    let local_path = crate::ops::keys::db_path(data_dir);
     let local = RocksStore::open(&local_path).map_err(storage("local", &local_path))?;
     let src_path = source_store_path(from);
     let src = RocksStore::open_read_only(&src_path).map_err(storage("source", &src_path))?;
@@ -321,7 +321,7 @@ pub fn recover_from(
 /// was handed out. Refused if a lock exists that the store does not
 /// extend (that store was rolled back; use [`recover_from`]).
 pub fn adopt_store(data_dir: &Path, lock_path: &Path) -> Result<Recovered, RecoverError> {
-    let path = crate::keys::db_path(data_dir);
+    let path = crate::ops::keys::db_path(data_dir);
     let store = RocksStore::open(&path).map_err(storage("local", &path))?;
     let meta = meta_of("local", &path, &store)?;
     let verifier = Verifier::from_vkey(&meta.vkey)

@@ -1,5 +1,8 @@
 //! The `tlog.v1.Log` gRPC service.
 
+pub mod convert;
+pub mod error;
+
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -16,13 +19,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
-use crate::audit::{AccessRecord, AuditSink, Refusal, now_rfc3339};
-use crate::auth::{Authenticator, Caller, RequestFacts};
-use crate::authz::{Ctx, PolicyHandle, Resource, Who};
-use crate::config::Limits;
-use crate::convert;
-use crate::error::ServiceError;
-use crate::metrics::Metrics;
+use crate::access::audit::{AccessRecord, AuditSink, Refusal, now_rfc3339};
+use crate::access::auth::{Authenticator, Caller, RequestFacts};
+use crate::access::authz::{Ctx, PolicyHandle, Resource, Who};
+use crate::ops::config::Limits;
+use crate::service::error::ServiceError;
+use crate::ops::metrics::Metrics;
 use crate::sequencer::{Outcome, Sequencer, Submission};
 use crate::storage::LogStore;
 
@@ -46,13 +48,13 @@ pub struct LogService<S> {
     tiles: Arc<TileCache>,
     policy: Option<PolicyHandle>,
     audit: Option<AuditSink>,
-    limiter: crate::ratelimit::RateLimiter,
+    limiter: crate::access::ratelimit::RateLimiter,
     signers: Vec<tlog_core::note::Verifier>,
     /// The log's own key: stored checkpoints are verified with it before
     /// they are served.
     log_key: tlog_core::note::Verifiers,
     /// Refused credentials per peer address.
-    refusal_limiter: crate::ratelimit::RateLimiter,
+    refusal_limiter: crate::access::ratelimit::RateLimiter,
     max_justification: usize,
     /// Sources bound to their principals (`auth.sources`).
     sources: std::collections::HashMap<String, Vec<String>>,
@@ -67,7 +69,7 @@ pub struct Access {
     caller: Caller,
     rpc: &'static str,
     justification: String,
-    policy: Option<Arc<crate::authz::Policy>>,
+    policy: Option<Arc<crate::access::authz::Policy>>,
     state: Mutex<AccessState>,
 }
 
@@ -93,7 +95,7 @@ impl Access {
         signed_by: &[String],
     ) -> Result<()> {
         let decision = match &self.policy {
-            None => crate::authz::Decision {
+            None => crate::access::authz::Decision {
                 allowed: true,
                 policies: vec!["no-policy-configured".into()],
                 errors: vec![],
@@ -187,9 +189,9 @@ impl<S: LogStore> LogService<S> {
         tiles: Arc<TileCache>,
         policy: Option<PolicyHandle>,
         audit: Option<AuditSink>,
-        limiter: crate::ratelimit::RateLimiter,
+        limiter: crate::access::ratelimit::RateLimiter,
         signers: Vec<tlog_core::note::Verifier>,
-        refusals_per_peer: crate::ratelimit::Limit,
+        refusals_per_peer: crate::access::ratelimit::Limit,
         max_justification: usize,
         sources: std::collections::HashMap<String, Vec<String>>,
     ) -> Self {
@@ -197,7 +199,7 @@ impl<S: LogStore> LogService<S> {
             tlog_core::note::Verifiers::new(tlog_core::note::Verifier::from_vkey(&vkey).ok());
         LogService {
             log_key,
-            refusal_limiter: crate::ratelimit::RateLimiter::new(crate::ratelimit::RateLimits {
+            refusal_limiter: crate::access::ratelimit::RateLimiter::new(crate::access::ratelimit::RateLimits {
                 default: Some(refusals_per_peer),
                 principals: Default::default(),
             }),

@@ -18,7 +18,7 @@ use cedar_policy::{
 };
 
 /// The schema, compiled into the server.
-pub const SCHEMA: &str = include_str!("../policy/tlog.cedarschema");
+pub const SCHEMA: &str = include_str!("../../policy/tlog.cedarschema");
 
 /// Why a policy could not be loaded.
 #[derive(Debug, thiserror::Error)]

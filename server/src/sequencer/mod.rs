@@ -17,6 +17,8 @@
 //! without being written, so no answer ever covers an entry that is not on
 //! disk.
 
+pub mod lock;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,8 +31,8 @@ use tlog_core::note::{Signer, Verifier};
 use tlog_core::{Hash, leaf_hash};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::lock::{CheckpointLock, GuardError, LockError, Standing};
-use crate::metrics::Metrics;
+use crate::sequencer::lock::{CheckpointLock, GuardError, LockError, Standing};
+use crate::ops::metrics::Metrics;
 use crate::storage::{ArtifactMeta, CommitBatch, Idempotency, LogStore, NewEntry};
 
 /// Set once when the sequencer can no longer write safely (the checkpoint
@@ -490,7 +492,7 @@ pub fn start<S: LogStore>(
     ))
 }
 
-/// The checkpoint-lock guard at start ([`crate::lock`]): the store's
+/// The checkpoint-lock guard at start ([`crate::sequencer::lock`]): the store's
 /// latest checkpoint must be the lock's or a consistent extension of it
 /// (proven from the store's hashes, RFC 9162 section 2.1.4); the lock is
 /// then moved up to it. A new log (size 0) without a lock gets one.

@@ -71,7 +71,7 @@ pub struct AccessRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Refusal {
     /// Credentials that did not verify.
-    Credentials(crate::auth::AuthFailure),
+    Credentials(crate::access::auth::AuthFailure),
     /// A caller without credentials, denied by the policy.
     NoCredentials,
     /// Over a rate limit.
