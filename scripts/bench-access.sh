@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 . scripts/env.sh
 SECS="${1:-10}"
-cargo build --release --locked --quiet -p tlog-server --bins
+cargo build --release --locked --quiet -p tlog-server -p tlog-bench --bins
 BIN="$CARGO_TARGET_DIR/release/tlog-server"
+BENCH="$CARGO_TARGET_DIR/release/tlog-bench"
 W="$(mktemp -d "${TMPDIR:-/tmp}/tlog-bench-access.XXXXXX")"
 PID=""
 trap '[ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null; wait 2>/dev/null || true' EXIT
@@ -46,9 +47,9 @@ run() { # name, extra config, bench flags...
   for _ in $(seq 1 100); do [ -s "$W/ready" ] && break; sleep 0.1; done
   local addr; addr="$(head -n1 "$W/ready")"; rm -f "$W/ready"
   echo "== $name: 64 clients, single appends, then proofs"
-  "$BIN" bench --duration "${SECS}s" --clients 64 --proof-duration "${SECS}s" "$@" --addr "$(scheme "$name")://$addr"
+  "$BENCH" run --duration "${SECS}s" --clients 64 --proof-duration "${SECS}s" "$@" --addr "$(scheme "$name")://$addr"
   echo "== $name: 16 clients, AppendBatch of 64"
-  "$BIN" bench --duration "${SECS}s" --clients 16 --batch 64 --proof-duration 0s "$@" --addr "$(scheme "$name")://$addr"
+  "$BENCH" run --duration "${SECS}s" --clients 16 --batch 64 --proof-duration 0s "$@" --addr "$(scheme "$name")://$addr"
   kill -TERM "$PID"; wait "$PID" || true; PID=""
 }
 scheme() { [ "$1" = A ] && echo http || echo https; }

@@ -7,7 +7,7 @@
 #    batched throughput (16 clients x AppendBatch(64)) and the p99 of
 #    single appends at half the single-append peak (64 clients).
 # 2. The decode bound. 16 clients send the costliest messages they can
-#    build (`tlog-server bench --worst-messages`) for 20 s; the server's
+#    build (`tlog-bench run --worst-messages`) for 20 s; the server's
 #    peak RSS is read beside its idle RSS. Target: under 2 x idle + 256 MiB.
 #
 # Usage: scripts/bench-guard.sh [ROUNDS] (default 4 turns of each)
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 . scripts/env.sh
 ROUNDS="${1:-4}"
 D=10
-cargo build --release --locked --quiet -p tlog-server -p tlog-client -p tlog-monitor --bins
+cargo build --release --locked --quiet -p tlog-server -p tlog-client -p tlog-monitor -p tlog-bench --bins
 BIN="$CARGO_TARGET_DIR/release"
 W="$(mktemp -d "${TMPDIR:-/var/tmp}/tlog-guard.XXXXXX")"
 SHM="$(mktemp -d /dev/shm/tlog-guard.XXXXXX)"
@@ -46,13 +46,13 @@ run_config() { # where -> sets B, P, L (L at the fixed $RATE, if set)
     : >"$W/server.toml"
   fi
   start "$W/data" "$W/server.toml"
-  B="$("$BIN/tlog-server" bench --addr "$URL" --clients 16 --batch 64 --duration "${D}s" \
+  B="$("$BIN/tlog-bench" run --addr "$URL" --clients 16 --batch 64 --duration "${D}s" \
     --proof-duration 0s --json | field appends_per_s)"
-  P="$("$BIN/tlog-server" bench --addr "$URL" --clients 64 --duration "${D}s" \
+  P="$("$BIN/tlog-bench" run --addr "$URL" --clients 64 --duration "${D}s" \
     --proof-duration 0s --json | field appends_per_s)"
   L=0
   if [ -n "${RATE:-}" ]; then
-    L="$("$BIN/tlog-server" bench --addr "$URL" --clients 64 --rate "$RATE" --duration "${D}s" \
+    L="$("$BIN/tlog-bench" run --addr "$URL" --clients 64 --rate "$RATE" --duration "${D}s" \
       --proof-duration 0s --json | field p99_ms)"
   fi
   stop_server
@@ -101,11 +101,11 @@ rm -rf "$W/data"
 start "$W/data" "$W/server.toml"
 sleep 2
 IDLE="$(awk '/VmRSS/ {print $2}' "/proc/$PID/status")"
-"$BIN/tlog-server" bench --addr "$URL" --clients 16 --duration 20s --worst-messages
+"$BIN/tlog-bench" run --addr "$URL" --clients 16 --duration 20s --worst-messages
 PEAK="$(awk '/VmHWM/ {print $2}' "/proc/$PID/status")"
 LIMIT=$((2 * IDLE + 256 * 1024))
 echo "server RSS: idle $((IDLE / 1024)) MiB, peak $((PEAK / 1024)) MiB; limit 2 x idle + 256 MiB = $((LIMIT / 1024)) MiB"
-"$BIN/tlog-server" bench --addr "$URL" --clients 4 --batch 16 --duration 2s --proof-duration 0s |
+"$BIN/tlog-bench" run --addr "$URL" --clients 4 --batch 16 --duration 2s --proof-duration 0s |
   head -n 2
 stop_server
 if [ "$PEAK" -gt "$LIMIT" ]; then echo "bench-guard: peak RSS over the limit" >&2; exit 1; fi

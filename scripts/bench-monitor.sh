@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 . scripts/env.sh
 N="${1:-1000000}"
-cargo build --release --locked --quiet -p tlog-server -p tlog-client -p tlog-monitor --bins
+cargo build --release --locked --quiet -p tlog-server -p tlog-client -p tlog-monitor -p tlog-bench --bins
 BIN="$CARGO_TARGET_DIR/release"
 W="$(mktemp -d "${TMPDIR:-/tmp}/tlog-bench-monitor.XXXXXX")"
 PID=""
@@ -27,7 +27,7 @@ size() { "$BIN/tlog" --server "$URL" --vkey "$VKEY" --no-state --json checkpoint
 
 echo "== filling the log to $N entries (16 clients x AppendBatch(64); each client its own artifact names)"
 while [ "$(size)" -lt "$N" ]; do
-  "$BIN/tlog-server" bench --addr "$URL" --clients 16 --batch 64 --duration 5s \
+  "$BIN/tlog-bench" run --addr "$URL" --clients 16 --batch 64 --duration 5s \
     --proof-duration 0s --json >/dev/null
 done
 TOTAL="$(size)"

@@ -26,7 +26,7 @@ COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --qu
 OUT="${OUT:-$CARGO_TARGET_DIR/bench-suite/$(date -u +%Y%m%dT%H%M%SZ)-$COMMIT}"
 mkdir -p "$OUT"
 echo "== building (release)"
-cargo build --release --locked --quiet -p tlog-server -p tlog-client -p tlog-monitor --bins
+cargo build --release --locked --quiet -p tlog-server -p tlog-client -p tlog-monitor -p tlog-bench --bins
 BIN="$CARGO_TARGET_DIR/release"
 W="$(mktemp -d "${TMPDIR:-/var/tmp}/tlog-suite.XXXXXX")"
 PID=""
@@ -62,14 +62,14 @@ PY
 cat "$OUT/machine.json"; echo
 
 echo "== limits"
-run_json limits 0 "$BIN/tlog-server" limits --duration 3s --json
+run_json limits 0 "$BIN/tlog-bench" limits --duration 3s --json
 
 for N in $SCALES; do
   echo "== scale $N"
   rm -rf "$W/data"
   VKEY="$("$BIN/tlog-server" init --data-dir "$W/data" --origin suite.example/log 2>/dev/null)"
   if [ "$N" -gt 0 ]; then
-    run_json load "$N" "$BIN/tlog-server" load --data-dir "$W/data" --entries "$N" --json
+    run_json load "$N" "$BIN/tlog-bench" load --data-dir "$W/data" --entries "$N" --json
     # A log that grew to N entries over months has long been compacted in
     # the background; one bulk-loaded in minutes has not. Compact it, so
     # the reads measure the log and not the loader's leftover compaction.
@@ -86,10 +86,10 @@ for N in $SCALES; do
   # proof cache (a few seconds at 10M entries; logged).
   for _ in $(seq 1 600); do grep -q 'proof cache warmed' "$W/server.log" && break; sleep 0.1; done
   # Reads first, at exactly this scale.
-  run_json reads "$N" "$BIN/tlog-server" bench --addr "$URL" --clients 64 --duration 0s \
+  run_json reads "$N" "$BIN/tlog-bench" run --addr "$URL" --clients 64 --duration 0s \
     --proof-duration "${D}s" --consistency-duration "${D}s" --stream-entries 200000 --queries 200 --json
   for C in 1 16 64 256; do
-    run_json single "$N" "$BIN/tlog-server" bench --addr "$URL" --clients "$C" --duration "${D}s" \
+    run_json single "$N" "$BIN/tlog-bench" run --addr "$URL" --clients "$C" --duration "${D}s" \
       --proof-duration 0s --json
   done
   # The commits the server makes under the batched load (its metrics
@@ -100,7 +100,7 @@ for N in $SCALES; do
       awk '$1 == "tlog_batch_events_sum" {s = $2} $1 == "tlog_batch_events_count" {c = $2} END {print s, c}'
   }
   BEFORE="$(commits)"
-  run_json batched "$N" "$BIN/tlog-server" bench --addr "$URL" --clients 16 --batch 64 \
+  run_json batched "$N" "$BIN/tlog-bench" run --addr "$URL" --clients 16 --batch 64 \
     --duration "${D}s" --proof-duration 0s --json
   AFTER="$(commits)"
   MEAN="$(python3 -c 'import sys; b, a = sys.argv[1].split(), sys.argv[2].split(); print(round((float(a[0]) - float(b[0])) / max(float(a[1]) - float(b[1]), 1)))' "$BEFORE" "$AFTER")"
@@ -111,7 +111,7 @@ import json, sys
 print(int(max(json.loads(l)["result"]["appends_per_s"] for l in sys.stdin if json.loads(l)["kind"] == "single")))')"
   for PCT in 25 50 75; do
     RATE=$((PEAK * PCT / 100))
-    run_json "latency-$PCT" "$N" "$BIN/tlog-server" bench --addr "$URL" --clients 64 --rate "$RATE" \
+    run_json "latency-$PCT" "$N" "$BIN/tlog-bench" run --addr "$URL" --clients 64 --rate "$RATE" \
       --duration "${D}s" --proof-duration 0s --json
   done
   RSS="$(awk '/VmHWM/ {print $2}' "/proc/$PID/status")"
@@ -147,12 +147,12 @@ CFG
   RUST_LOG=info "$BIN/tlog-server" serve --config "$W/cold.toml" --ready-file "$W/ready" >"$W/server.log" 2>&1 &
   PID=$!
   for _ in $(seq 1 600); do [ -s "$W/ready" ] && break; sleep 0.1; done
-  run_json cold "$N" "$BIN/tlog-server" bench --addr "http://$(head -n1 "$W/ready")" --clients 64 \
+  run_json cold "$N" "$BIN/tlog-bench" run --addr "http://$(head -n1 "$W/ready")" --clients 64 \
     --duration 0s --proof-duration "${D}s" --json
   stop_server
   # The limit for the batched figure: synced commits of the size the
   # server made, for as long as the server's run, with nothing else running.
-  run_json limit-batched "$N" "$BIN/tlog-server" limits --duration "${D}s" --batches "$MEAN" --json
+  run_json limit-batched "$N" "$BIN/tlog-bench" limits --duration "${D}s" --batches "$MEAN" --json
   run_json disk "$N" "$BIN/tlog-server" stats --data-dir "$W/data" --compact --json
 done
 

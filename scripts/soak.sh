@@ -19,7 +19,7 @@ COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 OUT="$CARGO_TARGET_DIR/soak/$(date -u +%Y%m%dT%H%M%SZ)-$COMMIT"
 mkdir -p "$OUT"
 echo "== building (release)"
-cargo build --release --locked --quiet -p tlog-server -p tlog-client -p tlog-monitor --bins
+cargo build --release --locked --quiet -p tlog-server -p tlog-client -p tlog-monitor -p tlog-bench --bins
 BIN="$CARGO_TARGET_DIR/release"
 W="$(mktemp -d "${TMPDIR:-/var/tmp}/tlog-soak.XXXXXX")"
 PIDS=()
@@ -48,7 +48,7 @@ CFG
 MPID=$!; PIDS+=("$MPID")
 
 echo "== peak (10 s, 64 clients, single appends)"
-PEAK="$("$BIN/tlog-server" bench --addr "$URL" --clients 64 --duration 10s --proof-duration 0s --json \
+PEAK="$("$BIN/tlog-bench" run --addr "$URL" --clients 64 --duration 10s --proof-duration 0s --json \
   | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["appends_per_s"]))')"
 RATE=$((PEAK / 2))
 echo "   peak $PEAK/s; soaking at $RATE/s for $MINUTES min"
@@ -70,11 +70,11 @@ for m in $(seq 1 "$MINUTES"); do
   # A registry's traffic: each client's artifact has 200 versions, each
   # uploaded once and then downloaded (not a new version per event, which
   # would grow the monitor's memory without bound by design).
-  "$BIN/tlog-server" bench --addr "$URL" --clients 64 --rate "$RATE" --duration 60s --proof-duration 0s \
+  "$BIN/tlog-bench" run --addr "$URL" --clients 64 --rate "$RATE" --duration 60s --proof-duration 0s \
     --versions 200 --json >"$W/appends.json" &
   A=$!
   # Readers beside the appends: 2 clients fetching proofs, then queries.
-  "$BIN/tlog-server" bench --addr "$URL" --clients 2 --connections 1 --duration 0s --proof-duration 55s \
+  "$BIN/tlog-bench" run --addr "$URL" --clients 2 --connections 1 --duration 0s --proof-duration 55s \
     --queries 500 --json >"$W/reads.json"
   wait "$A"
   python3 - "$m" "$W/appends.json" "$W/reads.json" >>"$OUT/minutes.jsonl" <<'PY'

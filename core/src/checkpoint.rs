@@ -217,3 +217,36 @@ mod tests {
         ));
     }
 }
+
+/// A signer failed to sign a checkpoint.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SignError {
+    /// The checkpoint cannot be written as a note (its origin).
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The signer itself failed (a key held elsewhere: an HSM, a KMS, a
+    /// remote signer); its error is the source.
+    #[error("the signer failed: {0}")]
+    Signer(#[source] std::sync::Arc<dyn std::error::Error + Send + Sync>),
+}
+
+/// What signs a log's checkpoints: the log's Ed25519 key ([`Signer`]) in
+/// memory, or a key held elsewhere (an HSM, a KMS) that could fail. A log
+/// that cannot sign refuses the batch and appends nothing of it.
+pub trait CheckpointSigner: Send + Sync + 'static {
+    /// The verifier for this signer's signatures (C2SP signed-note key).
+    fn verifier(&self) -> note::Verifier;
+    /// Signs `checkpoint` as a signed note (C2SP tlog-checkpoint in a
+    /// C2SP signed-note).
+    fn sign_checkpoint(&self, checkpoint: &Checkpoint) -> Result<String, SignError>;
+}
+
+impl CheckpointSigner for Signer {
+    fn verifier(&self) -> note::Verifier {
+        Signer::verifier(self)
+    }
+
+    fn sign_checkpoint(&self, checkpoint: &Checkpoint) -> Result<String, SignError> {
+        Ok(checkpoint.sign(self)?)
+    }
+}

@@ -262,12 +262,31 @@ pub struct Provenance {
 /// A signature over the event's attestation bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attestation {
-    /// `ed25519` or `dsse`.
+    /// [`ED25519`] or [`DSSE`].
     pub scheme: String,
     /// Which key signed.
     pub key_id: String,
     /// The signature.
     pub signature: Vec<u8>,
+}
+
+/// The attestation scheme of an Ed25519 signature (RFC 8032) over
+/// [`ArtifactEvent::attestation_bytes`], by a key named by its signed-note
+/// key name.
+pub const ED25519: &str = "ed25519";
+
+/// The attestation scheme of a DSSE envelope signature (kept, not verified
+/// by the log).
+pub const DSSE: &str = "dsse";
+
+/// A trusted signer's attestation that does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("does not verify with trusted signer {key_id:?} over the event's attestation bytes")]
+pub struct AttestationError {
+    /// Its position in `attestations`.
+    pub index: usize,
+    /// The signer it names.
+    pub key_id: String,
 }
 
 /// One lifecycle event of a model artifact.
@@ -498,7 +517,7 @@ impl ArtifactEvent {
         for (i, a) in self.attestations.iter().enumerate() {
             let f = format!("attestations[{i}]");
             match a.scheme.as_str() {
-                "ed25519" => {
+                ED25519 => {
                     if a.signature.len() != 64 {
                         return Err(EventError::new(
                             format!("{f}.signature"),
@@ -509,7 +528,7 @@ impl ArtifactEvent {
                         ));
                     }
                 }
-                "dsse" => {
+                DSSE => {
                     if a.signature.is_empty() || a.signature.len() > 1024 {
                         return Err(EventError::new(
                             format!("{f}.signature"),
@@ -527,6 +546,63 @@ impl ArtifactEvent {
             check_text(&format!("{f}.key_id"), &a.key_id, true, MAX_TEXT_LEN)?;
         }
         Ok(())
+    }
+}
+
+/// Attestations (ARCHITECTURE.md, "The artifact event"): signing and
+/// verifying, in one place for the CLI, the server and the tests.
+impl ArtifactEvent {
+    /// An Ed25519 attestation of this event by `signer` (scheme
+    /// [`ED25519`], key id the signer's name), over
+    /// [`ArtifactEvent::attestation_bytes`].
+    pub fn attest(&self, signer: &crate::note::Signer) -> Attestation {
+        use ed25519_dalek::Signer as _;
+        Attestation {
+            scheme: ED25519.into(),
+            key_id: signer.name().to_owned(),
+            signature: signer
+                .signing_key()
+                .sign(&self.attestation_bytes())
+                .to_bytes()
+                .to_vec(),
+        }
+    }
+
+    /// The names of the `trusted` signers whose Ed25519 attestations of
+    /// this event verify, sorted and unique. An attestation by a trusted
+    /// signer that does not verify is an error; attestations by signers
+    /// not in `trusted`, and other schemes, are kept but not counted.
+    pub fn verified_signers(
+        &self,
+        trusted: &[crate::note::Verifier],
+    ) -> Result<Vec<String>, AttestationError> {
+        use ed25519_dalek::Verifier as _;
+        let mut verified: Vec<String> = Vec::new();
+        if self.attestations.is_empty() || trusted.is_empty() {
+            return Ok(verified);
+        }
+        let message = self.attestation_bytes();
+        for (index, a) in self.attestations.iter().enumerate() {
+            let Some(signer) = trusted.iter().find(|v| v.name() == a.key_id) else {
+                continue;
+            };
+            if a.scheme != ED25519 {
+                continue;
+            }
+            let ok = ed25519_dalek::Signature::from_slice(&a.signature)
+                .is_ok_and(|sig| signer.public_key().verify(&message, &sig).is_ok());
+            if !ok {
+                return Err(AttestationError {
+                    index,
+                    key_id: a.key_id.clone(),
+                });
+            }
+            if !verified.contains(&a.key_id) {
+                verified.push(a.key_id.clone());
+            }
+        }
+        verified.sort();
+        Ok(verified)
     }
 }
 
@@ -618,7 +694,7 @@ pub(crate) mod tests {
                 "attestations[0].signature",
                 Box::new(|e| {
                     e.attestations.push(Attestation {
-                        scheme: "ed25519".into(),
+                        scheme: ED25519.into(),
                         key_id: "k".into(),
                         signature: vec![0; 10],
                     })

@@ -463,7 +463,7 @@ mod tests {
             justification: "why".into(),
             ticket: "CHG-1".into(),
             attestations: vec![Attestation {
-                scheme: "ed25519".into(),
+                scheme: crate::event::ED25519.into(),
                 key_id: "release".into(),
                 signature: vec![1; 64],
             }],

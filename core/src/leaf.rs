@@ -424,6 +424,36 @@ impl Leaf {
     }
 }
 
+/// The decisions an access record can state (its `decision` field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Decision {
+    /// Every policy check asked passed.
+    Allow,
+    /// A check, or a refusal before the request ran, said no.
+    Deny,
+    /// The request asked nothing of the policy (it failed before).
+    NotEvaluated,
+}
+
+impl Decision {
+    /// Every decision, in the order above.
+    pub const ALL: [Decision; 3] = [Decision::Allow, Decision::Deny, Decision::NotEvaluated];
+
+    /// As written in access records: `allow`, `deny`, `not-evaluated`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+            Decision::NotEvaluated => "not-evaluated",
+        }
+    }
+
+    /// The decision written as `s`, if it is one.
+    pub fn parse(s: &str) -> Option<Decision> {
+        Decision::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+}
+
 /// An access decision recorded in the log itself (ledger auditing), so
 /// that reading the ledger is tamper-evident too.
 ///
@@ -665,7 +695,7 @@ mod tests {
         let mut e = sample();
         let before = e.attestation_bytes();
         e.attestations.push(Attestation {
-            scheme: "ed25519".into(),
+            scheme: crate::event::ED25519.into(),
             key_id: "k".into(),
             signature: vec![1; 64],
         });

@@ -123,7 +123,8 @@ impl Rules {
                 }
             }
             AnyLeaf::Access(a) => {
-                let read = !a.method.starts_with("Append") && a.decision == "allow";
+                let read = !a.method.starts_with("Append")
+                    && a.decision == tlog_core::leaf::Decision::Allow.as_str();
                 if read
                     && let Ok(t) = humantime::parse_rfc3339_weak(a.time.trim_end_matches('Z'))
                         .or_else(|_| humantime::parse_rfc3339(&a.time))

@@ -30,11 +30,10 @@ pub mod ops;
 pub mod sequencer;
 pub mod service;
 pub mod storage;
-pub mod workload;
 
 use access::{audit, auth, authz, ingress, ratelimit, tokens};
-use sequencer::lock;
 use ops::{config, keys, metrics};
+use sequencer::lock;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -312,25 +311,25 @@ pub async fn run_until_ready(
         tokio::task::spawn_blocking(move || warm_tile_cache(&store, &tiles, size, &metrics, &stop));
     }
     let ingress_audit = audit.clone();
-    let svc = LogService::new(
-        store.clone(),
+    let svc = LogService::new(service::Parts {
+        store: store.clone(),
         seq,
-        meta.origin,
-        meta.vkey,
-        config.limits.clone(),
-        config.queue.max_inflight_bytes,
-        metrics.clone(),
+        origin: meta.origin,
+        vkey: meta.vkey,
+        limits: config.limits.clone(),
+        max_inflight_bytes: config.queue.max_inflight_bytes,
+        metrics: metrics.clone(),
         auth,
-        stop_rx.clone(),
-        tiles.clone(),
+        shutdown: stop_rx.clone(),
+        tiles: tiles.clone(),
         policy,
         audit,
-        ratelimit::RateLimiter::new(config.auth.rate_limits.clone()),
-        trusted_signers,
-        config.auth.refusals_per_peer,
-        config.auth.max_justification_bytes,
-        config.auth.sources.clone(),
-    );
+        limiter: ratelimit::RateLimiter::new(config.auth.rate_limits.clone()),
+        signers: trusted_signers,
+        refusals_per_peer: config.auth.refusals_per_peer,
+        max_justification: config.auth.max_justification_bytes,
+        sources: config.auth.sources.clone(),
+    });
     let log = tlog_proto::v1::log_server::LogServer::new(svc)
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(64 << 20);

@@ -12,8 +12,8 @@ use rcgen::{
     SanType,
 };
 use tlog_proto::v1 as pb;
-use tlog_server::ops::config::{Config, TlsSection};
 use tlog_server::access::tokens::{Claims, IssuerConfig, MintRequest, mint, now_secs};
+use tlog_server::ops::config::{Config, TlsSection};
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
@@ -78,20 +78,15 @@ fn release_pipeline() -> tlog_core::note::Signer {
 }
 
 fn attest(e: &mut pb::ArtifactEvent, signer: &tlog_core::note::Signer, corrupt: bool) {
-    use ed25519_dalek::Signer as _;
     let core = tlog_server::service::convert::event(e.clone()).expect("event");
-    let mut sig = signer
-        .signing_key()
-        .sign(&core.attestation_bytes())
-        .to_bytes()
-        .to_vec();
+    let mut a = core.attest(signer);
     if corrupt {
-        sig[0] ^= 1;
+        a.signature[0] ^= 1;
     }
     e.attestations.push(pb::Attestation {
-        scheme: "ed25519".into(),
-        key_id: signer.name().into(),
-        signature: sig,
+        scheme: a.scheme,
+        key_id: a.key_id,
+        signature: a.signature,
     });
 }
 

@@ -67,7 +67,7 @@ fn append_cases() -> Vec<(&'static str, Mutation, &'static str)> {
             "bad attestation",
             |e| {
                 e.attestations.push(pb::Attestation {
-                    scheme: "ed25519".into(),
+                    scheme: tlog_core::event::ED25519.into(),
                     key_id: "k".into(),
                     signature: vec![0; 3],
                 })

@@ -68,7 +68,9 @@ impl CheckpointSigner for FaultySigner {
     fn sign_checkpoint(&self, checkpoint: &Checkpoint) -> Result<String, SignError> {
         match (self.plan)(self.signings.fetch_add(1, Ordering::SeqCst)) {
             SignFault::None => self.key.sign_checkpoint(checkpoint),
-            SignFault::Fail => Err(SignError("injected signing failure".into())),
+            SignFault::Fail => Err(SignError::Signer(std::sync::Arc::new(
+                std::io::Error::other("injected signing failure"),
+            ))),
             SignFault::Crash => panic!("injected crash while signing"),
         }
     }
@@ -164,13 +166,12 @@ async fn appends_signed(
                         e.index
                     );
                 }
-                Err(AppendError::Unavailable(msg)) => {
-                    assert!(
-                        msg.contains("injected") || msg.contains("earlier batch"),
-                        "{msg}"
-                    );
-                    refused.push((id, msg.contains("earlier batch")));
+                // The injected fault itself, typed by where it struck.
+                Err(e @ (AppendError::Storage(_) | AppendError::Sign(_))) => {
+                    assert!(e.to_string().contains("injected"), "{e}");
+                    refused.push((id, false));
                 }
+                Err(AppendError::EarlierBatchFailed) => refused.push((id, true)),
                 Err(e) => panic!("unexpected error {e}"),
             }
         }
@@ -290,10 +291,7 @@ async fn a_retry_after_a_landed_failure_finds_the_stored_entry() {
     let first = seq
         .append(vec![submission("r-1")], Default::default())
         .await;
-    assert!(
-        matches!(first, Err(AppendError::Unavailable(_))),
-        "{first:?}"
-    );
+    assert!(matches!(first, Err(AppendError::Storage(_))), "{first:?}");
     // The retry finds the entry the failed commit wrote, at index 0.
     let again = seq
         .append(vec![submission("r-1")], Default::default())

@@ -5,9 +5,9 @@
 use std::os::unix::fs::PermissionsExt as _;
 
 use tlog_proto::v1 as pb;
-use tlog_server::sequencer::StartError;
 use tlog_server::ServerError;
 use tlog_server::ops::keys;
+use tlog_server::sequencer::StartError;
 
 use crate::common::{ORIGIN, TestServer, check_consistent, event, verify_append};
 

@@ -644,6 +644,24 @@ fn tampered_bundles_fail_naming_what_failed() {
     // And the untouched bundle still verifies.
     let out = run("tlog", &["verify-bundle", b, "--vkey", &vkey]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // TLOG_JSON=1 asks for JSON as --json does.
+    let out = tlog_e2e::cmd("tlog")
+        .args(["verify-bundle", b, "--vkey", &vkey])
+        .env("TLOG_JSON", "1")
+        .output()
+        .expect("run tlog");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(v["verified"], true, "{v}");
+    // Without a key of its own the CLI refuses: the bundle's own key
+    // would let any forged bundle verify.
+    let out = run("tlog", &["verify-bundle", b]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--vkey") && err.contains("agrees with itself"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -594,7 +594,6 @@ impl AuthedLog {
     /// Appends planned events in order, in batches that keep one
     /// submitter; the release pipeline's events are signed.
     fn submit(&self, plan: &[tlog_e2e::history::Planned]) {
-        use ed25519_dalek::Signer as _;
         use tlog_e2e::history::By;
         self.rt.block_on(async {
             let connect = |token: &str| {
@@ -618,12 +617,8 @@ impl AuthedLog {
                 while i < plan.len() && plan[i].by == by && batch.len() < 200 {
                     let mut e = plan[i].event.clone();
                     if by == By::Release {
-                        let sig = self.signer.signing_key().sign(&e.attestation_bytes());
-                        e.attestations.push(tlog_core::event::Attestation {
-                            scheme: "ed25519".into(),
-                            key_id: "release-pipeline".into(),
-                            signature: sig.to_bytes().to_vec(),
-                        });
+                        let a = e.attest(&self.signer);
+                        e.attestations.push(a);
                     }
                     batch.push(e);
                     i += 1;

@@ -44,9 +44,20 @@ pub enum StoreError {
         /// Position of the missing hash.
         index: u64,
     },
-    /// The backend failed (I/O, full disk, ...); a retry may succeed.
-    #[error("storage backend: {0}")]
-    Backend(String),
+    /// The backend cannot read now (I/O, full disk, ...); a retry may
+    /// succeed. Its own error is the source.
+    #[error("storage unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A write that would leave a gap in a row ([`MemoryStore::write`]).
+    #[error("write of level {level} index {index} leaves a gap after {len}")]
+    Gap {
+        /// The row.
+        level: u8,
+        /// The index written.
+        index: u64,
+        /// The row's length.
+        len: u64,
+    },
     /// The backend found its stored bytes damaged (a checksum mismatch, a
     /// value of the wrong shape): retrying will not help.
     #[error("stored data is corrupt: {0}")]
@@ -108,12 +119,11 @@ impl MemoryStore {
                 Ok(i) if i < row.len() => row[i] = h.hash,
                 Ok(i) if i == row.len() => row.push(h.hash),
                 _ => {
-                    return Err(StoreError::Backend(format!(
-                        "write of level {} index {} leaves a gap after {}",
-                        h.level,
-                        h.index,
-                        row.len()
-                    )));
+                    return Err(StoreError::Gap {
+                        level: h.level,
+                        index: h.index,
+                        len: row.len() as u64,
+                    });
                 }
             }
         }

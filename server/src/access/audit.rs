@@ -27,36 +27,17 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use serde::Serialize;
+use tlog_core::leaf::{AccessLeaf, Decision};
 
-/// One access decision and its outcome.
+/// One access decision and its outcome: what the ledger keeps (core's
+/// [`AccessLeaf`], the fixed leaf format), and what only the file access
+/// log keeps beside it. Its JSON line is the leaf's fields, then these.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct AccessRecord {
-    /// When the request arrived, RFC 3339 UTC.
-    pub time: String,
-    /// The authenticated principal, or `anonymous`, or `unauthenticated`.
-    pub principal: String,
-    /// `mtls`, `bearer`, `anonymous`, `none`, or `failed`.
-    pub auth_method: String,
-    /// The token issuer or certificate trust domain, if any.
-    pub issuer: String,
-    /// The network peer.
-    pub peer: String,
-    /// The gRPC method.
-    pub method: String,
-    /// The policy actions asked for.
-    pub actions: Vec<String>,
-    /// The resources asked for.
-    pub resources: Vec<String>,
-    /// `allow` or `deny`.
-    pub decision: String,
-    /// The policies that decided.
-    pub policies: Vec<String>,
-    /// Why, if the caller said.
-    pub justification: String,
-    /// The gRPC status code of the answer.
-    pub status: String,
-    /// Why a request was refused (authentication or policy), if it was.
-    pub reason: String,
+    /// The decision as the ledger records it (bounded when it is written
+    /// there, [`LEDGER_TEXT_MAX`]).
+    #[serde(flatten)]
+    pub leaf: AccessLeaf,
     /// Time to answer, in milliseconds.
     pub latency_ms: f64,
     /// For a refusal before authentication (or a rate limit), its reason
@@ -64,6 +45,114 @@ pub struct AccessRecord {
     /// counts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<Refusal>,
+}
+
+/// What a request's policy checks asked and decided.
+#[derive(Debug, Clone, Default)]
+pub struct Decided {
+    /// The actions asked for.
+    pub actions: Vec<String>,
+    /// The resources asked for, and what exactly was read.
+    pub resources: Vec<String>,
+    /// The policies that decided.
+    pub policies: Vec<String>,
+    /// Whether any check was asked.
+    pub checked: bool,
+    /// Why it was denied, if it was.
+    pub denied: Option<String>,
+}
+
+impl Decided {
+    /// A request refused before it ran: denied, with nothing asked.
+    pub fn refused() -> Self {
+        Decided {
+            checked: true,
+            denied: Some(String::new()),
+            ..Decided::default()
+        }
+    }
+
+    /// The decision these checks add up to.
+    pub fn decision(&self) -> Decision {
+        match (self.checked, &self.denied) {
+            (_, Some(_)) => Decision::Deny,
+            (true, None) => Decision::Allow,
+            (false, None) => Decision::NotEvaluated,
+        }
+    }
+}
+
+/// Who made a request, as far as authentication got.
+#[derive(Debug, Clone, Copy)]
+pub struct Identity<'a> {
+    /// The principal.
+    pub principal: &'a str,
+    /// How it was authenticated (`mtls`, `bearer`, `anonymous`, ...).
+    pub auth_method: &'a str,
+    /// The token issuer or trust domain.
+    pub issuer: &'a str,
+}
+
+impl Identity<'_> {
+    /// A caller whose credentials did not get it authenticated.
+    pub const UNAUTHENTICATED: Identity<'static> = Identity {
+        principal: "unauthenticated",
+        auth_method: "failed",
+        issuer: "",
+    };
+}
+
+/// How a request ended, however it ended (refused at the TLS handshake,
+/// undecodable, refused before it ran, or answered): the one input of the
+/// one place that makes access records, [`Ended::into_record`].
+#[derive(Debug)]
+pub struct Ended<'a> {
+    /// The gRPC method.
+    pub method: &'a str,
+    /// When it arrived, RFC 3339.
+    pub time: String,
+    /// When it arrived, for the latency.
+    pub start: std::time::Instant,
+    /// The network peer.
+    pub peer: String,
+    /// Who made it.
+    pub who: Identity<'a>,
+    /// The justification header.
+    pub justification: &'a str,
+    /// What the checks decided.
+    pub decided: Decided,
+    /// The answer's code.
+    pub code: tonic::Code,
+    /// Why it was refused or failed (empty when it succeeded).
+    pub reason: String,
+    /// A refusal from the fixed vocabulary, summarized in the ledger.
+    pub refusal: Option<Refusal>,
+}
+
+impl Ended<'_> {
+    /// The access record of this end.
+    pub fn into_record(self) -> AccessRecord {
+        let decision = self.decided.decision();
+        AccessRecord {
+            leaf: AccessLeaf {
+                time: self.time,
+                principal: self.who.principal.to_owned(),
+                auth_method: self.who.auth_method.to_owned(),
+                issuer: self.who.issuer.to_owned(),
+                peer: self.peer,
+                method: self.method.to_owned(),
+                actions: self.decided.actions,
+                resources: self.decided.resources,
+                decision: decision.as_str().into(),
+                policies: self.decided.policies,
+                justification: self.justification.to_owned(),
+                status: format!("{:?}", self.code),
+                reason: self.reason,
+            },
+            latency_ms: self.start.elapsed().as_secs_f64() * 1e3,
+            refusal: self.refusal,
+        }
+    }
 }
 
 /// Why a request was refused before it could be attributed to an
@@ -213,11 +302,11 @@ impl AuditSink {
         if let Some(l) = &self.ledger {
             let item = match r.refusal {
                 Some(why) => LedgerItem::Refusal(RefusalKey {
-                    peer: peer_ip(&r.peer),
-                    principal: bounded(r.principal.clone(), LEDGER_TEXT_MAX),
-                    method: bounded(r.method.clone(), LEDGER_TEXT_MAX),
+                    peer: peer_ip(&r.leaf.peer),
+                    principal: bounded(r.leaf.principal.clone(), LEDGER_TEXT_MAX),
+                    method: bounded(r.leaf.method.clone(), LEDGER_TEXT_MAX),
                     reason: why.as_str(),
-                    status: r.status.clone(),
+                    status: r.leaf.status.clone(),
                 }),
                 None => LedgerItem::Record(Box::new(r.clone())),
             };
@@ -303,23 +392,26 @@ fn peer_ip(peer: &str) -> String {
 }
 
 /// The ledger leaf of a record: every string and list bounded.
-impl From<AccessRecord> for tlog_core::leaf::AccessLeaf {
+/// What the ledger keeps of a record: its leaf, every string bounded
+/// ([`LEDGER_TEXT_MAX`], lists [`LEDGER_LIST_MAX`]).
+impl From<AccessRecord> for AccessLeaf {
     fn from(r: AccessRecord) -> Self {
         let b = |s: String| bounded(s, LEDGER_TEXT_MAX);
-        tlog_core::leaf::AccessLeaf {
-            time: b(r.time),
-            principal: b(r.principal),
-            auth_method: b(r.auth_method),
-            issuer: b(r.issuer),
-            peer: b(r.peer),
-            method: b(r.method),
-            actions: bounded_list(r.actions),
-            resources: bounded_list(r.resources),
-            decision: b(r.decision),
-            policies: bounded_list(r.policies),
-            justification: b(r.justification),
-            status: b(r.status),
-            reason: b(r.reason),
+        let l = r.leaf;
+        AccessLeaf {
+            time: b(l.time),
+            principal: b(l.principal),
+            auth_method: b(l.auth_method),
+            issuer: b(l.issuer),
+            peer: b(l.peer),
+            method: b(l.method),
+            actions: bounded_list(l.actions),
+            resources: bounded_list(l.resources),
+            decision: b(l.decision),
+            policies: bounded_list(l.policies),
+            justification: b(l.justification),
+            status: b(l.status),
+            reason: b(l.reason),
         }
     }
 }
@@ -366,7 +458,7 @@ impl Summary {
                     method: k.method,
                     actions: vec![],
                     resources: vec![format!("{n} refused requests from {since} to {until}")],
-                    decision: "deny".into(),
+                    decision: Decision::Deny.as_str().into(),
                     policies: vec![],
                     justification: String::new(),
                     status: k.status,
@@ -420,7 +512,7 @@ pub async fn ledger_writer(
         };
         let mut batch = Vec::new();
         let mut take = |item: LedgerItem, batch: &mut Vec<Vec<u8>>| match item {
-            LedgerItem::Record(r) => batch.push(tlog_core::leaf::AccessLeaf::from(*r).encode()),
+            LedgerItem::Record(r) => batch.push(AccessLeaf::from(*r).encode()),
             LedgerItem::Refusal(k) => summary.add(k),
         };
         take(first, &mut batch);
@@ -446,19 +538,21 @@ mod tests {
 
     fn rec(i: usize) -> AccessRecord {
         AccessRecord {
-            time: now_rfc3339(),
-            principal: format!("p{i}"),
-            auth_method: "bearer".into(),
-            issuer: String::new(),
-            peer: "127.0.0.1:1".into(),
-            method: "Append".into(),
-            actions: vec!["submit:register".into()],
-            resources: vec!["artifact \"a\"".into()],
-            decision: "allow".into(),
-            policies: vec!["p".into()],
-            justification: String::new(),
-            status: "OK".into(),
-            reason: String::new(),
+            leaf: AccessLeaf {
+                time: now_rfc3339(),
+                principal: format!("p{i}"),
+                auth_method: "bearer".into(),
+                issuer: String::new(),
+                peer: "127.0.0.1:1".into(),
+                method: "Append".into(),
+                actions: vec!["submit:register".into()],
+                resources: vec!["artifact \"a\"".into()],
+                decision: "allow".into(),
+                policies: vec!["p".into()],
+                justification: String::new(),
+                status: "OK".into(),
+                reason: String::new(),
+            },
             latency_ms: 1.0,
             refusal: None,
         }
@@ -467,9 +561,9 @@ mod tests {
     #[test]
     fn ledger_leaves_are_bounded_and_refusals_only_counted() {
         let mut r = rec(1);
-        r.justification = "x".repeat(8192);
-        r.resources = (0..100).map(|i| format!("r{i}")).collect();
-        let leaf = tlog_core::leaf::AccessLeaf::from(r);
+        r.leaf.justification = "x".repeat(8192);
+        r.leaf.resources = (0..100).map(|i| format!("r{i}")).collect();
+        let leaf = AccessLeaf::from(r);
         assert!(
             leaf.justification.len() <= LEDGER_TEXT_MAX,
             "{}",
@@ -496,7 +590,7 @@ mod tests {
             "one summary per peer, not one leaf per refusal"
         );
         for l in &leaves {
-            let a = tlog_core::leaf::AccessLeaf::decode(l).expect("decodes");
+            let a = AccessLeaf::decode(l).expect("decodes");
             assert!(
                 a.resources[0].starts_with("100 refused requests"),
                 "{:?}",

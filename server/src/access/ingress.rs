@@ -32,7 +32,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 use tonic::Status;
 
-use crate::access::audit::{AccessRecord, AuditSink, Refusal, now_rfc3339};
+use crate::access::audit::{AuditSink, Decided, Ended, Identity, Refusal, now_rfc3339};
 
 /// Most TLS handshakes in progress at once; further connections wait to
 /// be accepted.
@@ -147,23 +147,21 @@ pub fn record_refusal(
     let peer = peer.map(|p| p.to_string()).unwrap_or_default();
     tracing::warn!(%peer, method, reason, refusal = refusal.as_str(), "refused");
     if let Some(a) = audit {
-        a.record(AccessRecord {
-            time: now_rfc3339(),
-            principal: "unauthenticated".into(),
-            auth_method: "failed".into(),
-            issuer: String::new(),
-            peer,
-            method: method.into(),
-            actions: vec![],
-            resources: vec![],
-            decision: "deny".into(),
-            policies: vec![],
-            justification: String::new(),
-            status: format!("{status:?}"),
-            reason: reason.into(),
-            latency_ms: started.elapsed().as_secs_f64() * 1e3,
-            refusal: Some(refusal),
-        });
+        a.record(
+            Ended {
+                method,
+                time: now_rfc3339(),
+                start: started,
+                peer,
+                who: Identity::UNAUTHENTICATED,
+                justification: "",
+                decided: Decided::refused(),
+                code: status,
+                reason: reason.into(),
+                refusal: Some(refusal),
+            }
+            .into_record(),
+        );
     }
 }
 

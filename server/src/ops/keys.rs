@@ -21,10 +21,21 @@ pub enum KeyError {
         /// Why.
         source: std::io::Error,
     },
+    /// There is no key file: not a log's data directory (yet).
+    #[error(
+        "signing key {path} does not exist: this is not a log's data directory yet. Create \
+         a log with `tlog-server init --data-dir <dir> --origin <name>`, or set `key_file` \
+         to where its key is"
+    )]
+    Missing {
+        /// The file looked for.
+        path: PathBuf,
+    },
     /// The key file may be read by other users.
     #[error(
-        "signing key {path} is readable by group or others (mode {mode:o}); \
-         run `chmod 600 {path}`"
+        "signing key {path} is readable by others, writable by its group, or readable by a \
+         group this server is not in (mode {mode:o}); run `chmod 600 {path}` (or `chmod 640` \
+         with the file's group one of the server's own groups)"
     )]
     Permissions {
         /// The file.
@@ -75,13 +86,26 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
 }
 
 /// Loads the signing key, refusing a file that others can read.
+///
+/// The key must be readable by no one else: mode 0600 or 0400, or 0640 or
+/// 0440 when the file's group is one of this process's own groups (the
+/// way Kubernetes mounts a Secret with `defaultMode: 0440` and the pod's
+/// `fsGroup`: only the server's group may read it). Others must have no
+/// access and the group no write access.
 pub fn load_signer(path: &Path) -> Result<Signer, KeyError> {
-    let meta = std::fs::metadata(path).map_err(|source| KeyError::Read {
-        path: path.to_owned(),
-        source,
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => KeyError::Missing {
+            path: path.to_owned(),
+        },
+        _ => KeyError::Read {
+            path: path.to_owned(),
+            source,
+        },
     })?;
     let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    let group_read_only_by_us = mode & 0o070 == 0o040 && own_groups().contains(&meta.gid());
+    if mode & 0o007 != 0 || (mode & 0o070 != 0 && !group_read_only_by_us) {
         return Err(KeyError::Permissions {
             path: path.to_owned(),
             mode,
@@ -95,6 +119,32 @@ pub fn load_signer(path: &Path) -> Result<Signer, KeyError> {
         path: path.to_owned(),
         reason: e.to_string(),
     })
+}
+
+/// This process's effective group and supplementary groups (Linux:
+/// `/proc/self/status`); empty where that cannot be read, so that a
+/// group-readable key is then refused.
+fn own_groups() -> Vec<u32> {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for line in status.lines() {
+        if let Some(rest) = line.strip_prefix("Gid:") {
+            // real, effective, saved, filesystem: the effective one.
+            out.extend(
+                rest.split_whitespace()
+                    .nth(1)
+                    .and_then(|g| g.parse::<u32>().ok()),
+            );
+        } else if let Some(rest) = line.strip_prefix("Groups:") {
+            out.extend(
+                rest.split_whitespace()
+                    .filter_map(|g| g.parse::<u32>().ok()),
+            );
+        }
+    }
+    out
 }
 
 /// Creates a new log: the data directory, a fresh Ed25519 key (mode 0600)
@@ -144,4 +194,53 @@ pub fn init(data_dir: &Path, origin: &str, key_file: Option<&Path>) -> Result<St
     std::fs::write(data_dir.join("verifier.key"), format!("{vkey}\n"))
         .map_err(io("write verifier.key"))?;
     Ok(vkey)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt as _;
+
+    fn key_file(dir: &Path, mode: u32) -> PathBuf {
+        let p = dir.join("log.key");
+        let s = Signer::from_seed("keys.test/log", &[4; 32]).expect("signer");
+        std::fs::write(&p, format!("{}\n", s.to_skey())).expect("write");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        p
+    }
+
+    #[test]
+    fn a_missing_key_says_to_run_init() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let e = load_signer(&dir.path().join("log.key")).expect_err("no key");
+        assert!(matches!(e, KeyError::Missing { .. }), "{e}");
+        assert!(e.to_string().contains("tlog-server init --data-dir"), "{e}");
+    }
+
+    #[test]
+    fn only_the_servers_own_group_may_read_the_key() {
+        let dir = tempfile::tempdir().expect("tmp");
+        for ok in [0o600, 0o400] {
+            load_signer(&key_file(dir.path(), ok)).unwrap_or_else(|e| panic!("{ok:o}: {e}"));
+        }
+        // The file's group is this process's (it created the file).
+        let p = key_file(dir.path(), 0o440);
+        assert!(own_groups().contains(&std::fs::metadata(&p).expect("meta").gid()));
+        load_signer(&p).expect("0440, own group");
+        load_signer(&key_file(dir.path(), 0o640)).expect("0640, own group");
+        for bad in [0o644, 0o604, 0o660, 0o670, 0o666] {
+            let e = load_signer(&key_file(dir.path(), bad)).expect_err("refused");
+            assert!(matches!(e, KeyError::Permissions { .. }), "{bad:o}: {e}");
+        }
+        // A group the server is not in may not read it: where this test
+        // may give the file away (as root), it checks that too.
+        let p = key_file(dir.path(), 0o640);
+        let foreign = (60_000..60_100)
+            .find(|g| !own_groups().contains(g))
+            .expect("gid");
+        if std::os::unix::fs::chown(&p, None, Some(foreign)).is_ok() {
+            let e = load_signer(&p).expect_err("foreign group refused");
+            assert!(matches!(e, KeyError::Permissions { .. }), "{e}");
+        }
+    }
 }

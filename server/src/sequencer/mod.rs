@@ -27,13 +27,12 @@ use tlog_core::checkpoint::Checkpoint;
 use tlog_core::event::{ArtifactEvent, Timestamp};
 use tlog_core::leaf::{Leaf, Submitter};
 use tlog_core::merkle::tree::Tree;
-use tlog_core::note::{Signer, Verifier};
 use tlog_core::{Hash, leaf_hash};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::sequencer::lock::{CheckpointLock, GuardError, LockError, Standing};
 use crate::ops::metrics::Metrics;
-use crate::storage::{ArtifactMeta, CommitBatch, Idempotency, LogStore, NewEntry};
+use crate::sequencer::lock::{CheckpointLock, GuardError, LockError, Standing};
+use crate::storage::{ArtifactMeta, CommitBatch, Idempotency, LogStore, NewEntry, StorageError};
 
 /// Set once when the sequencer can no longer write safely (the checkpoint
 /// lock could not be written): every append after it is refused.
@@ -104,9 +103,17 @@ pub enum AppendError {
         /// The event id.
         event_id: String,
     },
-    /// Storage failed; nothing of this batch was acknowledged.
-    #[error("storage unavailable: {0}")]
-    Unavailable(String),
+    /// Storage failed; nothing of this batch was acknowledged. Its kind
+    /// (unavailable, or damaged data) decides the answer.
+    #[error("{0}")]
+    Storage(#[source] Arc<StorageError>),
+    /// The checkpoint could not be signed; nothing of this batch was
+    /// acknowledged.
+    #[error("signing failed: {0}")]
+    Sign(#[source] SignError),
+    /// The batch was built on an earlier one whose commit failed.
+    #[error("an earlier batch failed to commit; retry")]
+    EarlierBatchFailed,
     /// The queue stayed full past the enqueue deadline.
     #[error("the log is overloaded: append queue full for {0:?}")]
     Overloaded(Duration),
@@ -116,6 +123,13 @@ pub enum AppendError {
     /// Appends stopped: the sequencer cannot write safely until restarted.
     #[error("appends are stopped until the server is restarted: {0}")]
     Halted(String),
+}
+
+impl AppendError {
+    /// A storage failure, shared by every caller of the batch.
+    pub fn storage(e: StorageError) -> Self {
+        AppendError::Storage(Arc::new(e))
+    }
 }
 
 /// An event to append, with the trusted signers whose attestation over it
@@ -275,7 +289,7 @@ pub enum StartError {
     },
     /// Storage failed.
     #[error("storage: {0}")]
-    Storage(String),
+    Storage(#[from] StorageError),
     /// The checkpoint lock could not be read or written.
     #[error(transparent)]
     Lock(#[from] LockError),
@@ -299,32 +313,7 @@ pub enum StartError {
     },
 }
 
-/// A signer failed to sign a checkpoint.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct SignError(pub String);
-
-/// What signs the log's checkpoints: the log's Ed25519 key ([`Signer`])
-/// here; a key held elsewhere (an HSM, a KMS) would implement it and could
-/// fail. When signing fails the sequencer refuses the batch (`UNAVAILABLE`)
-/// and rolls its tree back: nothing of it is written or answered as
-/// appended.
-pub trait CheckpointSigner: Send + Sync + 'static {
-    /// The verifier for this signer's signatures (C2SP signed-note key).
-    fn verifier(&self) -> Verifier;
-    /// Signs `checkpoint` as a signed note (C2SP tlog-checkpoint).
-    fn sign_checkpoint(&self, checkpoint: &Checkpoint) -> Result<String, SignError>;
-}
-
-impl CheckpointSigner for Signer {
-    fn verifier(&self) -> Verifier {
-        Signer::verifier(self)
-    }
-
-    fn sign_checkpoint(&self, checkpoint: &Checkpoint) -> Result<String, SignError> {
-        checkpoint.sign(self).map_err(|e| SignError(e.to_string()))
-    }
-}
+pub use tlog_core::checkpoint::{CheckpointSigner, SignError};
 
 /// Idempotency records of a batch not yet known to be in storage:
 /// (source, event id) to (index, content digest).
@@ -437,7 +426,7 @@ pub fn start<S: LogStore>(
 ) -> Result<(Sequencer, tokio::task::JoinHandle<()>), StartError> {
     let meta = store
         .meta()
-        .map_err(|e| StartError::Storage(e.to_string()))?
+        .map_err(StartError::Storage)?
         .ok_or(StartError::NotInitialized)?;
     let key = signer.verifier().to_vkey();
     if key != meta.vkey {
@@ -447,8 +436,7 @@ pub fn start<S: LogStore>(
         });
     }
     let latest = load_latest(store.as_ref(), &signer, &meta.origin, meta.size)?;
-    let tree =
-        Tree::open(store.as_ref(), meta.size).map_err(|e| StartError::Storage(e.to_string()))?;
+    let tree = Tree::open(store.as_ref(), meta.size).map_err(|e| StartError::Storage(e.into()))?;
     if tree.root() != latest.root {
         return Err(StartError::RootMismatch {
             size: meta.size,
@@ -539,7 +527,7 @@ fn load_latest<S: LogStore>(
     let bad = |reason: String| StartError::BadCheckpoint { size, reason };
     let note = store
         .checkpoint(size)
-        .map_err(|e| StartError::Storage(e.to_string()))?
+        .map_err(StartError::Storage)?
         .ok_or_else(|| bad("missing".into()))?;
     let verifiers = tlog_core::note::Verifiers::new([signer.verifier()]);
     let opened = tlog_core::checkpoint::open(note.as_bytes(), &verifiers, origin)
@@ -652,12 +640,7 @@ async fn run<S: LogStore>(
                 {
                     // Built on a batch that is not on disk (the tree has
                     // been recovered without it).
-                    refuse(
-                        b.answers,
-                        &AppendError::Unavailable(
-                            "an earlier batch failed to commit; retry".into(),
-                        ),
-                    );
+                    refuse(b.answers, &AppendError::EarlierBatchFailed);
                 }
             }
             Next::Linger | Next::Stop => {}
@@ -860,9 +843,7 @@ impl<S: LogStore> State<S> {
             {
                 Some(v) => Some(*v),
                 None => {
-                    let unavailable = |err: crate::storage::StorageError| {
-                        AppendError::Unavailable(err.to_string())
-                    };
+                    let unavailable = AppendError::storage;
                     match self
                         .store
                         .idempotency(&key.0, &e.event_id)
@@ -912,10 +893,7 @@ impl<S: LogStore> State<S> {
 
     /// True if the event leaf at `index` was submitted by `principal`.
     fn submitted_by(&self, index: u64, principal: &str) -> Result<bool, AppendError> {
-        let leaf = self
-            .store
-            .entry(index)
-            .map_err(|e| AppendError::Unavailable(e.to_string()))?;
+        let leaf = self.store.entry(index).map_err(AppendError::storage)?;
         Ok(leaf
             .and_then(|l| Leaf::decode(&l).ok())
             .is_some_and(|l| l.submitter.principal == principal))
@@ -959,7 +937,7 @@ impl<S: LogStore> State<S> {
         let note = self
             .signer
             .sign_checkpoint(&Checkpoint::new(&self.origin, size, root))
-            .map_err(|e| AppendError::Unavailable(format!("signing failed: {e}")))?;
+            .map_err(AppendError::Sign)?;
         batch.size = size;
         batch.checkpoint = note.clone();
         Ok(Signed { size, root, note })
@@ -1050,7 +1028,7 @@ impl<S: LogStore> Writer<S> {
                     return Err(Failed {
                         saved,
                         answers,
-                        error: AppendError::Unavailable(e.to_string()),
+                        error: AppendError::storage(e),
                     });
                 }
                 // The lock before anything that depends on it: no answer,
@@ -1157,8 +1135,12 @@ fn answer<S: LogStore>(
         } else {
             let leaf = store
                 .entry(index)
-                .map_err(|e| AppendError::Unavailable(e.to_string()))?
-                .ok_or_else(|| AppendError::Unavailable(format!("entry {index} missing")))?;
+                .map_err(AppendError::storage)?
+                .ok_or_else(|| {
+                    AppendError::storage(StorageError::Corrupt(format!(
+                        "entry {index} is in the tree but not stored"
+                    )))
+                })?;
             Appended {
                 index,
                 leaf_hash: leaf_hash(&leaf),

@@ -33,6 +33,9 @@ pub enum ServiceError {
     /// The idempotency key exists with different content.
     #[error("{0}")]
     AlreadyExists(String),
+    /// The credentials presented did not verify.
+    #[error("{0}")]
+    CredentialsRefused(crate::access::auth::AuthError),
     /// An anonymous caller asked for something that needs credentials.
     #[error("{0}")]
     Unauthenticated(String),
@@ -77,6 +80,9 @@ impl From<ServiceError> for Status {
             ServiceError::AlreadyExists(m) => Status::already_exists(m),
             ServiceError::PermissionDenied(m) => Status::permission_denied(m),
             ServiceError::Unauthenticated(m) => Status::unauthenticated(m),
+            ServiceError::CredentialsRefused(e) => {
+                Status::unauthenticated(format!("credentials refused: {e}"))
+            }
             ServiceError::ResourceExhausted(m) => Status::resource_exhausted(m),
             ServiceError::Unavailable(m) => {
                 tracing::warn!(error = %m, "unavailable");
@@ -114,21 +120,26 @@ impl From<AppendError> for ServiceError {
                 ServiceError::invalid(format!("events[{second}].event_id"), e.to_string())
             }
             AppendError::Overloaded(_) => ServiceError::ResourceExhausted(e.to_string()),
-            AppendError::Unavailable(_) | AppendError::ShuttingDown | AppendError::Halted(_) => {
-                ServiceError::Unavailable(e.to_string())
-            }
+            // By the storage error's kind: damaged data is DATA_LOSS.
+            AppendError::Storage(s) if s.is_corruption() => ServiceError::DataLoss(s.to_string()),
+            AppendError::Storage(_)
+            | AppendError::Sign(_)
+            | AppendError::EarlierBatchFailed
+            | AppendError::ShuttingDown
+            | AppendError::Halted(_) => ServiceError::Unavailable(e.to_string()),
         }
     }
 }
 
 impl From<StorageError> for ServiceError {
     fn from(e: StorageError) -> Self {
-        // RocksDB's block checksums caught bytes that changed on disk, or
-        // a value has the wrong shape.
-        if e.is_corruption() {
-            ServiceError::DataLoss(e.to_string())
-        } else {
-            ServiceError::Unavailable(e.to_string())
+        match e {
+            StorageError::Unavailable(_) => ServiceError::Unavailable(e.to_string()),
+            // The store's checksums caught bytes that changed on disk, or
+            // a value has the wrong shape.
+            StorageError::Damaged(_)
+            | StorageError::Corrupt(_)
+            | StorageError::CorruptAtOpen { .. } => ServiceError::DataLoss(e.to_string()),
         }
     }
 }
@@ -136,10 +147,13 @@ impl From<StorageError> for ServiceError {
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Missing { .. } => ServiceError::Internal(e.to_string()),
-            // RocksDB's block checksums caught bytes that changed on disk.
-            StoreError::Corrupt(_) => ServiceError::DataLoss(e.to_string()),
-            StoreError::Backend(_) => ServiceError::Unavailable(e.to_string()),
+            StoreError::Unavailable(_) => ServiceError::Unavailable(e.to_string()),
+            // A hash the tree's size says exists is not stored, or is
+            // damaged: the store lost data.
+            StoreError::Missing { .. } | StoreError::Corrupt(_) => {
+                ServiceError::DataLoss(e.to_string())
+            }
+            StoreError::Gap { .. } => ServiceError::Internal(e.to_string()),
         }
     }
 }

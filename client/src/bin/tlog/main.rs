@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 use tlog_client::{ArtifactQuery, Client, ClientError};
 use tlog_core::Hash;
 use tlog_core::bundle::Bundle;
-use tlog_core::event::{Action, Artifact, ArtifactEvent, Attestation, Interface, Timestamp};
+use tlog_core::event::{Action, Artifact, ArtifactEvent, Interface, Timestamp};
 use tlog_core::json::{JsonEventError, format_time, parse_digest, parse_time};
 use tlog_core::note::Signer;
 
@@ -79,7 +79,8 @@ pub struct Global {
     #[arg(long, global = true, env = "TLOG_STATE")]
     state: Option<PathBuf>,
     /// Keep no trusted state between runs.
-    #[arg(long, global = true, env = "TLOG_NO_STATE")]
+    #[arg(long, global = true, env = "TLOG_NO_STATE", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
     no_state: bool,
     /// Time limit per call, e.g. 30s.
     #[arg(long, global = true, env = "TLOG_TIMEOUT", value_parser = humantime::parse_duration)]
@@ -87,8 +88,10 @@ pub struct Global {
     /// Retries of a failed append (with backoff).
     #[arg(long, global = true, env = "TLOG_RETRIES")]
     retries: Option<u32>,
-    /// Machine-readable JSON on stdout instead of text.
-    #[arg(long, global = true, env = "TLOG_JSON")]
+    /// Machine-readable JSON on stdout instead of text (TLOG_JSON=1,
+    /// true, yes or on).
+    #[arg(long, global = true, env = "TLOG_JSON", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
     json: bool,
 }
 
@@ -548,13 +551,8 @@ fn events_to_submit(a: &SubmitArgs) -> Res<Vec<ArtifactEvent>> {
             e.event_id = content_id(&e);
         }
         if let Some(s) = &signer {
-            use ed25519_dalek::Signer as _;
-            let sig = s.signing_key().sign(&e.attestation_bytes());
-            e.attestations.push(Attestation {
-                scheme: "ed25519".into(),
-                key_id: s.name().to_owned(),
-                signature: sig.to_bytes().to_vec(),
-            });
+            let attestation = e.attest(s);
+            e.attestations.push(attestation);
         }
         e.validate().map_err(|err| {
             Failure::usage(anyhow::anyhow!(
@@ -862,8 +860,17 @@ fn read_bundle(path: &Path) -> Res<Bundle> {
 }
 
 fn verify_bundle(path: &Path, vkey: Option<&str>, json: bool) -> Res {
+    // The bundle carries a key too, but a bundle that brings its own key
+    // proves only that it agrees with itself: anyone can make one.
+    let Some(vkey) = vkey else {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "verify-bundle needs the log's verifier key, from somewhere other than the bundle: \
+             give it with --vkey, --vkey-file, TLOG_VKEY or the config file (a bundle's own \
+             key proves only that the bundle agrees with itself)"
+        )));
+    };
     let bundle = read_bundle(path)?;
-    match bundle.verify(vkey) {
+    match bundle.verify(Some(vkey)) {
         Ok(v) => {
             output::bundle_ok(path, &v, json);
             Ok(())

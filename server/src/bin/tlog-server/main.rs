@@ -1,8 +1,6 @@
-//! `tlog-server`: create a log (`init`), run it (`serve`), or load-test a
-//! running one (`bench`).
-
-mod bench;
-mod load;
+//! `tlog-server`: create a log (`init`), run it (`serve`), and the
+//! operator's other tasks (tokens, health, backups, stats, recovery).
+//! Benchmarks and loaders are in `tlog-bench`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,18 +48,9 @@ enum Command {
     },
     /// Run the log.
     Serve(ServeArgs),
-    /// Drive a running log with concurrent clients and report throughput
-    /// and latency.
-    Bench(bench::BenchArgs),
     /// Operator keys and short-lived bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),
-    /// Fill a stopped log with synthetic events through the sequencer and
-    /// storage code (for benchmarks at millions of entries).
-    Load(load::LoadArgs),
-    /// What this machine allows at most: synced RocksDB write batches
-    /// shaped like the server's commits, SHA-256, Ed25519.
-    Limits(load::LimitsArgs),
     /// Restore an online backup (written on SIGUSR1 under `backup_dir`)
     /// into a new data directory, and check it: the stored tree must give
     /// the root of its last signed checkpoint.
@@ -648,10 +637,7 @@ fn main() -> std::process::ExitCode {
             })
             .map_err(anyhow::Error::from),
         Command::Serve(a) => runtime().and_then(|rt| rt.block_on(serve(a))),
-        Command::Bench(a) => runtime().and_then(|rt| rt.block_on(bench::run(a))),
         Command::Token(t) => token(t),
-        Command::Load(a) => runtime().and_then(|rt| rt.block_on(load::load(a))),
-        Command::Limits(a) => load::limits(a),
         Command::Health(a) => runtime().and_then(|rt| rt.block_on(health(a))),
         Command::Restore {
             from,

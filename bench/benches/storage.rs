@@ -1,9 +1,9 @@
 //! Storage-layer micro-benchmarks: the RocksDB store as the server uses it.
 //!
-//! Run: `cargo bench -p tlog-server --bench storage`.
+//! Run: `cargo bench -p tlog-bench --bench storage`.
 //!
 //! - synced commits of 1, 64 and 1024 entries shaped like the sequencer's
-//!   (the storage limit `tlog-server limits` reports, per entry);
+//!   (the storage limit `tlog-bench limits` reports, per entry);
 //! - point reads at 1M entries: a leaf, a leaf-hash lookup, an idempotency
 //!   lookup (hit and miss), a row of 16 tree hashes;
 //! - inclusion proofs read straight from the store, without the tile
@@ -14,11 +14,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use tlog_bench::workload::commit_batch;
 use tlog_core::merkle::prove::Prover;
 use tlog_core::merkle::store::HashReader as _;
 use tlog_core::merkle::tree::Tree;
 use tlog_server::storage::{LogStore as _, RocksStore};
-use tlog_server::workload::commit_batch;
 
 const CHECKPOINT: &str = "bench.example/log\n1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n\u{2014} bench.example/log AAAA\n";
 

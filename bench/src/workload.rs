@@ -1,13 +1,13 @@
 //! Synthetic load shaped like real use: the events the bulk loader
 //! appends, and commits built exactly as the sequencer builds them, for
-//! measuring the storage layer's limit (`tlog-server limits`) and its
-//! micro-benchmarks (`cargo bench -p tlog-server --bench storage`).
+//! measuring the storage layer's limit (`tlog-bench limits`) and its
+//! micro-benchmarks (`cargo bench -p tlog-bench --bench storage`).
 
 use tlog_core::event::{Action, Artifact, ArtifactEvent, Digest, Interface, Timestamp};
 use tlog_core::leaf::{LEAF_VERSION, Leaf, Submitter};
 use tlog_core::merkle::tree::Tree;
 
-use crate::storage::{ArtifactMeta, CommitBatch, Idempotency, NewEntry};
+use tlog_server::storage::{ArtifactMeta, CommitBatch, Idempotency, NewEntry};
 
 /// A synthetic but realistic event for entry `i` of a load: 997 artifacts;
 /// every 20th event of an artifact registers a new version, the others are

@@ -1,4 +1,4 @@
-//! `tlog-server bench`: a load generator for a running log.
+//! `tlog-bench run`: a load generator for a running log.
 //!
 //! N concurrent clients append for a fixed time (single events or batches),
 //! each answer verified as a client would (checkpoint signature and
@@ -17,6 +17,7 @@ use tlog_proto::v1 as pb;
 use tlog_proto::v1::log_client::LogClient;
 use tonic::transport::Channel;
 
+/// The arguments of `tlog-bench run`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// Server address, e.g. http://127.0.0.1:7400.
@@ -289,6 +290,8 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1e3
 }
 
+/// Drives the log at `--addr` with `--clients` clients, verifying every
+/// answer, and reports throughput and latency.
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.clients > 0, "--clients must be at least 1");
     anyhow::ensure!(a.batch > 0, "--batch must be at least 1");

@@ -1,9 +1,9 @@
-//! `tlog-server load` fills a stopped log quickly through the sequencer and
+//! `tlog-bench load` fills a stopped log quickly through the sequencer and
 //! the storage code the server uses (every batch hashed into the tree,
 //! signed and written as one synced WriteBatch), without the network, so
 //! the benchmark suite can measure at millions of entries.
 //!
-//! `tlog-server limits` measures what this machine allows at most for the
+//! `tlog-bench limits` measures what this machine allows at most for the
 //! same work: synced RocksDB write batches shaped like the server's
 //! commits, SHA-256 over leaves and nodes, and Ed25519 signing and
 //! verification.
@@ -19,6 +19,7 @@ use tlog_core::leaf::Submitter;
 use tlog_server::sequencer::{BatchConfig, Submission};
 use tlog_server::storage::{LogStore as _, RocksStore};
 
+/// The arguments of `tlog-bench load`.
 #[derive(clap::Args, Debug)]
 pub struct LoadArgs {
     /// Data directory of a stopped log (from `tlog-server init`).
@@ -41,6 +42,8 @@ pub struct LoadArgs {
     json: bool,
 }
 
+/// Appends `--entries` synthetic events to a stopped log through the
+/// sequencer and its store, and reports the rate.
 pub async fn load(a: LoadArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         a.batch > 0 && a.writers > 0,
@@ -60,7 +63,9 @@ pub async fn load(a: LoadArgs) -> anyhow::Result<()> {
     let (seq, task) = tlog_server::sequencer::start(
         store.clone(),
         signer,
-        tlog_server::sequencer::lock::CheckpointLock::at(tlog_server::ops::keys::lock_path(&a.data_dir)),
+        tlog_server::sequencer::lock::CheckpointLock::at(tlog_server::ops::keys::lock_path(
+            &a.data_dir,
+        )),
         BatchConfig {
             max_events: a.batch * a.writers,
             max_wait: Duration::from_millis(1),
@@ -88,7 +93,7 @@ pub async fn load(a: LoadArgs) -> anyhow::Result<()> {
                 let last = (first + batch).min(target);
                 let events = (first..last)
                     .map(|i| Submission {
-                        event: tlog_server::workload::event(run, i),
+                        event: crate::workload::event(run, i),
                         verified_signers: Vec::new(),
                         scope: None,
                     })
@@ -126,6 +131,7 @@ pub async fn load(a: LoadArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The arguments of `tlog-bench limits`.
 #[derive(clap::Args, Debug)]
 pub struct LimitsArgs {
     /// A scratch folder for the RocksDB measurement (default: a new
@@ -156,12 +162,14 @@ fn rate(d: Duration, mut f: impl FnMut()) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Measures synced write batches shaped like the server's commits,
+/// SHA-256 and Ed25519 on this machine, and reports them.
 pub fn limits(a: LimitsArgs) -> anyhow::Result<()> {
     use ed25519_dalek::{Signer as _, Verifier as _};
     use std::hint::black_box;
     let leaf = tlog_core::leaf::Leaf {
         version: tlog_core::leaf::LEAF_VERSION,
-        event: tlog_server::workload::event(1, 5),
+        event: crate::workload::event(1, 5),
         submitter: Submitter {
             principal: "bench".into(),
             auth_method: "none".into(),
@@ -240,7 +248,7 @@ fn rocks_limits(
         let mut spent = Duration::ZERO;
         let mut commits = 0u64;
         while spent < a.duration {
-            let batch = tlog_server::workload::commit_batch(&mut tree, b, &note);
+            let batch = crate::workload::commit_batch(&mut tree, b, &note);
             let t = Instant::now();
             store.commit(&batch)?;
             spent += t.elapsed();

@@ -1,0 +1,167 @@
+//! One request's access: the policy checks it asks for ([`Ask`]) and what
+//! they decided, for the access record the request's end makes
+//! ([`crate::access::audit::Ended`]).
+
+use std::sync::{Arc, Mutex};
+
+use crate::access::audit::Decided;
+use crate::access::auth::Caller;
+use crate::access::authz::{Ctx, Resource, Who};
+
+use super::Result;
+use super::error::ServiceError;
+
+/// Metadata key carrying the caller's justification.
+pub const JUSTIFICATION_HEADER: &str = "x-tlog-justification";
+
+/// One policy question: may the caller do `action` on `resource`, with
+/// the request's facts the policy may look at.
+#[derive(Debug, Clone)]
+pub struct Ask<'a> {
+    /// The policy action (`read-entries`, `submit:upload`, ...).
+    pub action: &'a str,
+    /// What it is done on.
+    pub resource: Resource,
+    /// The event's environment, for submits.
+    pub environment: &'a str,
+    /// The event's interface, for submits.
+    pub interface: &'a str,
+    /// The verified attestation signers, for submits.
+    pub signed_by: &'a [String],
+}
+
+impl<'a> Ask<'a> {
+    /// `action` on the log as a whole (reads, proofs, the stream).
+    pub fn log(action: &'a str) -> Self {
+        Ask {
+            action,
+            resource: Resource::Log,
+            environment: "",
+            interface: "",
+            signed_by: &[],
+        }
+    }
+
+    /// `action` on the artifact `name`, with no event facts (queries).
+    pub fn artifact(action: &'a str, name: &str) -> Self {
+        Ask {
+            resource: Resource::Artifact(name.to_owned()),
+            ..Ask::log(action)
+        }
+    }
+}
+
+/// One request's access decisions, filled in by [`Access::check`] and
+/// written to the access log when the request ends.
+pub struct Access {
+    caller: Caller,
+    rpc: &'static str,
+    justification: String,
+    policy: Option<Arc<crate::access::authz::Policy>>,
+    state: Mutex<Decided>,
+}
+
+impl Access {
+    /// A request's access, before any check.
+    pub fn new(
+        caller: Caller,
+        rpc: &'static str,
+        justification: String,
+        policy: Option<Arc<crate::access::authz::Policy>>,
+    ) -> Self {
+        Access {
+            caller,
+            rpc,
+            justification,
+            policy,
+            state: Mutex::new(Decided::default()),
+        }
+    }
+
+    /// Asks the policy `ask`. Called before any storage is read, so a
+    /// denied caller never learns whether the resource exists.
+    pub fn check(&self, ask: Ask<'_>) -> Result<()> {
+        let decision = match &self.policy {
+            None => crate::access::authz::Decision {
+                allowed: true,
+                policies: vec!["no-policy-configured".into()],
+                errors: vec![],
+            },
+            Some(p) => p.decide(
+                &self.caller.who,
+                ask.action,
+                &ask.resource,
+                &Ctx {
+                    rpc: self.rpc.to_owned(),
+                    environment: ask.environment.to_owned(),
+                    interface: ask.interface.to_owned(),
+                    justification: self.justification.clone(),
+                    signed_by: ask.signed_by.to_vec(),
+                },
+            ),
+        };
+        let action = ask.action;
+        let resource_text = ask.resource.to_string();
+        let mut st = self
+            .state
+            .lock()
+            .map_err(|_| ServiceError::Internal("access state".into()))?;
+        st.checked = true;
+        st.actions.push(action.to_owned());
+        st.resources.push(resource_text.clone());
+        for p in decision.policies {
+            if !st.policies.contains(&p) {
+                st.policies.push(p);
+            }
+        }
+        if decision.allowed {
+            return Ok(());
+        }
+        let who = match &self.caller.who {
+            Who::Anonymous => "anonymous callers".to_owned(),
+            Who::Principal { name, .. } => name.clone(),
+        };
+        let reason = if decision.errors.is_empty() {
+            format!("{who} may not {action} on {resource_text}")
+        } else {
+            format!(
+                "{who} may not {action} on {resource_text} (policy errors: {})",
+                decision.errors.join("; ")
+            )
+        };
+        st.denied = Some(reason.clone());
+        // Without credentials the answer is "authenticate", not "forbidden".
+        Err(match self.caller.who {
+            Who::Anonymous => {
+                ServiceError::Unauthenticated(format!("{reason}; present credentials"))
+            }
+            Who::Principal { .. } => ServiceError::PermissionDenied(reason),
+        })
+    }
+
+    /// Adds what exactly was asked for (an index range, a proof's sizes,
+    /// a query's filters) to the access record.
+    pub fn describe(&self, what: String) {
+        if let Ok(mut st) = self.state.lock() {
+            st.resources.push(what);
+        }
+    }
+
+    /// Records a refusal decided outside the policy (a source binding).
+    pub fn deny(&self, reason: &str) {
+        if let Ok(mut st) = self.state.lock() {
+            st.checked = true;
+            st.denied = Some(reason.to_owned());
+        }
+    }
+
+    /// The caller.
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    /// What the checks so far asked and decided.
+    pub fn decided(&self) -> Decided {
+        self.state.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
