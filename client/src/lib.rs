@@ -11,6 +11,7 @@
 
 pub mod convert;
 pub mod state;
+pub mod trust;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use tlog_core::Hash;
 use tlog_core::checkpoint::{self, SignedCheckpoint};
 use tlog_core::event::{Action, ArtifactEvent, Timestamp};
 use tlog_core::leaf::{AnyLeaf, decode_any};
-use tlog_core::merkle::verify::{InclusionVerifier, parse_proof, verify_consistency};
+use tlog_core::merkle::verify::{InclusionVerifier, parse_proof};
 use tlog_core::note::{Verifier, Verifiers};
 use tlog_proto::v1 as pb;
 use tonic::transport::Channel;
@@ -505,7 +506,6 @@ impl Client {
             trust.set(&cp)?;
             return Ok(cp);
         };
-        let (s_old, s_new) = (old.checkpoint.size, cp.checkpoint.size);
         let misbehavior = |what: String, proof: Vec<Hash>| {
             ClientError::Misbehavior(Box::new(Misbehavior {
                 what,
@@ -514,30 +514,16 @@ impl Client {
                 proof,
             }))
         };
-        if s_new == s_old {
-            if cp.checkpoint.root != old.checkpoint.root {
-                return Err(misbehavior(
-                    format!("two signed checkpoints of size {s_new} have different roots (a fork)"),
-                    Vec::new(),
-                ));
-            }
-            return Ok(cp);
+        let step = trust::step(head(&old), head(&cp), claims_latest)
+            .map_err(|c| misbehavior(c.to_string(), Vec::new()))?;
+        if let trust::Step::Prove { newer, .. } = step {
+            let (small, big) = if newer { (&old, &cp) } else { (&cp, &old) };
+            self.consistent(small, big, &old, &cp).await?;
         }
-        if s_new < s_old && claims_latest {
-            return Err(misbehavior(
-                format!(
-                    "the log's latest checkpoint has size {s_new}, smaller than the {s_old} it signed before (a rollback)"
-                ),
-                Vec::new(),
-            ));
-        }
-        let (small, big) = if s_new < s_old {
-            (&cp, &old)
-        } else {
-            (&old, &cp)
-        };
-        self.consistent(small, big, &old, &cp).await?;
-        if s_new > s_old {
+        if matches!(
+            step,
+            trust::Step::FromEmpty | trust::Step::Prove { newer: true, .. }
+        ) {
             trust.set(&cp)?;
         }
         Ok(cp)
@@ -885,14 +871,14 @@ impl Client {
                 Vec::new(),
             )
         })?;
-        match verify_consistency(s1, s2, &proof, &small.checkpoint.root, &big.checkpoint.root) {
+        let step = trust::Step::Prove {
+            size1: s1,
+            size2: s2,
+            newer: true,
+        };
+        match trust::check(step, head(small), head(big), &proof) {
             Ok(()) => Ok(proof),
-            Err(e) => Err(evidence(
-                format!(
-                    "the checkpoints of sizes {s1} and {s2} are not consistent ({e}): the log forked or rewrote history"
-                ),
-                proof,
-            )),
+            Err(c) => Err(evidence(c.to_string(), proof)),
         }
     }
 
@@ -1201,5 +1187,13 @@ impl ArtifactQuery {
             return Err(bad("integrated outside the asked time window"));
         }
         Ok(())
+    }
+}
+
+/// A verified checkpoint's tree head, for [`trust`].
+fn head(cp: &SignedCheckpoint) -> trust::Head {
+    trust::Head {
+        size: cp.checkpoint.size,
+        root: cp.checkpoint.root,
     }
 }

@@ -55,14 +55,26 @@ pub fn escaped(s: &str) -> String {
 /// its source, as many do, would otherwise show it twice).
 pub fn join_causes(causes: impl IntoIterator<Item = String>) -> String {
     let mut line = String::new();
+    let mut last = String::new();
     for c in causes {
         if c.is_empty() || line.contains(&c) {
+            continue;
+        }
+        // A cause that restates the one before and adds to it ("tcp
+        // connect error" then "tcp connect error: connection refused")
+        // adds only what is new.
+        let new = match c.strip_prefix(last.as_str()) {
+            Some(rest) if !last.is_empty() => rest.trim_start_matches([':', ' ']).to_owned(),
+            _ => c.clone(),
+        };
+        if new.is_empty() {
             continue;
         }
         if !line.is_empty() {
             line.push_str(": ");
         }
-        line.push_str(&c);
+        line.push_str(&new);
+        last = c;
     }
     line
 }
@@ -70,6 +82,21 @@ pub fn join_causes(causes: impl IntoIterator<Item = String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cause_that_restates_the_last_adds_only_what_is_new() {
+        let chain = [
+            "cannot reach the log at http://127.0.0.1:9: transport error",
+            "tcp connect error",
+            "tcp connect error: Connection refused (os error 111)",
+            "Connection refused (os error 111)",
+        ];
+        assert_eq!(
+            join_causes(chain.map(String::from)),
+            "cannot reach the log at http://127.0.0.1:9: transport error: tcp connect error: \
+             Connection refused (os error 111)"
+        );
+    }
 
     #[test]
     fn causes_already_said_are_not_repeated() {

@@ -11,15 +11,16 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::json;
+use tlog_client::trust::{self, Conflict, Head, Step};
 use tlog_client::{Client, ClientError, ConnectOptions};
 use tlog_core::Hash;
 use tlog_core::checkpoint::{self, SignedCheckpoint};
 use tlog_core::empty_root;
 use tlog_core::leaf::decode_any;
-use tlog_core::merkle::verify::{verify_consistency, verify_inclusion};
+use tlog_core::merkle::verify::verify_inclusion;
 use tlog_core::note::{Verifier, Verifiers};
 
-use crate::alert::{EntryRef, Finding, Severity};
+use crate::alert::{EntryRef, Finding, Rule, Severity};
 use crate::config::{Config, LogConfig};
 use crate::metrics::Metrics;
 use crate::rules::Rules;
@@ -306,9 +307,9 @@ impl Auditor {
             .unwrap_or_else(empty_root)
     }
 
-    fn evidence(&self, rule: &str, extra: serde_json::Value) -> serde_json::Value {
+    fn evidence(&self, rule: Rule, extra: serde_json::Value) -> serde_json::Value {
         let mut v = json!({
-            "rule": rule,
+            "rule": rule.name(),
             "log": self.name,
             "origin": self.origin,
             "verifier_key": self.vkey,
@@ -357,20 +358,13 @@ impl Auditor {
                     Err(e) => e.to_string(),
                     Ok(_) => "the size or root beside the note differ from the signed note".into(),
                 };
-                findings.push(Finding {
-                    rule: "bad-signature",
-                    severity: Severity::Critical,
-                    message: format!(
+                findings.push(Finding::new(Rule::BadSignature, Severity::Critical, format!(
                         "{url} served a checkpoint for {} that does not verify with the log's key: {why}",
                         self.origin
-                    ),
-                    entries: vec![],
-                    key: hex::encode(tlog_core::leaf_hash(note.note.as_bytes()).as_bytes()),
-                    evidence: Some(self.evidence(
-                        "bad-signature",
+                    ), vec![], hex::encode(tlog_core::leaf_hash(note.note.as_bytes()).as_bytes())).with_evidence(self.evidence(
+                        Rule::BadSignature,
                         json!({"endpoint": url, "served_checkpoint": note.note, "error": why}),
-                    )),
-                });
+                    )));
                 None
             }
         }
@@ -410,18 +404,17 @@ impl Auditor {
                         )
                     })
                     .unwrap_or_default();
-                findings.push(Finding {
-                    rule: "credentials-expired",
-                    severity: Severity::High,
-                    message: format!(
+                findings.push(Finding::new(
+                    Rule::CredentialsExpired,
+                    Severity::High,
+                    format!(
                         "{} refuses the monitor's credentials: {expired}{why}; auditing is paused \
                          until valid credentials are in place{file}",
                         self.origin
                     ),
-                    entries: vec![],
-                    key: format!("token {}", expiry.unwrap_or(0)),
-                    evidence: None,
-                });
+                    vec![],
+                    format!("token {}", expiry.unwrap_or(0)),
+                ));
                 self.metrics.log(&self.name, |f| f.failed_rounds += 1);
                 return Ok(findings);
             }
@@ -429,19 +422,12 @@ impl Auditor {
             self.metrics.log(&self.name, |f| f.failed_rounds += 1);
             if self.failures >= self.unreachable_after {
                 let start = *self.outage_start.get_or_insert(now);
-                findings.push(Finding {
-                    rule: "unreachable",
-                    severity: Severity::High,
-                    message: format!(
+                findings.push(Finding::new(Rule::Unreachable, Severity::High, format!(
                         "no endpoint of {} ({}) has served a valid checkpoint for {} polls in a row",
                         self.origin,
                         self.endpoints.iter().map(|e| e.url.as_str()).collect::<Vec<_>>().join(", "),
                         self.failures
-                    ),
-                    entries: vec![],
-                    key: format!("since {start}"),
-                    evidence: None,
-                });
+                    ), vec![], format!("since {start}")));
             }
             self.stale(now, &mut findings);
             return Ok(findings);
@@ -483,10 +469,10 @@ impl Auditor {
         if let Some(age) = self.max_age
             && now.saturating_sub(self.state.last_growth) > age.as_secs()
         {
-            findings.push(Finding {
-                rule: "stale",
-                severity: Severity::Medium,
-                message: format!(
+            findings.push(Finding::new(
+                Rule::Stale,
+                Severity::Medium,
+                format!(
                     "{} has not grown past size {} for {} (maximum checkpoint age {})",
                     self.origin,
                     self.state.size,
@@ -495,41 +481,35 @@ impl Auditor {
                     )),
                     humantime::format_duration(age)
                 ),
-                entries: vec![],
-                key: format!("size {} since {}", self.state.size, self.state.last_growth),
-                evidence: None,
-            });
+                vec![],
+                format!("size {} since {}", self.state.size, self.state.last_growth),
+            ));
         }
     }
 
     fn conflict(
         &self,
-        rule: &'static str,
+        rule: Rule,
         message: String,
         seen: &SignedCheckpoint,
         source: &str,
         proof: Option<&[Hash]>,
     ) -> Finding {
         let t = (self.state.size, self.trusted_root());
-        Finding {
+        let key = format!(
+            "{}:{}/{}:{}",
+            t.0, t.1, seen.checkpoint.size, seen.checkpoint.root
+        );
+        let evidence = self.evidence(
             rule,
-            severity: Severity::Critical,
-            message,
-            entries: vec![],
-            key: format!(
-                "{}:{}/{}:{}",
-                t.0, t.1, seen.checkpoint.size, seen.checkpoint.root
-            ),
-            evidence: Some(self.evidence(
-                rule,
-                json!({
-                    "trusted_checkpoint": self.state.checkpoint,
-                    "conflicting_checkpoint": seen.raw,
-                    "conflicting_source": source,
-                    "consistency_proof": proof.map(|p| p.iter().map(Hash::to_hex).collect::<Vec<_>>()),
-                }),
-            )),
-        }
+            json!({
+                "trusted_checkpoint": self.state.checkpoint,
+                "conflicting_checkpoint": seen.raw,
+                "conflicting_source": source,
+                "consistency_proof": proof.map(|p| p.iter().map(Hash::to_hex).collect::<Vec<_>>()),
+            }),
+        );
+        Finding::new(rule, Severity::Critical, message, vec![], key).with_evidence(evidence)
     }
 
     /// Moves the trusted checkpoint to `cp` after proving and auditing.
@@ -543,45 +523,51 @@ impl Auditor {
         let t_size = self.state.size;
         let t_root = self.trusted_root();
         let url = self.endpoints[p].url.clone();
-        if size < t_size {
-            findings.push(self.conflict(
-                "rollback",
-                format!(
-                    "{url} serves {} at size {size}, older than the size {t_size} it signed before: the log rolled back",
-                    self.origin
-                ),
-                cp,
-                &url,
-                None,
-            ));
-            return Ok(());
-        }
-        if size == t_size {
-            if root != t_root {
+        let (trusted, seen) = (
+            Head {
+                size: t_size,
+                root: t_root,
+            },
+            Head { size, root },
+        );
+        // The one trust step (tlog_client::trust); the log's own answer
+        // claims to be its latest.
+        let step = match trust::step(trusted, seen, true) {
+            Ok(s) => s,
+            Err(c @ Conflict::Rollback { .. }) => {
                 findings.push(self.conflict(
-                    "fork",
-                    format!(
-                        "{url} serves a checkpoint of size {size} whose root {root} differs from the audited {t_root}: the log forked"
-                    ),
+                    Rule::Rollback,
+                    format!("{url} serves {} at size {size}: {c}", self.origin),
                     cp,
                     &url,
                     None,
                 ));
+                return Ok(());
             }
+            Err(c) => {
+                findings.push(self.conflict(
+                    Rule::Fork,
+                    format!("{url} serves a checkpoint whose root {root} differs from the audited {t_root}: {c}"),
+                    cp,
+                    &url,
+                    None,
+                ));
+                return Ok(());
+            }
+        };
+        if step == Step::Same {
             return Ok(());
         }
-        let proof = if t_size == 0 {
-            Vec::new()
-        } else {
+        let proof = if let Step::Prove { size1, size2, .. } = step {
             let r = match self.client(p).await {
-                Ok(c) => c.fetch_consistency(t_size, size).await,
+                Ok(c) => c.fetch_consistency(size1, size2).await,
                 Err(e) => Err(e),
             };
             match r {
                 Ok(proof) => proof,
                 Err(ClientError::Verification(why)) => {
                     findings.push(self.conflict(
-                        "fork",
+                        Rule::Fork,
                         format!("{url} served a malformed consistency proof from {t_size} to {size}: {why}"),
                         cp,
                         &url,
@@ -595,12 +581,14 @@ impl Auditor {
                     return Ok(());
                 }
             }
+        } else {
+            Vec::new()
         };
-        if let Err(e) = verify_consistency(t_size, size, &proof, &t_root, &root) {
+        if let Err(c) = trust::check(step, trusted, seen, &proof) {
             findings.push(self.conflict(
-                "fork",
+                Rule::Fork,
                 format!(
-                    "the checkpoint of size {size} from {url} is not consistent with the audited one of size {t_size} ({e}): the log forked or rewrote history"
+                    "the checkpoint of size {size} from {url} does not extend the audited one: {c}"
                 ),
                 cp,
                 &url,
@@ -664,19 +652,16 @@ impl Auditor {
                         Ok(l) => {
                             rule_findings.extend(rules.evaluate(&mut rule_state, index, &h, &l))
                         }
-                        Err(e) => rule_findings.push(Finding {
-                            rule: "undecodable-entry",
-                            severity: Severity::Medium,
-                            message: format!(
-                                "entry {index} is not a leaf this monitor can read: {e}"
-                            ),
-                            entries: vec![EntryRef {
+                        Err(e) => rule_findings.push(Finding::new(
+                            Rule::UndecodableEntry,
+                            Severity::Medium,
+                            format!("entry {index} is not a leaf this monitor can read: {e}"),
+                            vec![EntryRef {
                                 index,
                                 leaf_hash: h.to_hex(),
                             }],
-                            key: h.to_hex(),
-                            evidence: None,
-                        }),
+                            h.to_hex(),
+                        )),
                     }
                 }
             }
@@ -790,17 +775,19 @@ impl Auditor {
             o.insert("range".into(), json!([start, size]));
             o.insert("endpoint".into(), json!(url));
         }
-        Finding {
-            rule: "root-mismatch",
-            severity: Severity::Critical,
+        let key = format!(
+            "{size}:{root}:{}",
+            bad.as_ref().map(|b| b.0.to_string()).unwrap_or_default()
+        );
+        let evidence = self.evidence(Rule::RootMismatch, extra);
+        Finding::new(
+            Rule::RootMismatch,
+            Severity::Critical,
             message,
             entries,
-            key: format!(
-                "{size}:{root}:{}",
-                bad.as_ref().map(|b| b.0.to_string()).unwrap_or_default()
-            ),
-            evidence: Some(self.evidence("root-mismatch", extra)),
-        }
+            key,
+        )
+        .with_evidence(evidence)
     }
 
     /// Compares a checkpoint seen elsewhere with the audited view. A
@@ -821,7 +808,7 @@ impl Auditor {
         }
         let split = |me: &Self, why: String, proof: Option<&[Hash]>| {
             me.conflict(
-                "split-view",
+                Rule::SplitView,
                 format!(
                     "{source} shows {} a checkpoint of size {size} (root {root}) that {why} with the audited checkpoint of size {t_size} (root {t_root}): the log shows different views",
                     me.origin
@@ -831,23 +818,34 @@ impl Auditor {
                 proof,
             )
         };
-        if size == t_size {
-            if root != t_root {
-                findings.push(split(
-                    self,
-                    "has another root than, so is inconsistent".into(),
-                    None,
-                ));
+        let (trusted, seen_head) = (
+            Head {
+                size: t_size,
+                root: t_root,
+            },
+            Head { size, root },
+        );
+        // A vantage point's or gossiped checkpoint may be older than the
+        // audited one: it must then be a prefix of it.
+        let step = match trust::step(trusted, seen_head, false) {
+            Ok(Step::Same) => return true,
+            Ok(s) => s,
+            Err(c) => {
+                findings.push(split(self, format!("is inconsistent ({c})"), None));
+                return true;
             }
-            return true;
-        }
-        let (from, to, i) = if size < t_size {
-            (size, t_size, p)
-        } else {
-            (t_size, size, ahead)
         };
+        let Step::Prove {
+            size1,
+            size2,
+            newer,
+        } = step
+        else {
+            return true;
+        };
+        let i = if newer { ahead } else { p };
         let r = match self.client(i).await {
-            Ok(c) => c.fetch_consistency(from, to).await,
+            Ok(c) => c.fetch_consistency(size1, size2).await,
             Err(e) => Err(e),
         };
         let proof = match r {
@@ -869,15 +867,10 @@ impl Auditor {
                 return false;
             }
         };
-        let (r1, r2) = if size < t_size {
-            (root, t_root)
-        } else {
-            (t_root, root)
-        };
-        if let Err(e) = verify_consistency(from, to, &proof, &r1, &r2) {
+        if let Err(c) = trust::check(step, trusted, seen_head, &proof) {
             findings.push(split(
                 self,
-                format!("is not consistent ({e})"),
+                format!("is not consistent ({c})"),
                 Some(&proof),
             ));
         }

@@ -183,7 +183,7 @@ impl Monitor {
         };
         Ok(Alert {
             id,
-            rule: f.rule.to_owned(),
+            rule: f.rule.name().to_owned(),
             severity: f.severity,
             log: log.to_owned(),
             message: f.message,

@@ -11,7 +11,7 @@ use tlog_core::Hash;
 use tlog_core::event::{Action, ArtifactEvent, Digest};
 use tlog_core::leaf::{AnyLeaf, Leaf};
 
-use crate::alert::{EntryRef, Finding, Severity};
+use crate::alert::{EntryRef, Finding, Rule, Severity};
 use crate::config::{RulesConfig, glob};
 
 /// What the engine remembers about one (name, version).
@@ -167,17 +167,10 @@ impl Rules {
             info.digests = digests();
             for (ns, re) in &self.patterns {
                 if glob(ns, name) && !re.is_match(version) {
-                    out.push(Finding {
-                        rule: "version-pattern",
-                        severity: Severity::Medium,
-                        message: format!(
+                    out.push(Finding::new(Rule::VersionPattern, Severity::Medium, format!(
                             "{name} has version {version:?}, which does not match the pattern {:?} required for {ns}",
                             re.as_str()
-                        ),
-                        entries: vec![me.clone()],
-                        key: me.leaf_hash.clone(),
-                        evidence: None,
-                    });
+                        ), vec![me.clone()], me.leaf_hash.clone()));
                 }
             }
         } else if self.cfg.digest_conflict {
@@ -194,21 +187,14 @@ impl Rules {
             });
             if let Some((old, new)) = conflict {
                 let first = info.first.clone();
-                out.push(Finding {
-                    rule: "digest-conflict",
-                    severity: Severity::Critical,
-                    message: format!(
+                out.push(Finding::new(Rule::DigestConflict, Severity::Critical, format!(
                         "{name}@{version} appears with two digests: {} (entry {}) and {} (entry {}, {})",
                         short(&old),
                         first.as_ref().map(|f| f.index).unwrap_or_default(),
                         short(&new),
                         me.index,
                         e.action.as_str()
-                    ),
-                    entries: first.into_iter().chain([me.clone()]).collect(),
-                    key: me.leaf_hash.clone(),
-                    evidence: None,
-                });
+                    ), first.into_iter().chain([me.clone()]).collect(), me.leaf_hash.clone()));
             } else {
                 for d in &e.artifact.digests {
                     let known = info.digests.iter().any(|o| {
@@ -223,29 +209,28 @@ impl Rules {
         }
         let gated = matches!(e.action, Action::Deploy | Action::Promote);
         if self.require_registered.contains(&e.action) && info.registered.is_none() {
-            out.push(Finding {
-                rule: "unregistered",
-                severity: Severity::High,
-                message: format!(
+            out.push(Finding::new(
+                Rule::Unregistered,
+                Severity::High,
+                format!(
                     "{} by {} ({}), but that version was never registered",
                     what(),
                     l.submitter.principal,
                     digests().first().map(|d| short(d)).unwrap_or_default()
                 ),
-                entries: vec![me.clone()],
-                key: me.leaf_hash.clone(),
-                evidence: None,
-            });
+                vec![me.clone()],
+                me.leaf_hash.clone(),
+            ));
         }
         for r in &self.cfg.require_approval {
             let applies = glob(&r.namespace, name)
                 && actions(&r.actions).contains(&e.action)
                 && (r.environments.is_empty() || r.environments.contains(&e.environment));
             if applies && info.approved.is_none() {
-                out.push(Finding {
-                    rule: "unapproved",
-                    severity: Severity::High,
-                    message: format!(
+                out.push(Finding::new(
+                    Rule::Unapproved,
+                    Severity::High,
+                    format!(
                         "{} by {}, but that version was never approved (required for {} in {})",
                         what(),
                         l.submitter.principal,
@@ -256,10 +241,9 @@ impl Rules {
                             r.environments.join(", ")
                         }
                     ),
-                    entries: vec![me.clone()],
-                    key: me.leaf_hash.clone(),
-                    evidence: None,
-                });
+                    vec![me.clone()],
+                    me.leaf_hash.clone(),
+                ));
                 break;
             }
         }
@@ -268,19 +252,18 @@ impl Rules {
             && let Some(ret) = &info.retired
         {
             {
-                out.push(Finding {
-                    rule: "deploy-retired",
-                    severity: Severity::High,
-                    message: format!(
+                out.push(Finding::new(
+                    Rule::DeployRetired,
+                    Severity::High,
+                    format!(
                         "{} by {}, but that version was retired at entry {}",
                         what(),
                         l.submitter.principal,
                         ret.index
                     ),
-                    entries: vec![ret.clone(), me.clone()],
-                    key: me.leaf_hash.clone(),
-                    evidence: None,
-                });
+                    vec![ret.clone(), me.clone()],
+                    me.leaf_hash.clone(),
+                ));
             }
         }
         match e.action {
@@ -297,20 +280,19 @@ impl Rules {
                     .is_none_or(|env| *env == e.environment)
                 && !r.principals.contains(&l.submitter.principal)
             {
-                out.push(Finding {
-                    rule: "submitter-not-allowed",
-                    severity: Severity::High,
-                    message: format!(
+                out.push(Finding::new(
+                    Rule::SubmitterNotAllowed,
+                    Severity::High,
+                    format!(
                         "{} was submitted by {} ({}), who is not allowed to; allowed: {}",
                         what(),
                         l.submitter.principal,
                         l.submitter.auth_method,
                         r.principals.join(", ")
                     ),
-                    entries: vec![me.clone()],
-                    key: me.leaf_hash.clone(),
-                    evidence: None,
-                });
+                    vec![me.clone()],
+                    me.leaf_hash.clone(),
+                ));
                 break;
             }
         }
@@ -327,10 +309,10 @@ impl Rules {
                     .filter(|s| !l.verified_signers.contains(s))
                     .collect();
                 if !missing.is_empty() {
-                    out.push(Finding {
-                        rule: "missing-attestation",
-                        severity: Severity::High,
-                        message: format!(
+                    out.push(Finding::new(
+                        Rule::MissingAttestation,
+                        Severity::High,
+                        format!(
                             "{} by {} lacks a verified attestation by {}",
                             what(),
                             l.submitter.principal,
@@ -340,10 +322,9 @@ impl Rules {
                                 .collect::<Vec<_>>()
                                 .join(", ")
                         ),
-                        entries: vec![me.clone()],
-                        key: me.leaf_hash.clone(),
-                        evidence: None,
-                    });
+                        vec![me.clone()],
+                        me.leaf_hash.clone(),
+                    ));
                     break;
                 }
             }
@@ -358,17 +339,10 @@ impl Rules {
                 && let (Some(new_v), Some(old_v)) = (semver_of(version), semver_of(prev))
                 && new_v < old_v
             {
-                out.push(Finding {
-                    rule: "version-regression",
-                    severity: Severity::High,
-                    message: format!(
+                out.push(Finding::new(Rule::VersionRegression, Severity::High, format!(
                         "{name} {version} was deployed to {} after {prev} (entry {}) without a rollback event",
                         e.environment, prev_ref.index
-                    ),
-                    entries: vec![prev_ref.clone(), me.clone()],
-                    key: me.leaf_hash.clone(),
-                    evidence: None,
-                });
+                    ), vec![prev_ref.clone(), me.clone()], me.leaf_hash.clone()));
             }
             state.deployed.insert(dkey, (version.clone(), me.clone()));
         }
@@ -420,21 +394,14 @@ impl Rules {
                 seconds: i64::try_from(start.div_euclid(1_000_000_000)).unwrap_or(0),
                 nanos: u32::try_from(start.rem_euclid(1_000_000_000)).unwrap_or(0),
             });
-            out.push(Finding {
-                rule: "access-rate",
-                severity: Severity::Medium,
-                message: format!(
+            out.push(Finding::new(Rule::AccessRate, Severity::Medium, format!(
                     "{principal} made {} reads and downloads in the {} window starting {start} (this {kind} is the one that crossed the line); \
                      its mean over the previous {past} windows is {mean:.1}; the threshold is {}x the mean and at least {}",
                     info.count,
                     humantime::format_duration(r.window),
                     r.factor,
                     r.min_count
-                ),
-                entries: vec![me.clone()],
-                key: format!("{principal}\n{}", info.window),
-                evidence: None,
-            });
+                ), vec![me.clone()], format!("{principal}\n{}", info.window)));
         }
     }
 }

@@ -116,7 +116,7 @@ impl Feed {
 }
 
 fn rules_of(f: &[Finding]) -> Vec<&str> {
-    f.iter().map(|x| x.rule).collect()
+    f.iter().map(|x| x.rule.name()).collect()
 }
 
 #[test]

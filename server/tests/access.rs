@@ -930,6 +930,12 @@ async fn attested_deploys() {
         .await
         .expect_err("unsigned");
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    // The refusal names the forbid policy that decided it.
+    assert!(
+        err.message()
+            .contains("forbidden by policy production-deploys-must-be-signed"),
+        "{err:?}"
+    );
 
     // Signed by the release pipeline: allowed, and the leaf says so.
     let mut e = deploy("d2");

@@ -160,17 +160,58 @@ fn cli_with_tls_and_tokens_against_the_example_policy() {
     assert!(ok.status.success(), "{}", text(&ok));
     assert!(text(&ok).contains("verified:"), "{}", text(&ok));
 
+    // Refusals by access control exit 4, not 3 (the server is fine), and
+    // say what decided.
     let anon = submit(None, "team-a/model", "r2");
-    assert!(!anon.status.success());
+    assert_eq!(anon.status.code(), Some(4), "{}", text(&anon));
     assert!(text(&anon).contains("Unauthenticated"), "{}", text(&anon));
 
     let outside = submit(Some(&token), "team-b/model", "r3");
-    assert!(!outside.status.success());
+    assert_eq!(outside.status.code(), Some(4), "{}", text(&outside));
     assert!(
         text(&outside).contains("PermissionDenied"),
         "{}",
         text(&outside)
     );
+    assert!(
+        text(&outside).contains("no policy permits it (default deny)"),
+        "{}",
+        text(&outside)
+    );
+
+    // An auditor's query needs a justification: without one the refusal
+    // says so (exit 4), with one it is answered.
+    let auditor = mint(&["auditor"]);
+    let p_ca = p("ca.pem");
+    let query = |justification: Option<&str>| {
+        let mut args = vec![
+            "--server",
+            &url,
+            "--vkey",
+            &vkey,
+            "--ca-file",
+            &p_ca,
+            "--tls-domain",
+            "localhost",
+            "--token",
+            &auditor,
+        ];
+        if let Some(j) = justification {
+            args.extend(["--justification", j]);
+        }
+        args.extend(["query", "--artifact", "team-a/model"]);
+        run("tlog", &args)
+    };
+    let refused = query(None);
+    assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("no policy permits it (default deny)")
+            && text(&refused).contains("no justification was given"),
+        "{}",
+        text(&refused)
+    );
+    let answered = query(Some("INC-7"));
+    assert!(answered.status.success(), "{}", text(&answered));
 
     // Checkpoints are public in the example policy: no token needed.
     let cp = run(

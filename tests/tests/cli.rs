@@ -443,6 +443,28 @@ fn every_subcommand_against_a_real_server() {
         "{}",
         text(&out.stderr)
     );
+    // Said once: the transport's repeated words are not repeated.
+    let err = text(&out.stderr);
+    assert_eq!(err.matches("tcp connect error").count(), 1, "{err}");
+    // An address without a scheme is the caller's mistake, said as such.
+    let out = run(
+        "tlog",
+        &[
+            "--server",
+            "127.0.0.1:9",
+            "--vkey",
+            &vkey,
+            "--no-state",
+            "checkpoint",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("has no scheme: write http://127.0.0.1:9"),
+        "{err}"
+    );
+    assert!(!err.contains("is the server running"), "{err}");
 }
 
 #[test]

@@ -79,11 +79,7 @@ fn a_refused_start_writes_no_ready_file_and_says_why_once() {
     let err = refused_start(dir.path());
     assert!(err.contains("log.key"), "{err}");
     // A missing key says what to do, once.
-    assert_eq!(
-        err.matches("does not exist").count(),
-        1,
-        "said once: {err}"
-    );
+    assert_eq!(err.matches("does not exist").count(), 1, "said once: {err}");
     assert!(err.contains("tlog-server init --data-dir"), "{err}");
     // A data directory that holds no log.
     let empty = tempfile::tempdir().expect("tmp");

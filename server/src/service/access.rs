@@ -109,9 +109,9 @@ impl Access {
         st.checked = true;
         st.actions.push(action.to_owned());
         st.resources.push(resource_text.clone());
-        for p in decision.policies {
-            if !st.policies.contains(&p) {
-                st.policies.push(p);
+        for p in &decision.policies {
+            if !st.policies.contains(p) {
+                st.policies.push(p.clone());
             }
         }
         if decision.allowed {
@@ -121,14 +121,27 @@ impl Access {
             Who::Anonymous => "anonymous callers".to_owned(),
             Who::Principal { name, .. } => name.clone(),
         };
-        let reason = if decision.errors.is_empty() {
-            format!("{who} may not {action} on {resource_text}")
+        // Name what decided: the forbid policies that matched, or that no
+        // policy permits it (Cedar denies by default).
+        let mut reason = format!("{who} may not {action} on {resource_text}: ");
+        if decision.policies.is_empty() {
+            reason.push_str("no policy permits it (default deny)");
+            // A permit's condition may have wanted a justification.
+            if self.justification.is_empty() {
+                reason.push_str(
+                    "; no justification was given (x-tlog-justification, `tlog \
+                     --justification`), which some policies require",
+                );
+            }
         } else {
-            format!(
-                "{who} may not {action} on {resource_text} (policy errors: {})",
-                decision.errors.join("; ")
-            )
-        };
+            reason.push_str(&format!(
+                "forbidden by policy {}",
+                decision.policies.join(", ")
+            ));
+        }
+        if !decision.errors.is_empty() {
+            reason.push_str(&format!(" (policy errors: {})", decision.errors.join("; ")));
+        }
         st.denied = Some(reason.clone());
         // Without credentials the answer is "authenticate", not "forbidden".
         Err(match self.caller.who {

@@ -70,7 +70,9 @@ pub struct Global {
     /// A file holding the bearer token.
     #[arg(long, global = true, env = "TLOG_TOKEN_FILE")]
     token_file: Option<PathBuf>,
-    /// Why you are asking (sent as x-tlog-justification; recorded).
+    /// Why you are asking: request metadata (the x-tlog-justification
+    /// header) that the server's access log and the policy see; it is not
+    /// part of any event. For an event's own reason use `submit --reason`.
     #[arg(long, global = true, env = "TLOG_JUSTIFICATION")]
     justification: Option<String>,
     /// Trusted-state file: the newest verified checkpoint; every newer one
@@ -244,7 +246,9 @@ struct SubmitArgs {
     /// Where the artifact's bytes are.
     #[arg(long, default_value = "")]
     uri: String,
-    /// Why (recorded in the event).
+    /// The event's own reason (its `justification` field, in the leaf and
+    /// in reports), e.g. why a version is approved. Not the request's
+    /// `--justification`, which goes to the access log only.
     #[arg(long = "reason", default_value = "")]
     reason: String,
     /// Change or incident ticket.
@@ -286,6 +290,15 @@ impl From<ClientError> for Failure {
             1
         } else if e.is_usage() || matches!(e, ClientError::State(_)) {
             2
+        } else if matches!(
+            e,
+            ClientError::Refused {
+                code: tonic::Code::PermissionDenied | tonic::Code::Unauthenticated,
+                ..
+            }
+        ) {
+            // Refused by the log's access control: not the network's fault.
+            4
         } else {
             3
         };
@@ -300,7 +313,9 @@ impl From<ClientError> for Failure {
             ClientError::Refused {
                 code: tonic::Code::PermissionDenied,
                 ..
-            } => " (the log's policy does not allow this for you; ask its operator)",
+            } => {
+                " (the log's policy does not allow this for you: the policies named decided it; ask its operator)"
+            }
             ClientError::Refused {
                 code: tonic::Code::Unavailable | tonic::Code::ResourceExhausted,
                 ..
@@ -312,15 +327,17 @@ impl From<ClientError> for Failure {
         }
         // The transport's own words ("connection refused", "certificate
         // not trusted") are in the error's sources.
-        let mut detail = String::new();
+        // Each said once (the transport repeats its words down the chain).
+        let mut causes = vec![e.to_string()];
         let mut source = std::error::Error::source(&e).and_then(std::error::Error::source);
         while let Some(s) = source {
-            detail.push_str(&format!(": {s}"));
+            causes.push(s.to_string());
             source = s.source();
         }
+        let said = tlog_core::text::join_causes(causes);
         Failure {
             code,
-            error: anyhow::anyhow!("{e}{detail}{hint}"),
+            error: anyhow::anyhow!("{said}{hint}"),
         }
     }
 }
@@ -773,6 +790,14 @@ async fn run(cli: Cli) -> Res {
             "give the log's verifier key with --vkey, --vkey-file, TLOG_VKEY or the config file"
         ))
     })?;
+    if !g.server.contains("://") {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--server {:?} has no scheme: write http://{} (or https://{} for TLS)",
+            g.server,
+            g.server,
+            g.server
+        )));
+    }
     let opts = g.connect_options(&vkey)?;
     let mut client = Client::connect_with(&g.server, &vkey, &opts).await?;
     let json = g.json;
