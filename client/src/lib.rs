@@ -245,8 +245,9 @@ pub struct VerifiedEntry {
 /// How to reach a log that requires TLS or credentials.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectOptions {
-    /// CA certificate(s), PEM, that the server's certificate must chain to
-    /// (use an `https://` address).
+    /// CA certificate(s), PEM, that the server's certificate must chain to;
+    /// without it an `https://` address is checked against the system's
+    /// roots.
     pub ca_pem: Option<Vec<u8>>,
     /// The name the server's certificate must carry (default: the host).
     pub tls_domain: Option<String>,
@@ -353,9 +354,14 @@ impl Client {
             .map_err(|e| ClientError::Usage(format!("server address {url:?}: {e}")))?
             .connect_timeout(timeout)
             .tcp_nodelay(true);
-        if let Some(ca) = &opts.ca_pem {
-            let mut tls = tonic::transport::ClientTlsConfig::new()
-                .ca_certificate(tonic::transport::Certificate::from_pem(ca));
+        // TLS for an https:// address or a given CA: the CA if given, else
+        // the system's roots (SSL_CERT_FILE and SSL_CERT_DIR are honoured).
+        if opts.ca_pem.is_some() || url.starts_with("https://") {
+            let mut tls = tonic::transport::ClientTlsConfig::new();
+            tls = match &opts.ca_pem {
+                Some(ca) => tls.ca_certificate(tonic::transport::Certificate::from_pem(ca)),
+                None => tls.with_native_roots(),
+            };
             if let Some(d) = &opts.tls_domain {
                 tls = tls.domain_name(d.clone());
             }
@@ -367,7 +373,7 @@ impl Client {
                 .map_err(|e| ClientError::Usage(format!("TLS settings: {e}")))?;
         } else if opts.identity.is_some() {
             return Err(ClientError::Usage(
-                "a client certificate needs TLS: give the server's CA certificate too".into(),
+                "a client certificate needs TLS: use an https:// address".into(),
             ));
         }
         let header = |what: &str, v: String| {

@@ -22,5 +22,5 @@ openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 
 rm -f server.csr server.ext ca.srl
 # The server runs as uid 10001 in the image and must read its key.
 chmod 0644 ca.pem server.pem
-chmod 0640 server.key ca.key
+chmod 0600 server.key ca.key
 echo "wrote $(pwd)/ca.pem, server.pem, server.key"

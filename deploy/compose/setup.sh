@@ -1,7 +1,12 @@
 #!/bin/sh
-# The compose setup service: creates the log (once), the token issuer, and
-# the tokens of the monitor and the demo submitter, on the shared volume.
+# The compose setup service, run once as root before the others: creates the
+# log, the token issuer and the tokens, the release pipeline's signing key,
+# copies the TLS key in for the server's user, and writes the server's
+# configuration with the pipeline's key as a trusted signer. Everything it
+# leaves behind belongs to the image's user (uid 10001), mode 0600 for keys:
+# the host's certs/ stays readable by its owner only.
 set -eu
+U=10001
 if [ ! -e /var/lib/tlog/log.key ]; then
   tlog-server init --data-dir /var/lib/tlog --origin compose.tlog.example/models
 fi
@@ -20,4 +25,18 @@ mint() { # subject roles...
 }
 mint monitor.compose monitor >/shared/monitor.token
 mint registry.compose registry release-manager >/shared/submitter.token
-echo "setup: log $(cat /shared/verifier.key); tokens minted"
+# The release pipeline's key: the example policy requires its signature on
+# every production deploy.
+if [ ! -e /shared/release-pipeline.key ]; then
+  tlog keygen --name release-pipeline -o /shared/release-pipeline.key >/shared/release-pipeline.vkey
+fi
+# The server's configuration: the mounted template, with the trusted signer.
+sed "/^\[auth\]\$/a trusted_signers = [\"$(cat /shared/release-pipeline.vkey)\"]" \
+  /etc/tlog/server.toml.in >/shared/server.toml
+# TLS for the server's user; the host's key need not be readable by it.
+install -d -m 0700 /shared/tls
+install -m 0644 /certs-in/server.pem /shared/tls/server.pem
+install -m 0600 /certs-in/server.key /shared/tls/server.key
+chown -R "$U:$U" /var/lib/tlog /shared
+chmod 0600 /shared/*.key /shared/*.token /var/lib/tlog/log.key
+echo "setup: log $(cat /shared/verifier.key); tokens minted; release-pipeline is a trusted signer"

@@ -23,9 +23,11 @@ sub register 1.4.2 "$D1"
 sub upload 1.4.2 "$D1"
 sub approve 1.4.2 "$D1" --environment production
 sub promote 1.4.2 "$D1" --environment production
-sub deploy 1.4.2 "$D1" --environment production
+# Signed by the release pipeline: the example policy forbids an unsigned
+# production deploy.
+sub deploy 1.4.2 "$D1" --environment production --sign-key /shared/release-pipeline.key
 sub download 1.4.2 "$D1"
 echo "== planted: the same version with another digest"
 sub upload 1.4.2 "$D2"
 # shellcheck disable=SC2086
-tlog $CA query team-a/fraud-model
+tlog $CA query --artifact team-a/fraud-model

@@ -270,7 +270,7 @@ pub async fn run_until_ready(
     tracing::info!(
         origin = %meta.origin,
         size = meta.size,
-        addr = ?listener.local_addr().ok(),
+        addr = %display_addr(listener.local_addr()),
         "log opened; stored tree matches the last checkpoint"
     );
 
@@ -377,7 +377,7 @@ pub async fn run_until_ready(
         })?;
 
     if let Some(l) = metrics_listener {
-        tracing::info!(addr = ?l.local_addr().ok(), "metrics on /metrics");
+        tracing::info!(addr = %display_addr(l.local_addr()), "metrics on /metrics");
         let mut stop = stop_rx.clone();
         tokio::spawn(metrics::serve(l, metrics.clone(), async move {
             let _ = stop.changed().await;
@@ -482,4 +482,13 @@ fn warm_tile_cache(
         seconds = started.elapsed().as_secs_f64(),
         "proof cache warmed"
     );
+}
+
+/// A listener's address for the log: the address, or why it is unknown
+/// (never `Some(...)` in a log line).
+fn display_addr(a: std::io::Result<std::net::SocketAddr>) -> String {
+    match a {
+        Ok(a) => a.to_string(),
+        Err(e) => format!("unknown ({e})"),
+    }
 }

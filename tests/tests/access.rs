@@ -229,6 +229,32 @@ fn cli_with_tls_and_tokens_against_the_example_policy() {
         ],
     );
     assert!(cp.status.success(), "{}", text(&cp));
+    // Without --ca-file an https:// address is checked against the
+    // system's roots: a certificate they do not hold is refused, and one
+    // they hold (SSL_CERT_FILE, as rustls-native-certs reads it) works.
+    let roots = |file: Option<&str>| {
+        let mut c = tlog_e2e::cmd("tlog");
+        c.args([
+            "--server",
+            &url,
+            "--vkey",
+            &vkey,
+            "--tls-domain",
+            "localhost",
+        ])
+        .args(["--no-state", "checkpoint"])
+        .env_remove("SSL_CERT_DIR");
+        match file {
+            Some(f) => c.env("SSL_CERT_FILE", f),
+            None => c.env("SSL_CERT_FILE", d.join("no-roots.pem")),
+        };
+        c.output().expect("run tlog")
+    };
+    std::fs::write(d.join("no-roots.pem"), "").expect("empty roots");
+    let untrusted = roots(None);
+    assert!(!untrusted.status.success(), "{}", text(&untrusted));
+    let trusted = roots(Some(&p("ca.pem")));
+    assert!(trusted.status.success(), "{}", text(&trusted));
 
     assert!(server.stop(), "graceful stop exits 0");
     let log = std::fs::read_to_string(d.join("access.log")).expect("access log");

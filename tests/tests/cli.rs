@@ -899,3 +899,96 @@ fn submit_checks_the_key_first_and_a_rerun_is_a_retry() {
     assert_eq!(size_of(&s, &vkey, &state), 1);
     assert!(s.stop());
 }
+
+#[test]
+fn server_log_files_are_plain_text() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    init(&data, "plain.e2e.example/log");
+    let s = Server::start(&data);
+    let log_path = s.log.clone();
+    assert!(s.stop(), "graceful stop exits 0");
+    let log = std::fs::read_to_string(log_path).expect("server log");
+    assert!(log.contains("log opened"), "{log}");
+    // A file, not a terminal: no colour codes, and no Rust `Some(...)`.
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escapes in a log file: {log:?}"
+    );
+    assert!(!log.contains("Some("), "{log}");
+}
+
+#[test]
+fn a_long_submission_ends_with_one_summary_line() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let vkey = init(&data, "summary.e2e.example/log");
+    let s = Server::start(&data);
+    let state = dir.path().join("state");
+    let lines: Vec<String> = (0..150)
+        .map(|i| event(&format!("s-{i}"), "download", "team-s/model", "1.0.0", ""))
+        .collect();
+    let input = lines.join("\n");
+    // Text: one line for the whole run, not one (or four) per event.
+    let out = tlog_in(
+        &s,
+        &vkey,
+        &state,
+        &["submit", "--jsonl", "--batch", "32"],
+        Some(input.as_bytes()),
+        0,
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.starts_with("submitted 150 events (150 new, 0 already in the log)"),
+        "{stdout}"
+    );
+    // A rerun is all retries; --verbose adds each entry.
+    let out = tlog_in(
+        &s,
+        &vkey,
+        &state,
+        &["submit", "--jsonl", "--verbose"],
+        Some(input.as_bytes()),
+        0,
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("submitted 150 events (0 new, 150 already in the log)"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("index:").count(), 150, "{stdout}");
+    // --json: one JSON line per event, nothing else on stdout.
+    let out = tlog_in(
+        &s,
+        &vkey,
+        &state,
+        &["--json", "submit", "--jsonl"],
+        Some(input.as_bytes()),
+        0,
+    );
+    assert_eq!(json_lines(&out).len(), 150);
+}
+
+#[test]
+fn completions_and_the_manual_page_are_generated() {
+    let out = run("tlog", &["completions", "bash"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let script = text(&out.stdout);
+    assert!(
+        script.contains("complete") && script.contains("verify-bundle"),
+        "{script}"
+    );
+    let out = run("tlog", &["man"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let page = text(&out.stdout);
+    assert!(page.contains(".TH tlog"), "{page}");
+    // --help shows examples and the exit codes, refusals included.
+    let out = run("tlog", &["--help"]);
+    let help = text(&out.stdout);
+    assert!(
+        help.contains("Examples:") && help.contains("4 refused"),
+        "{help}"
+    );
+}

@@ -45,8 +45,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colours only for a terminal: a log file gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         // A log write that fails (a full disk) is dropped. The default
         // reports it with eprintln!, which panics when stderr itself
         // cannot be written, and took the request down with it.

@@ -9,8 +9,8 @@
 //! | `hashes`      | 0xF0 ‖ group (u64)                    | leaf hashes `16·group ..`, 32 bytes each (row 0) |
 //! | `checkpoints` | tree size (u64)                       | signed checkpoint note             |
 //! | `leaf_index`  | leaf hash's first 8 bytes ‖ index (u64) | (empty)                          |
-//! | `leaf_hashes` | leaf hash (32)                        | index (u64): stores before 0.2     |
-//! | `idempotency` | len(source) (u32) ‖ source ‖ event id | index (u64); before 0.2 also the content digest (32) |
+//! | `leaf_hashes` | leaf hash (32)                        | index (u64): stores written before the compact leaf-hash index |
+//! | `idempotency` | len(source) (u32) ‖ source ‖ event id | index (u64); in stores written before the compact indexes also the content digest (32) |
 //! | `artifacts`   | name ‖ 0x00 ‖ index (u64)             | action (u8) ‖ time (i64 s, u32 ns) ‖ version |
 //! | `meta`        | `origin`, `vkey`, `size`              | text / u64                         |
 //!

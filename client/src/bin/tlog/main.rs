@@ -26,7 +26,16 @@ use tlog_core::note::Signer;
     name = "tlog",
     version,
     about = "Client of the model-artifact transparency log: every answer is verified",
-    after_help = "Exit codes: 0 ok, 1 verification failure or log misbehavior, 2 usage or input error, 3 server or network error.\n\
+    after_help = "Examples:\n  \
+                  export TLOG_SERVER=https://log.example.com:7400 TLOG_VKEY=\"$(cat verifier.key)\"\n  \
+                  tlog submit --action upload --artifact team-a/fraud --version 1.4.2 --digest sha256:<hex>\n  \
+                  tlog submit --jsonl events.jsonl --sign-key release.key\n  \
+                  tlog --justification INC-42 query --artifact team-a/fraud --since 7d\n  \
+                  tlog export --artifact team-a/fraud -o fraud.bundle.json\n  \
+                  tlog verify-bundle fraud.bundle.json --vkey \"$TLOG_VKEY\"\n  \
+                  tlog completions bash > ~/.local/share/bash-completion/completions/tlog\n\n\
+                  Exit codes: 0 ok, 1 verification failure or log misbehavior, 2 usage or input error, \
+                  3 server or network error, 4 refused by the log's access control.\n\
                   Settings come from flags, then TLOG_* environment variables, then the config file \
                   (--config, TLOG_CONFIG, or ~/.config/tlog/config.toml)."
 )]
@@ -102,6 +111,14 @@ enum Command {
     /// Submit events (from flags, a JSON file, or JSONL on stdin) and
     /// verify each one's inclusion proof.
     Submit(Box<SubmitArgs>),
+    /// Print a shell completion script (bash, zsh, fish, elvish,
+    /// powershell) to stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout: `tlog man > tlog.1`.
+    Man,
     /// Create an Ed25519 key for signing events (`submit --sign-key`).
     Keygen {
         /// The signer's name (the attestation's key_id), e.g. release-pipeline.
@@ -186,10 +203,11 @@ struct QueryArgs {
     /// Only this action.
     #[arg(long)]
     action: Option<String>,
-    /// Integrated at or after this time (RFC 3339).
+    /// Integrated at or after this time: RFC 3339, a day (2026-01-01,
+    /// midnight UTC) or a time ago (7d, 12h, 30m).
     #[arg(long)]
     since: Option<String>,
-    /// Integrated before this time (RFC 3339).
+    /// Integrated before this time (the same forms as --since).
     #[arg(long)]
     until: Option<String>,
 }
@@ -208,6 +226,10 @@ struct SubmitArgs {
     /// Events per batch for --file and --jsonl.
     #[arg(long, default_value_t = 64)]
     batch: usize,
+    /// With --file or --jsonl: print every event's entry, not only the
+    /// closing summary (--json always prints one line per event).
+    #[arg(long, short = 'v')]
+    verbose: bool,
     /// Sign each event with this Ed25519 key (from `tlog keygen`).
     #[arg(long)]
     sign_key: Option<PathBuf>,
@@ -261,10 +283,12 @@ struct SubmitArgs {
     client_time: Option<String>,
 }
 
-/// A failure with its exit code.
+/// A failure with its exit code, and the evidence when the log
+/// misbehaved (both checkpoints and the proof, for `--json`).
 pub struct Failure {
     code: u8,
     error: anyhow::Error,
+    evidence: Option<Box<tlog_client::Misbehavior>>,
 }
 
 impl Failure {
@@ -273,6 +297,7 @@ impl Failure {
         Failure {
             code: 2,
             error: e.into(),
+            evidence: None,
         }
     }
     /// Exit 1: verification failed.
@@ -280,6 +305,7 @@ impl Failure {
         Failure {
             code: 1,
             error: e.into(),
+            evidence: None,
         }
     }
 }
@@ -322,9 +348,10 @@ impl From<ClientError> for Failure {
             } => " (the log is overloaded or unavailable; try again later)",
             _ => "",
         };
-        if let ClientError::Misbehavior(m) = &e {
-            MISBEHAVIOR.with(|c| *c.borrow_mut() = Some((**m).clone()));
-        }
+        let evidence = match &e {
+            ClientError::Misbehavior(m) => Some(m.clone()),
+            _ => None,
+        };
         // The transport's own words ("connection refused", "certificate
         // not trusted") are in the error's sources.
         // Each said once (the transport repeats its words down the chain).
@@ -338,14 +365,9 @@ impl From<ClientError> for Failure {
         Failure {
             code,
             error: anyhow::anyhow!("{said}{hint}"),
+            evidence,
         }
     }
-}
-
-thread_local! {
-    /// The evidence of the last misbehavior, for `--json` output.
-    static MISBEHAVIOR: std::cell::RefCell<Option<tlog_client::Misbehavior>> =
-        const { std::cell::RefCell::new(None) };
 }
 
 impl From<anyhow::Error> for Failure {
@@ -389,9 +411,10 @@ fn query_of(a: &QueryArgs) -> Res<ArtifactQuery> {
             })
         })
         .transpose()?;
+    let now = std::time::SystemTime::now();
     let time = |flag: &str, v: &Option<String>| {
         v.as_deref()
-            .map(|t| parse_time(flag, t).map_err(|e| Failure::usage(anyhow::anyhow!("--{e}"))))
+            .map(|t| query_time(flag, t, now).map_err(Failure::usage))
             .transpose()
     };
     if a.artifact.is_empty() {
@@ -403,6 +426,41 @@ fn query_of(a: &QueryArgs) -> Res<ArtifactQuery> {
         action,
         since: time("since", &a.since)?,
         until: time("until", &a.until)?,
+    })
+}
+
+/// A query bound: RFC 3339 (`2026-01-01T12:00:00Z`), a day
+/// (`2026-01-01`, midnight UTC), or a time ago (`7d`, `12h`, `1h 30m`:
+/// that long before `now`).
+fn query_time(
+    flag: &str,
+    text: &str,
+    now: std::time::SystemTime,
+) -> anyhow::Result<tlog_core::event::Timestamp> {
+    let t = text.trim();
+    let is_day = t.len() == 10
+        && t.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    let rfc3339 = if is_day {
+        format!("{t}T00:00:00Z")
+    } else if let Ok(ago) = humantime::parse_duration(t) {
+        let at = now
+            .checked_sub(ago)
+            .ok_or_else(|| anyhow::anyhow!("--{flag} {t}: that is before 1970"))?;
+        humantime::format_rfc3339_nanos(at).to_string()
+    } else {
+        t.to_owned()
+    };
+    parse_time(flag, &rfc3339).map_err(|e| {
+        anyhow::anyhow!(
+            "--{e}; give an RFC 3339 time (2026-01-01T12:00:00Z), a day (2026-01-01) \
+             or a time ago (7d, 12h, 30m)"
+        )
     })
 }
 
@@ -644,44 +702,85 @@ fn keygen(name: &str, out: &Path, json: bool) -> Res {
     Ok(())
 }
 
-/// Random bytes from the OS.
+/// Random bytes from the operating system (`getrandom`, the system call:
+/// no device file to open, nothing to fail when /dev is not mounted).
 fn getrandom(buf: &mut [u8; 32]) -> Res {
-    let mut f = std::fs::File::open("/dev/urandom")
-        .map_err(|e| Failure::usage(anyhow::anyhow!("cannot open /dev/urandom: {e}")))?;
-    f.read_exact(buf)
-        .map_err(|e| Failure::usage(anyhow::anyhow!("cannot read /dev/urandom: {e}")))
+    getrandom::fill(buf).map_err(|e| {
+        Failure::usage(anyhow::anyhow!(
+            "the operating system gave no random bytes: {e}"
+        ))
+    })
 }
 
-/// A progress bar on stderr when it is a terminal; hidden otherwise.
+/// A progress bar on stderr when it is a terminal (redrawn four times a
+/// second at most, with the rate and the time left); hidden otherwise.
 pub fn progress(len: Option<u64>, what: &str) -> indicatif::ProgressBar {
     if !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }
     let bar = match len {
-        Some(n) => indicatif::ProgressBar::new(n),
-        None => indicatif::ProgressBar::new_spinner(),
+        Some(n) => indicatif::ProgressBar::with_draw_target(
+            Some(n),
+            indicatif::ProgressDrawTarget::stderr_with_hz(4),
+        ),
+        None => indicatif::ProgressBar::with_draw_target(
+            None,
+            indicatif::ProgressDrawTarget::stderr_with_hz(4),
+        ),
     };
-    let style = indicatif::ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} {per_sec}")
+    let template = if len.is_some() {
+        "{msg} {wide_bar} {pos}/{len} {per_sec} eta {eta}"
+    } else {
+        "{msg} {spinner} {pos} {per_sec}"
+    };
+    let style = indicatif::ProgressStyle::with_template(template)
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
     bar.set_style(style);
     bar.set_message(what.to_owned());
     bar
 }
 
-async fn submit(client: &mut Client, events: Vec<ArtifactEvent>, batch: usize, json: bool) -> Res {
+/// Submits `events`: one is printed in full; many go in batches under a
+/// progress bar and end with one summary line (every entry with
+/// `verbose`, one JSON line each with `json`).
+async fn submit(
+    client: &mut Client,
+    events: Vec<ArtifactEvent>,
+    batch: usize,
+    json: bool,
+    verbose: bool,
+) -> Res {
     if events.len() == 1 {
         let e = client.append(&events[0]).await?;
         output::entry(&e, json, output::Detail::Submit);
         return Ok(());
     }
+    let started = std::time::Instant::now();
     let bar = progress(Some(events.len() as u64), "submitting");
+    let (mut new, mut retries) = (0u64, 0u64);
+    let mut last = None;
     for chunk in events.chunks(batch.max(1)) {
         for e in client.append_batch(chunk).await? {
-            bar.suspend(|| output::entry(&e, json, output::Detail::Submit));
+            if json || verbose {
+                bar.suspend(|| output::entry(&e, json, output::Detail::Submit));
+            }
+            if e.duplicate {
+                retries += 1;
+            } else {
+                new += 1;
+            }
+            last = Some(e.checkpoint.clone());
             bar.inc(1);
         }
     }
     bar.finish_and_clear();
+    if !json {
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "{}",
+            output::submit_summary(new, retries, secs, last.as_ref())
+        );
+    }
     Ok(())
 }
 
@@ -745,6 +844,21 @@ async fn watch(client: &mut Client, count: Option<u64>, interval: Duration, json
 }
 
 async fn run(cli: Cli) -> Res {
+    // Commands that need no settings.
+    match &cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(*shell, &mut Cli::command(), "tlog", &mut std::io::stdout());
+            return Ok(());
+        }
+        Command::Man => {
+            use clap::CommandFactory as _;
+            return clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .map_err(|e| Failure::usage(anyhow::anyhow!("cannot write the manual page: {e}")));
+        }
+        _ => {}
+    }
     let g = config::resolve(cli.g)?;
     // Commands that need no log.
     match &cli.command {
@@ -808,6 +922,7 @@ async fn run(cli: Cli) -> Res {
                 submit_events.unwrap_or_default(),
                 a.batch,
                 json,
+                a.verbose,
             )
             .await?
         }
@@ -866,7 +981,10 @@ async fn run(cli: Cli) -> Res {
                 _ => {}
             }
         }
-        Command::Keygen { .. } | Command::VerifyBundle { .. } => {}
+        Command::Keygen { .. }
+        | Command::VerifyBundle { .. }
+        | Command::Completions { .. }
+        | Command::Man => {}
     }
     Ok(())
 }
@@ -932,7 +1050,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             if json {
-                let evidence = MISBEHAVIOR.with(|c| c.borrow_mut().take());
+                let evidence = f.evidence.as_deref();
                 println!(
                     "{}",
                     match evidence {
@@ -955,5 +1073,34 @@ fn main() -> ExitCode {
             );
             ExitCode::from(f.code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_times_take_days_and_times_ago() {
+        let now = humantime::parse_rfc3339("2026-01-08T00:00:00Z").expect("now");
+        let at = |t: &str| parse_time("since", t).expect("time");
+        assert_eq!(
+            query_time("since", "2026-01-01", now).expect("day"),
+            at("2026-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            query_time("since", "7d", now).expect("ago"),
+            at("2026-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            query_time("since", "1h 30m", now).expect("ago"),
+            at("2026-01-07T22:30:00Z")
+        );
+        assert_eq!(
+            query_time("until", "2026-01-02T03:04:05Z", now).expect("rfc3339"),
+            at("2026-01-02T03:04:05Z")
+        );
+        let e = query_time("since", "last tuesday", now).expect_err("refused");
+        assert!(e.to_string().contains("a time ago (7d"), "{e}");
     }
 }

@@ -284,6 +284,28 @@ pub fn bundle_ok(path: &Path, v: &VerifiedBundle, json: bool) {
     }
 }
 
+/// The one line that ends a submission of many events.
+pub fn submit_summary(
+    new: u64,
+    retries: u64,
+    secs: f64,
+    last: Option<&tlog_core::checkpoint::SignedCheckpoint>,
+) -> String {
+    let total = new + retries;
+    let rate = if secs > 0.0 { total as f64 / secs } else { 0.0 };
+    let mut line = format!(
+        "submitted {total} events ({new} new, {retries} already in the log) in {secs:.1} s \
+         ({rate:.0}/s), each inclusion proof verified"
+    );
+    if let Some(cp) = last {
+        line.push_str(&format!(
+            "; the last against the checkpoint at size {}",
+            cp.checkpoint.size
+        ));
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -428,9 +428,12 @@ fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
         .finish(std::io::BufWriter::new(std::io::stderr()));
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal as _;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
+        // Colours only for a terminal: a log file gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         // A log write that fails (a full disk) is dropped. The default
         // reports it with eprintln!, which panics when stderr itself
         // cannot be written, and took the request down with it.
