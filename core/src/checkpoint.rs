@@ -169,6 +169,82 @@ pub fn open(
     })
 }
 
+/// Why a checkpoint a log stored for a size cannot be served as it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoredCheckpointError {
+    /// It does not verify with the log's key, or is not a checkpoint of
+    /// the log's origin.
+    #[error("the checkpoint stored at size {size} does not verify with the log's key: {error}")]
+    Verify {
+        /// The size it is stored under.
+        size: u64,
+        /// What failed.
+        error: CheckpointError,
+    },
+    /// It verifies, but states another size than it is stored under.
+    #[error("the checkpoint stored at size {size} says size {says}")]
+    WrongSize {
+        /// The size it is stored under.
+        size: u64,
+        /// The size it states.
+        says: u64,
+    },
+}
+
+/// The one way to read back a checkpoint a log stored for `size`: opened
+/// as [`open`] does (signature by `known`, strict parse, `origin`), and
+/// stating exactly `size`. Every reader of stored checkpoints (serving,
+/// start-up, the lock, recovery, restore) goes through it.
+pub fn open_stored(
+    note: &str,
+    known: &Verifiers,
+    origin: &str,
+    size: u64,
+) -> Result<SignedCheckpoint, StoredCheckpointError> {
+    let opened = open(note.as_bytes(), known, origin)
+        .map_err(|error| StoredCheckpointError::Verify { size, error })?;
+    if opened.checkpoint.size != size {
+        return Err(StoredCheckpointError::WrongSize {
+            size,
+            says: opened.checkpoint.size,
+        });
+    }
+    Ok(opened)
+}
+
+/// A signer failed to sign a checkpoint.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SignError {
+    /// The checkpoint cannot be written as a note (its origin).
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The signer itself failed (a key held elsewhere: an HSM, a KMS, a
+    /// remote signer); its error is the source.
+    #[error("the signer failed: {0}")]
+    Signer(#[source] std::sync::Arc<dyn std::error::Error + Send + Sync>),
+}
+
+/// What signs a log's checkpoints: the log's Ed25519 key ([`Signer`]) in
+/// memory, or a key held elsewhere (an HSM, a KMS) that could fail. A log
+/// that cannot sign refuses the batch and appends nothing of it.
+pub trait CheckpointSigner: Send + Sync + 'static {
+    /// The verifier for this signer's signatures (C2SP signed-note key).
+    fn verifier(&self) -> note::Verifier;
+    /// Signs `checkpoint` as a signed note (C2SP tlog-checkpoint in a
+    /// C2SP signed-note).
+    fn sign_checkpoint(&self, checkpoint: &Checkpoint) -> Result<String, SignError>;
+}
+
+impl CheckpointSigner for Signer {
+    fn verifier(&self) -> note::Verifier {
+        Signer::verifier(self)
+    }
+
+    fn sign_checkpoint(&self, checkpoint: &Checkpoint) -> Result<String, SignError> {
+        Ok(checkpoint.sign(self)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,37 +292,29 @@ mod tests {
             Err(CheckpointError::WrongOrigin { .. })
         ));
     }
-}
 
-/// A signer failed to sign a checkpoint.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum SignError {
-    /// The checkpoint cannot be written as a note (its origin).
-    #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
-    /// The signer itself failed (a key held elsewhere: an HSM, a KMS, a
-    /// remote signer); its error is the source.
-    #[error("the signer failed: {0}")]
-    Signer(#[source] std::sync::Arc<dyn std::error::Error + Send + Sync>),
-}
-
-/// What signs a log's checkpoints: the log's Ed25519 key ([`Signer`]) in
-/// memory, or a key held elsewhere (an HSM, a KMS) that could fail. A log
-/// that cannot sign refuses the batch and appends nothing of it.
-pub trait CheckpointSigner: Send + Sync + 'static {
-    /// The verifier for this signer's signatures (C2SP signed-note key).
-    fn verifier(&self) -> note::Verifier;
-    /// Signs `checkpoint` as a signed note (C2SP tlog-checkpoint in a
-    /// C2SP signed-note).
-    fn sign_checkpoint(&self, checkpoint: &Checkpoint) -> Result<String, SignError>;
-}
-
-impl CheckpointSigner for Signer {
-    fn verifier(&self) -> note::Verifier {
-        Signer::verifier(self)
-    }
-
-    fn sign_checkpoint(&self, checkpoint: &Checkpoint) -> Result<String, SignError> {
-        Ok(checkpoint.sign(self)?)
+    #[test]
+    fn a_stored_checkpoint_must_verify_and_state_its_size() {
+        let s = Signer::from_seed("example.com/log", &[3; 32]).expect("ok");
+        let key = Verifiers::new([s.verifier()]);
+        let note = Checkpoint::new("example.com/log", 5, Hash([1; 32]))
+            .sign(&s)
+            .expect("sign");
+        let got = open_stored(&note, &key, "example.com/log", 5).expect("opens");
+        assert_eq!(got.checkpoint.size, 5);
+        assert_eq!(
+            open_stored(&note, &key, "example.com/log", 6).expect_err("size"),
+            StoredCheckpointError::WrongSize { size: 6, says: 5 }
+        );
+        let other = Signer::from_seed("example.com/log", &[4; 32]).expect("ok");
+        assert!(matches!(
+            open_stored(
+                &note,
+                &Verifiers::new([other.verifier()]),
+                "example.com/log",
+                5
+            ),
+            Err(StoredCheckpointError::Verify { size: 5, .. })
+        ));
     }
 }

@@ -424,6 +424,75 @@ impl Leaf {
     }
 }
 
+/// The calls of the `tlog.v1.Log` service, as access records name them
+/// (their `method` field): one list for the server that records them and
+/// the monitor that reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rpc {
+    /// `Append`: one event.
+    Append,
+    /// `AppendBatch`: many events.
+    AppendBatch,
+    /// `GetCheckpoint`.
+    GetCheckpoint,
+    /// `GetEntries`.
+    GetEntries,
+    /// `GetEntryByHash`.
+    GetEntryByHash,
+    /// `GetInclusionProof`.
+    GetInclusionProof,
+    /// `GetConsistencyProof`.
+    GetConsistencyProof,
+    /// `QueryArtifact`.
+    QueryArtifact,
+    /// `WatchCheckpoints`.
+    WatchCheckpoints,
+    /// `GetLogInfo`.
+    GetLogInfo,
+}
+
+impl Rpc {
+    /// Every call, in the order of the service definition.
+    pub const ALL: [Rpc; 10] = [
+        Rpc::Append,
+        Rpc::AppendBatch,
+        Rpc::GetCheckpoint,
+        Rpc::GetEntries,
+        Rpc::GetEntryByHash,
+        Rpc::GetInclusionProof,
+        Rpc::GetConsistencyProof,
+        Rpc::QueryArtifact,
+        Rpc::WatchCheckpoints,
+        Rpc::GetLogInfo,
+    ];
+
+    /// The method's name, as in `proto/tlog/v1/tlog.proto`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rpc::Append => "Append",
+            Rpc::AppendBatch => "AppendBatch",
+            Rpc::GetCheckpoint => "GetCheckpoint",
+            Rpc::GetEntries => "GetEntries",
+            Rpc::GetEntryByHash => "GetEntryByHash",
+            Rpc::GetInclusionProof => "GetInclusionProof",
+            Rpc::GetConsistencyProof => "GetConsistencyProof",
+            Rpc::QueryArtifact => "QueryArtifact",
+            Rpc::WatchCheckpoints => "WatchCheckpoints",
+            Rpc::GetLogInfo => "GetLogInfo",
+        }
+    }
+
+    /// The call named `name`, if it is one.
+    pub fn parse(name: &str) -> Option<Rpc> {
+        Rpc::ALL.into_iter().find(|r| r.name() == name)
+    }
+
+    /// True for the calls that append (everything else reads).
+    pub fn appends(self) -> bool {
+        matches!(self, Rpc::Append | Rpc::AppendBatch)
+    }
+}
+
 /// The decisions an access record can state (its `decision` field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Decision {

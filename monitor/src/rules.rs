@@ -123,7 +123,8 @@ impl Rules {
                 }
             }
             AnyLeaf::Access(a) => {
-                let read = !a.method.starts_with("Append")
+                // A read: any call of the service that does not append.
+                let read = tlog_core::leaf::Rpc::parse(&a.method).is_some_and(|r| !r.appends())
                     && a.decision == tlog_core::leaf::Decision::Allow.as_str();
                 if read
                     && let Ok(t) = humantime::parse_rfc3339_weak(a.time.trim_end_matches('Z'))

@@ -123,17 +123,8 @@ fn signed_root(
         .ok_or_else(|| {
             RecoverError::Verify(format!("{which} store has no checkpoint at {size}"))
         })?;
-    let opened = tlog_core::checkpoint::open(note.as_bytes(), key, origin).map_err(|e| {
-        RecoverError::Verify(format!(
-            "{which} checkpoint at {size} does not verify with the log's key: {e}"
-        ))
-    })?;
-    if opened.checkpoint.size != size {
-        return Err(RecoverError::Verify(format!(
-            "{which} checkpoint stored at {size} says size {}",
-            opened.checkpoint.size
-        )));
-    }
+    let opened = tlog_core::checkpoint::open_stored(&note, key, origin, size)
+        .map_err(|e| RecoverError::Verify(format!("{which} store: {e}")))?;
     Ok((opened.checkpoint.root, note))
 }
 

@@ -530,11 +530,8 @@ fn load_latest<S: LogStore>(
         .map_err(StartError::Storage)?
         .ok_or_else(|| bad("missing".into()))?;
     let verifiers = tlog_core::note::Verifiers::new([signer.verifier()]);
-    let opened = tlog_core::checkpoint::open(note.as_bytes(), &verifiers, origin)
+    let opened = tlog_core::checkpoint::open_stored(&note, &verifiers, origin, size)
         .map_err(|e| bad(e.to_string()))?;
-    if opened.checkpoint.size != size {
-        return Err(bad(format!("it says size {}", opened.checkpoint.size)));
-    }
     Ok(Signed {
         size,
         root: opened.checkpoint.root,

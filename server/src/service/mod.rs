@@ -23,6 +23,8 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
+use tlog_core::leaf::Rpc;
+
 use crate::access::audit::{AuditSink, Decided, Ended, Identity, Refusal, now_rfc3339};
 use crate::access::auth::{Authenticator, Caller, RequestFacts};
 use crate::access::authz::{PolicyHandle, Who};
@@ -341,24 +343,30 @@ impl<S: LogStore> Log for LogService<S> {
         &self,
         req: Request<pb::AppendRequest>,
     ) -> std::result::Result<Response<pb::AppendResponse>, Status> {
-        self.handle("Append", req, |r, access| self.append_one(r, access))
-            .await
+        self.handle(Rpc::Append.name(), req, |r, access| {
+            self.append_one(r, access)
+        })
+        .await
     }
 
     async fn append_batch(
         &self,
         req: Request<pb::AppendBatchRequest>,
     ) -> std::result::Result<Response<pb::AppendBatchResponse>, Status> {
-        self.handle("AppendBatch", req, |r, access| self.append_many(r, access))
-            .await
+        self.handle(Rpc::AppendBatch.name(), req, |r, access| {
+            self.append_many(r, access)
+        })
+        .await
     }
 
     async fn get_checkpoint(
         &self,
         req: Request<pb::GetCheckpointRequest>,
     ) -> std::result::Result<Response<pb::GetCheckpointResponse>, Status> {
-        self.handle("GetCheckpoint", req, |r, access| self.checkpoint(r, access))
-            .await
+        self.handle(Rpc::GetCheckpoint.name(), req, |r, access| {
+            self.checkpoint(r, access)
+        })
+        .await
     }
 
     type GetEntriesStream = BoxStream<pb::GetEntriesResponse>;
@@ -367,15 +375,17 @@ impl<S: LogStore> Log for LogService<S> {
         &self,
         req: Request<pb::GetEntriesRequest>,
     ) -> std::result::Result<Response<Self::GetEntriesStream>, Status> {
-        self.handle("GetEntries", req, |r, access| self.entries(r, access))
-            .await
+        self.handle(Rpc::GetEntries.name(), req, |r, access| {
+            self.entries(r, access)
+        })
+        .await
     }
 
     async fn get_entry_by_hash(
         &self,
         req: Request<pb::GetEntryByHashRequest>,
     ) -> std::result::Result<Response<pb::Entry>, Status> {
-        self.handle("GetEntryByHash", req, |r, access| {
+        self.handle(Rpc::GetEntryByHash.name(), req, |r, access| {
             self.entry_by_hash(r, access)
         })
         .await
@@ -385,7 +395,7 @@ impl<S: LogStore> Log for LogService<S> {
         &self,
         req: Request<pb::GetInclusionProofRequest>,
     ) -> std::result::Result<Response<pb::InclusionProof>, Status> {
-        self.handle("GetInclusionProof", req, |r, access| {
+        self.handle(Rpc::GetInclusionProof.name(), req, |r, access| {
             self.inclusion_proof(r, access)
         })
         .await
@@ -395,7 +405,7 @@ impl<S: LogStore> Log for LogService<S> {
         &self,
         req: Request<pb::GetConsistencyProofRequest>,
     ) -> std::result::Result<Response<pb::ConsistencyProof>, Status> {
-        self.handle("GetConsistencyProof", req, |r, access| {
+        self.handle(Rpc::GetConsistencyProof.name(), req, |r, access| {
             self.consistency_proof(r, access)
         })
         .await
@@ -405,8 +415,10 @@ impl<S: LogStore> Log for LogService<S> {
         &self,
         req: Request<pb::QueryArtifactRequest>,
     ) -> std::result::Result<Response<pb::QueryArtifactResponse>, Status> {
-        self.handle("QueryArtifact", req, |r, access| self.query(r, access))
-            .await
+        self.handle(Rpc::QueryArtifact.name(), req, |r, access| {
+            self.query(r, access)
+        })
+        .await
     }
 
     type WatchCheckpointsStream = BoxStream<pb::SignedCheckpoint>;
@@ -415,15 +427,45 @@ impl<S: LogStore> Log for LogService<S> {
         &self,
         req: Request<pb::WatchCheckpointsRequest>,
     ) -> std::result::Result<Response<Self::WatchCheckpointsStream>, Status> {
-        self.handle("WatchCheckpoints", req, |r, access| self.watch(r, access))
-            .await
+        self.handle(Rpc::WatchCheckpoints.name(), req, |r, access| {
+            self.watch(r, access)
+        })
+        .await
     }
 
     async fn get_log_info(
         &self,
         req: Request<pb::GetLogInfoRequest>,
     ) -> std::result::Result<Response<pb::LogInfo>, Status> {
-        self.handle("GetLogInfo", req, |r, access| self.log_info(r, access))
-            .await
+        self.handle(Rpc::GetLogInfo.name(), req, |r, access| {
+            self.log_info(r, access)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The calls core names (`leaf::Rpc`, what access records and the
+    /// monitor use) are exactly the service's methods in the protocol.
+    #[test]
+    fn core_names_every_method_of_the_service() {
+        use prost::Message as _;
+        let set = prost_types::FileDescriptorSet::decode(tlog_proto::FILE_DESCRIPTOR_SET)
+            .expect("descriptor set");
+        let methods: Vec<String> = set
+            .file
+            .iter()
+            .flat_map(|f| f.service.iter())
+            .filter(|s| s.name() == "Log")
+            .flat_map(|s| s.method.iter().map(|m| m.name().to_owned()))
+            .collect();
+        let names: Vec<String> = Rpc::ALL.iter().map(|r| r.name().to_owned()).collect();
+        assert_eq!(methods, names);
+        for r in Rpc::ALL {
+            assert_eq!(Rpc::parse(r.name()), Some(r));
+        }
     }
 }

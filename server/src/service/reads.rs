@@ -195,21 +195,8 @@ pub(super) fn verified_checkpoint(
     origin: &str,
     metrics: &Metrics,
 ) -> Result<pb::SignedCheckpoint> {
-    let opened = tlog_core::checkpoint::open(note.as_bytes(), key, origin).map_err(|e| {
-        corrupt(
-            metrics,
-            format!("stored checkpoint at size {size} does not verify with the log's key: {e}"),
-        )
-    })?;
-    if opened.checkpoint.size != size {
-        return Err(corrupt(
-            metrics,
-            format!(
-                "stored checkpoint at size {size} says size {}",
-                opened.checkpoint.size
-            ),
-        ));
-    }
+    let opened = tlog_core::checkpoint::open_stored(&note, key, origin, size)
+        .map_err(|e| corrupt(metrics, e.to_string()))?;
     Ok(pb::SignedCheckpoint {
         root_hash: opened.checkpoint.root.as_bytes().to_vec(),
         size,

@@ -172,12 +172,13 @@ fn restore(
         .with_context(|| format!("the backup has no checkpoint at its size {}", meta.size))?;
     let verifier = tlog_core::note::Verifier::from_vkey(&meta.vkey)
         .map_err(|e| anyhow::anyhow!("stored verifier key: {e}"))?;
-    let opened = tlog_core::checkpoint::open(
-        note.as_bytes(),
+    let opened = tlog_core::checkpoint::open_stored(
+        &note,
         &tlog_core::note::Verifiers::new([verifier]),
         &meta.origin,
+        meta.size,
     )
-    .map_err(|e| anyhow::anyhow!("the backup's checkpoint does not verify: {e}"))?;
+    .map_err(|e| anyhow::anyhow!("the backup's checkpoint: {e}"))?;
     let tree = tlog_core::merkle::tree::Tree::open(&store, meta.size)
         .map_err(|e| anyhow::anyhow!("the backup's tree cannot be read: {e}"))?;
     anyhow::ensure!(
