@@ -623,7 +623,7 @@ impl Auditor {
         let mut rule_state = std::mem::take(&mut self.state.rules);
         let result: Result<(), ClientError> = async {
             let client = self.client(p).await?;
-            let mut stream = client.entries(start, size).await?;
+            let mut stream = client.fetch_entries(start, size).await?;
             // Receiving and decoding pages runs beside the hashing and the
             // rules (a pipeline over both cores).
             let (tx, mut rx) = tokio::sync::mpsc::channel(8);
@@ -732,7 +732,7 @@ impl Auditor {
         }
         let served = match &bad {
             Some((i, ..)) => match self.client(p).await {
-                Ok(c) => match c.entries(*i, i + 1).await {
+                Ok(c) => match c.fetch_entries(*i, i + 1).await {
                     Ok(mut s) => s
                         .next_page()
                         .await

@@ -309,7 +309,7 @@ async fn follow(
     loop {
         let attempt = async {
             let mut c = tlog_client::Client::connect_with(&url, &vkey, &opts).await?;
-            let mut s = c.watch().await?;
+            let mut s = c.fetch_checkpoint_stream().await?;
             while let Some(_cp) = s.message().await? {
                 wake.notify_one();
             }

@@ -1050,8 +1050,21 @@ async fn refusals_reach_the_ledger_only_as_bounded_summaries() {
         codes.get("Unauthenticated").copied().unwrap_or(0) >= 20,
         "{codes:?}"
     );
-    // All 300 are in the file, in full.
-    let log = access_log(&env, 300).await;
+    // All 300 are in the file, in full (the file also holds the other
+    // requests' records: wait for the forged ones themselves).
+    let forged = |log: &[serde_json::Value]| {
+        log.iter()
+            .filter(|r| r["justification"].as_str().is_some_and(|j| j == big))
+            .count()
+    };
+    let mut log = access_log(&env, 300).await;
+    for _ in 0..250 {
+        if forged(&log) >= 300 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        log = access_log(&env, 300).await;
+    }
     let forged_lines: Vec<_> = log
         .iter()
         .filter(|r| r["justification"].as_str().is_some_and(|j| j == big))

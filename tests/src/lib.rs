@@ -703,7 +703,7 @@ pub mod invariants {
         let mut hashes = Vec::new();
         let mut leaf_hashes = Vec::with_capacity(size as usize);
         if size > 0 {
-            let mut stream = c.entries(0, size).await.expect("entries");
+            let mut stream = c.fetch_entries(0, size).await.expect("entries");
             while let Some(page) = stream.next_page().await.expect("page") {
                 for (i, leaf) in page {
                     assert_eq!(i, leaf_hashes.len() as u64, "entries out of order");

@@ -790,7 +790,7 @@ async fn watch(client: &mut Client, count: Option<u64>, interval: Duration, json
     let mut failures = 0u32;
     let done = |seen: u64| count.is_some_and(|c| seen >= c);
     loop {
-        match client.watch().await {
+        match client.fetch_checkpoint_stream().await {
             Ok(mut stream) => loop {
                 match stream.message().await {
                     Ok(Some(msg)) => {
