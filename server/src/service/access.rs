@@ -173,6 +173,11 @@ impl Access {
         &self.caller
     }
 
+    /// The request's justification header (empty if none).
+    pub fn justification(&self) -> &str {
+        &self.justification
+    }
+
     /// What the checks so far asked and decided.
     pub fn decided(&self) -> Decided {
         self.state.lock().map(|s| s.clone()).unwrap_or_default()

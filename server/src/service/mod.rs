@@ -161,10 +161,11 @@ impl<S: LogStore> LogService<S> {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        let peer = facts.peer.map(|p| p.to_string()).unwrap_or_default();
         // A refusal before the request runs: answered, counted, logged and
         // recorded like any other end.
         let refused = |e: ServiceError, who: Option<&Caller>, why: Option<Refusal>| {
+            // Only a refusal needs the peer as text: not done per request.
+            let peer = facts.peer.map(|p| p.to_string()).unwrap_or_default();
             let reason = e.to_string();
             let status = Status::from(e);
             tracing::info!(method, peer = %peer, reason = %reason, code = ?status.code(), "refused");
@@ -175,7 +176,7 @@ impl<S: LogStore> LogService<S> {
                     method,
                     time: time.clone(),
                     start,
-                    peer: peer.clone(),
+                    peer,
                     who,
                     justification: &justification,
                     decided: Decided::refused(),
@@ -249,7 +250,7 @@ impl<S: LogStore> LogService<S> {
             principal = %caller.submitter.principal,
         );
         let policy = self.policy.as_ref().and_then(PolicyHandle::get);
-        let access = Arc::new(Access::new(caller, method, justification.clone(), policy));
+        let access = Arc::new(Access::new(caller, method, justification, policy));
         let result = f(req.into_inner(), access.clone())
             .instrument(span.clone())
             .await;
@@ -280,7 +281,7 @@ impl<S: LogStore> LogService<S> {
                 start,
                 peer: access.caller().submitter.peer.clone(),
                 who: identity(access.caller()),
-                justification: &justification,
+                justification: access.justification(),
                 decided,
                 code,
                 reason,
