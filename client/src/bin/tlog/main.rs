@@ -6,7 +6,10 @@
 
 mod config;
 mod output;
+mod plan;
 mod report;
+
+use plan::{Offline, Online, Plan, QueryOutput};
 
 use std::io::{IsTerminal as _, Read as _};
 use std::path::{Path, PathBuf};
@@ -340,7 +343,7 @@ impl From<ClientError> for Failure {
                 code: tonic::Code::PermissionDenied,
                 ..
             } => {
-                " (the log's policy does not allow this for you: the policies named decided it; ask its operator)"
+                " (refused by the log's access policy; if the reason does not say what would satisfy it, ask the log's operator)"
             }
             ClientError::Refused {
                 code: tonic::Code::Unavailable | tonic::Code::ResourceExhausted,
@@ -844,61 +847,24 @@ async fn watch(client: &mut Client, count: Option<u64>, interval: Duration, json
 }
 
 async fn run(cli: Cli) -> Res {
-    // Commands that need no settings.
-    match &cli.command {
-        Command::Completions { shell } => {
+    let Cli { g, command } = cli;
+    let settings = move || config::resolve(g);
+    let online = match Plan::of(command)? {
+        Plan::Completions(shell) => {
             use clap::CommandFactory as _;
-            clap_complete::generate(*shell, &mut Cli::command(), "tlog", &mut std::io::stdout());
+            clap_complete::generate(shell, &mut Cli::command(), "tlog", &mut std::io::stdout());
             return Ok(());
         }
-        Command::Man => {
+        Plan::Man => {
             use clap::CommandFactory as _;
             return clap_mangen::Man::new(Cli::command())
                 .render(&mut std::io::stdout())
                 .map_err(|e| Failure::usage(anyhow::anyhow!("cannot write the manual page: {e}")));
         }
-        _ => {}
-    }
-    let g = config::resolve(cli.g)?;
-    // Commands that need no log.
-    match &cli.command {
-        Command::Keygen { name, out } => return keygen(name, out, g.json),
-        Command::VerifyBundle { file } => return verify_bundle(file, g.vkey.as_deref(), g.json),
-        Command::Report {
-            q,
-            format,
-            out,
-            bundle: Some(b),
-        } => {
-            let fmt = report::Format::parse(format)?;
-            let bytes = read_bundle(b)?;
-            let v = bytes
-                .verify(g.vkey.as_deref())
-                .map_err(|e| Failure::verification(anyhow::anyhow!("{}: {e}", b.display())))?;
-            let text = report::render_bundle(&v, &describe_query(q), fmt);
-            return report::write(out.as_deref(), &text);
-        }
-        _ => {}
-    }
-    // Check local input before touching the network.
-    let submit_events = match &cli.command {
-        Command::Submit(a) => Some(events_to_submit(a)?),
-        _ => None,
+        Plan::Offline(work) => return offline(work, &settings()?),
+        Plan::Online(work) => work,
     };
-    let query = match &cli.command {
-        Command::Query(q) | Command::Export { q, .. } | Command::Report { q, .. } => {
-            Some(query_of(q)?)
-        }
-        _ => None,
-    };
-    let report_format = match &cli.command {
-        Command::Report { format, .. } => Some(report::Format::parse(format)?),
-        _ => None,
-    };
-    let entry = match &cli.command {
-        Command::Get { entry } | Command::Prove { entry } => Some(entry_ref(entry)?),
-        _ => None,
-    };
+    let g = settings()?;
     let vkey = g.vkey.clone().ok_or_else(|| {
         Failure::usage(anyhow::anyhow!(
             "give the log's verifier key with --vkey, --vkey-file, TLOG_VKEY or the config file"
@@ -915,49 +881,41 @@ async fn run(cli: Cli) -> Res {
     let opts = g.connect_options(&vkey)?;
     let mut client = Client::connect_with(&g.server, &vkey, &opts).await?;
     let json = g.json;
-    match cli.command {
-        Command::Submit(a) => {
-            submit(
-                &mut client,
-                submit_events.unwrap_or_default(),
-                a.batch,
-                json,
-                a.verbose,
-            )
-            .await?
-        }
-        Command::Checkpoint => {
+    match online {
+        Online::Submit {
+            events,
+            batch,
+            verbose,
+        } => submit(&mut client, events, batch, json, verbose).await?,
+        Online::Checkpoint => {
             let cp = client.checkpoint().await?;
             output::checkpoint(&cp, json);
         }
-        Command::Get { .. } | Command::Prove { .. } => {
-            let detail = if matches!(cli.command, Command::Get { .. }) {
-                output::Detail::Get
-            } else {
-                output::Detail::Prove
-            };
+        Online::Entry { entry, detail } => {
             let e = match entry {
-                Some(EntryRef::Index(i)) => client.prove_index(i).await?,
-                Some(EntryRef::Hash(h)) => client.prove_hash(&h).await?,
-                None => return Err(Failure::usage(anyhow::anyhow!("no entry given"))),
+                EntryRef::Index(i) => client.prove_index(i).await?,
+                EntryRef::Hash(h) => client.prove_hash(&h).await?,
             };
             output::entry(&e, json, detail);
         }
-        Command::Consistency { size1, size2 } => {
-            let (old, new, proof) = client.consistency(size1, size2.unwrap_or(0)).await?;
+        Online::Consistency { size1, size2 } => {
+            let (old, new, proof) = client.consistency(size1, size2).await?;
             output::consistency(&old, &new, &proof, json);
         }
-        Command::Watch { count, interval } => watch(&mut client, count, interval, json).await?,
-        Command::Query(_) | Command::Export { .. } | Command::Report { .. } => {
-            let q = query.unwrap_or_default();
+        Online::Watch { count, interval } => watch(&mut client, count, interval, json).await?,
+        Online::Query {
+            query,
+            description,
+            output,
+        } => {
             let bar = progress(None, "verifying entries");
-            let (cp, entries) = client.query(&q, &mut |n| bar.set_position(n)).await?;
+            let (cp, entries) = client.query(&query, &mut |n| bar.set_position(n)).await?;
             bar.finish_and_clear();
-            match cli.command {
-                Command::Query(_) => output::query(&q.name, &cp, &entries, json),
-                Command::Export { q: qa, out } => {
+            match output {
+                QueryOutput::Print => output::query(&query.name, &cp, &entries, json),
+                QueryOutput::Export(out) => {
                     let bundle = Bundle::new(
-                        format!("tlog export {}", describe_query(&qa)),
+                        format!("tlog export {description}"),
                         format_time(Timestamp::now()),
                         client.verifier_key().to_owned(),
                         &cp,
@@ -968,25 +926,36 @@ async fn run(cli: Cli) -> Res {
                     write_file(&out, bundle.to_json().as_bytes())?;
                     output::exported(&out, entries.len(), &cp, client.verifier_key(), json);
                 }
-                Command::Report { q: qa, out, .. } => {
-                    let text = report::render(
-                        &describe_query(&qa),
-                        &cp,
-                        client.verifier_key(),
-                        &entries,
-                        report_format.unwrap_or(report::Format::Markdown),
-                    );
+                QueryOutput::Report { format, out } => {
+                    let text =
+                        report::render(&description, &cp, client.verifier_key(), &entries, format);
                     report::write(out.as_deref(), &text)?;
                 }
-                _ => {}
             }
         }
-        Command::Keygen { .. }
-        | Command::VerifyBundle { .. }
-        | Command::Completions { .. }
-        | Command::Man => {}
     }
     Ok(())
+}
+
+/// Runs a command that reads local files only.
+fn offline(work: Offline, g: &config::Settings) -> Res {
+    match work {
+        Offline::Keygen { name, out } => keygen(&name, &out, g.json),
+        Offline::VerifyBundle { file } => verify_bundle(&file, g.vkey.as_deref(), g.json),
+        Offline::ReportBundle {
+            bundle,
+            description,
+            format,
+            out,
+        } => {
+            let bytes = read_bundle(&bundle)?;
+            let v = bytes
+                .verify(g.vkey.as_deref())
+                .map_err(|e| Failure::verification(anyhow::anyhow!("{}: {e}", bundle.display())))?;
+            let text = report::render_bundle(&v, &description, format);
+            report::write(out.as_deref(), &text)
+        }
+    }
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Res {
