@@ -936,6 +936,8 @@ async fn attested_deploys() {
             .contains("forbidden by policy production-deploys-must-be-signed"),
         "{err:?}"
     );
+    // ... and what would lift it (the policy's @hint).
+    assert!(err.message().contains("tlog submit --sign-key"), "{err:?}");
 
     // Signed by the release pipeline: allowed, and the leaf says so.
     let mut e = deploy("d2");

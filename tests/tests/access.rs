@@ -206,7 +206,10 @@ fn cli_with_tls_and_tokens_against_the_example_policy() {
     assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
     assert!(
         text(&refused).contains("no policy permits it (default deny)")
-            && text(&refused).contains("no justification was given"),
+            && text(&refused).contains(
+                "policy auditor-query-with-justification would, but its conditions are not met"
+            )
+            && text(&refused).contains("tlog --justification"),
         "{}",
         text(&refused)
     );

@@ -5,7 +5,12 @@
 //! parse or validate refuses to start, naming the line. On SIGHUP the file
 //! is read again; a reload that fails keeps the old policy and says why.
 //! Default deny: a request is allowed only if some `permit` matches and no
-//! `forbid` does. Policies may carry `@id("...")`, which decisions report.
+//! `forbid` does. Policies may carry `@id("...")`, which decisions report,
+//! and `@hint("...")`: what a refused caller must do to satisfy the policy
+//! (for a `forbid`, what lifts it; for a `permit`, what its conditions
+//! want). A refusal names the forbids that decided it, or, under default
+//! deny, the permits whose scope (principal, action, resource) matched but
+//! whose conditions did not, each with its hint.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -13,8 +18,9 @@ use std::str::FromStr as _;
 use std::sync::{Arc, RwLock};
 
 use cedar_policy::{
-    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName,
-    EntityUid, PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
+    Authorizer, Context, Decision as CedarDecision, Effect, Entities, Entity, EntityId,
+    EntityTypeName, EntityUid, PolicyId, PolicySet, Request, RestrictedExpression, Schema,
+    ValidationMode, Validator,
 };
 
 /// The schema, compiled into the server.
@@ -105,11 +111,29 @@ pub struct Decision {
     pub policies: Vec<String>,
     /// Policy evaluation errors (they never allow).
     pub errors: Vec<String>,
+    /// For a refusal: the policies that stand in the way or would have
+    /// allowed it, and what would satisfy them. Empty when allowed.
+    pub unmet: Vec<Unmet>,
+}
+
+/// A policy a refused request did not satisfy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unmet {
+    /// The policy (its `@id`, else Cedar's policy id).
+    pub policy: String,
+    /// What would satisfy it (its `@hint`), when the policy says.
+    pub hint: Option<String>,
+    /// A `forbid` that matched (else a `permit` whose conditions failed).
+    pub forbids: bool,
 }
 
 /// A validated policy set.
 pub struct Policy {
     set: PolicySet,
+    /// The `permit` policies with their conditions removed (same ids):
+    /// asked only after a default deny, to find the permits whose scope
+    /// matched and whose conditions did not.
+    scopes: PolicySet,
     schema: Schema,
     authorizer: Authorizer,
     path: PathBuf,
@@ -174,8 +198,10 @@ impl Policy {
         if let Some(e) = result.validation_errors().next() {
             return Err(invalid(path, text, e, e.to_string()));
         }
+        let scopes = permit_scopes(&set);
         Ok(Policy {
             set,
+            scopes,
             schema,
             authorizer: Authorizer::new(),
             path: path.to_owned(),
@@ -208,6 +234,7 @@ impl Policy {
                 allowed: false,
                 policies: vec![],
                 errors: vec![e],
+                unmet: vec![],
             },
         };
         if let Ok(mut cache) = self.decided.lock() {
@@ -324,25 +351,77 @@ impl Policy {
         let response = self
             .authorizer
             .is_authorized(&request, &self.set, &entities);
-        let policies = response
+        let name = |set: &PolicySet, id: &PolicyId| {
+            set.annotation(id, "id")
+                .map_or_else(|| id.to_string(), str::to_owned)
+        };
+        let policies: Vec<String> = response
             .diagnostics()
             .reason()
-            .map(|id| {
-                self.set
-                    .annotation(id, "id")
-                    .map_or_else(|| id.to_string(), str::to_owned)
-            })
+            .map(|id| name(&self.set, id))
             .collect();
+        let allowed = response.decision() == CedarDecision::Allow;
+        let unmet = if allowed {
+            Vec::new()
+        } else if response.diagnostics().reason().next().is_some() {
+            // Forbids decided: each is in the way.
+            response
+                .diagnostics()
+                .reason()
+                .map(|id| Unmet {
+                    policy: name(&self.set, id),
+                    hint: self.set.annotation(id, "hint").map(str::to_owned),
+                    forbids: true,
+                })
+                .collect()
+        } else {
+            // Default deny: which permits would have applied, but for
+            // their conditions?
+            let near = self
+                .authorizer
+                .is_authorized(&request, &self.scopes, &entities);
+            near.diagnostics()
+                .reason()
+                .map(|id| Unmet {
+                    policy: name(&self.scopes, id),
+                    hint: self.scopes.annotation(id, "hint").map(str::to_owned),
+                    forbids: false,
+                })
+                .collect()
+        };
         Ok(Decision {
-            allowed: response.decision() == CedarDecision::Allow,
+            allowed,
             policies,
             errors: response
                 .diagnostics()
                 .errors()
                 .map(|e| e.to_string())
                 .collect(),
+            unmet,
         })
     }
+}
+
+/// Every static `permit` of `set` with its `when`/`unless` conditions
+/// removed, under the same id and annotations. A policy that cannot be
+/// converted is left out (the refusal then names fewer near permits).
+fn permit_scopes(set: &PolicySet) -> PolicySet {
+    let mut scopes = PolicySet::new();
+    for p in set.policies() {
+        if p.effect() != Effect::Permit || !p.is_static() {
+            continue;
+        }
+        let Ok(mut json) = p.to_json() else {
+            continue;
+        };
+        if let Some(obj) = json.as_object_mut() {
+            obj.insert("conditions".to_owned(), serde_json::Value::Array(vec![]));
+        }
+        if let Ok(scope) = cedar_policy::Policy::from_json(Some(p.id().clone()), json) {
+            let _ = scopes.add(scope);
+        }
+    }
+    scopes
 }
 
 /// The live policy, replaceable on reload.
@@ -466,5 +545,76 @@ when { resource.name like "team-a/*" };
             &other,
         );
         assert!(!d2.allowed);
+    }
+
+    #[test]
+    fn refusals_name_what_would_satisfy_them() {
+        let text = r#"
+@id("query-with-reason")
+@hint("give a justification")
+permit(principal in Tlog::Role::"auditor", action == Tlog::Action::"query", resource is Tlog::Artifact)
+when { context.justification != "" };
+
+@id("deploys-signed")
+@hint("sign it")
+permit(principal in Tlog::Role::"auditor", action == Tlog::Action::"submit:deploy", resource is Tlog::Artifact);
+
+@id("prod-signed")
+@hint("attach the pipeline's attestation")
+forbid(principal, action == Tlog::Action::"submit:deploy", resource)
+when { context.environment == "production" }
+unless { context.signed_by.contains("pipeline") };
+
+permit(principal in Tlog::Role::"auditor", action == Tlog::Action::"watch", resource is Tlog::Log)
+when { context.justification == "x" };
+"#;
+        let p = Policy::parse(Path::new("p"), text).expect("valid");
+        let auditor = Who::Principal {
+            name: "a".into(),
+            method: "bearer".into(),
+            issuer: "i".into(),
+            roles: vec!["auditor".into()],
+        };
+        let art = Resource::Artifact("m".into());
+        // Default deny, with the permit whose condition failed and its hint.
+        let d = p.decide(&auditor, "query", &art, &Ctx::default());
+        assert!(!d.allowed);
+        assert_eq!(
+            d.unmet,
+            vec![Unmet {
+                policy: "query-with-reason".into(),
+                hint: Some("give a justification".into()),
+                forbids: false
+            }]
+        );
+        // Satisfied: allowed, nothing unmet.
+        let ok = Ctx {
+            justification: "INC-1".into(),
+            ..Ctx::default()
+        };
+        let d = p.decide(&auditor, "query", &art, &ok);
+        assert!(d.allowed && d.unmet.is_empty(), "{d:?}");
+        // A forbid decided: it is named with its hint, not the permits.
+        let prod = Ctx {
+            environment: "production".into(),
+            ..Ctx::default()
+        };
+        let d = p.decide(&auditor, "submit:deploy", &art, &prod);
+        assert_eq!(
+            d.unmet,
+            vec![Unmet {
+                policy: "prod-signed".into(),
+                hint: Some("attach the pipeline's attestation".into()),
+                forbids: true
+            }]
+        );
+        // A permit without annotations is named by Cedar's id.
+        let d = p.decide(&auditor, "watch", &Resource::Log, &Ctx::default());
+        assert_eq!(d.unmet.len(), 1, "{d:?}");
+        assert_eq!(d.unmet[0].hint, None);
+        assert!(d.unmet[0].policy.starts_with("policy"), "{d:?}");
+        // No permit's scope matches: nothing near.
+        let d = p.decide(&Who::Anonymous, "query", &art, &ok);
+        assert!(!d.allowed && d.unmet.is_empty(), "{d:?}");
     }
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::access::audit::Decided;
 use crate::access::auth::Caller;
-use crate::access::authz::{Ctx, Resource, Who};
+use crate::access::authz::{Ctx, Decision, Resource, Unmet, Who};
 
 use super::Result;
 use super::error::ServiceError;
@@ -82,10 +82,11 @@ impl Access {
     /// denied caller never learns whether the resource exists.
     pub fn check(&self, ask: Ask<'_>) -> Result<()> {
         let decision = match &self.policy {
-            None => crate::access::authz::Decision {
+            None => Decision {
                 allowed: true,
                 policies: vec!["no-policy-configured".into()],
                 errors: vec![],
+                unmet: vec![],
             },
             Some(p) => p.decide(
                 &self.caller.who,
@@ -121,24 +122,10 @@ impl Access {
             Who::Anonymous => "anonymous callers".to_owned(),
             Who::Principal { name, .. } => name.clone(),
         };
-        // Name what decided: the forbid policies that matched, or that no
-        // policy permits it (Cedar denies by default).
-        let mut reason = format!("{who} may not {action} on {resource_text}: ");
-        if decision.policies.is_empty() {
-            reason.push_str("no policy permits it (default deny)");
-            // A permit's condition may have wanted a justification.
-            if self.justification.is_empty() {
-                reason.push_str(
-                    "; no justification was given (x-tlog-justification, `tlog \
-                     --justification`), which some policies require",
-                );
-            }
-        } else {
-            reason.push_str(&format!(
-                "forbidden by policy {}",
-                decision.policies.join(", ")
-            ));
-        }
+        let mut reason = format!(
+            "{who} may not {action} on {resource_text}: {}",
+            refusal_reason(&decision, self.justification.is_empty())
+        );
         if !decision.errors.is_empty() {
             reason.push_str(&format!(" (policy errors: {})", decision.errors.join("; ")));
         }
@@ -182,4 +169,50 @@ impl Access {
     pub fn decided(&self) -> Decided {
         self.state.lock().map(|s| s.clone()).unwrap_or_default()
     }
+}
+
+/// Why `decision` refused, in words: the forbid policies that matched, or
+/// that no policy permits it (Cedar denies by default) and which permits
+/// would have but for their conditions; each with what would satisfy it
+/// (the policy's `@hint`).
+fn refusal_reason(decision: &Decision, no_justification: bool) -> String {
+    let with_hint = |u: &Unmet| match &u.hint {
+        Some(h) => format!("{}: {h}", u.policy),
+        None => u.policy.clone(),
+    };
+    let forbids: Vec<String> = decision
+        .unmet
+        .iter()
+        .filter(|u| u.forbids)
+        .map(with_hint)
+        .collect();
+    if !forbids.is_empty() {
+        return format!("forbidden by policy {}", forbids.join("; and by policy "));
+    }
+    if !decision.policies.is_empty() {
+        return format!("forbidden by policy {}", decision.policies.join(", "));
+    }
+    let near: Vec<&Unmet> = decision.unmet.iter().filter(|u| !u.forbids).collect();
+    let mut reason = "no policy permits it (default deny)".to_owned();
+    if near.is_empty() {
+        reason.push_str("; no policy applies to this principal, action and resource");
+        return reason;
+    }
+    for u in &near {
+        reason.push_str(&format!(
+            "; policy {} would, but its conditions are not met",
+            u.policy
+        ));
+        if let Some(h) = &u.hint {
+            reason.push_str(&format!(": {h}"));
+        }
+    }
+    // Without a hint, the commonest missing condition is worth naming.
+    if no_justification && near.iter().all(|u| u.hint.is_none()) {
+        reason.push_str(
+            "; no justification was given (x-tlog-justification, `tlog --justification`), \
+             which some policies require",
+        );
+    }
+    reason
 }
