@@ -24,6 +24,10 @@ command -v curl >/dev/null || need+=(curl)
 command -v strace >/dev/null || need+=(strace)
 # The deployment test runs deploy/compose/make-certs.sh, which uses openssl.
 command -v openssl >/dev/null || need+=(openssl)
+# The recipe replay (tests/tests/replay.rs) builds namespaces and drops to
+# the image's user: unshare, setpriv (util-linux) and ip (iproute2).
+command -v setpriv >/dev/null || need+=(util-linux)
+command -v ip >/dev/null || need+=(iproute2)
 command -v cargo >/dev/null || { echo "setup: cargo is not installed; install Rust (rustup) first" >&2; exit 1; }
 
 command -v python3 >/dev/null || need+=(python3 python3-pip)

@@ -439,7 +439,7 @@ fn the_kubernetes_manifests_hold_one_sequencer_with_probes_and_valid_configs() {
             if let Some(n) = v["secret"]["secretName"].as_str() {
                 assert!(
                     defined("Secret", n) || n == "tlog-tls",
-                    "Secret {n} (tlog-tls is made with kubectl create secret tls)"
+                    "Secret {n} (tlog-tls is made by the kubectl command in the header)"
                 );
             }
             if let Some(n) = v["persistentVolumeClaim"]["claimName"].as_str() {

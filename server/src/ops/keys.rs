@@ -176,13 +176,21 @@ pub fn init(data_dir: &Path, origin: &str, key_file: Option<&Path>) -> Result<St
         .map_err(io(format!("create {}", key_path.display())))?;
     writeln!(f, "{}", signer.to_skey()).map_err(io("write key"))?;
     f.sync_all().map_err(io("sync key"))?;
+    create_store(data_dir, &signer)
+}
+
+/// Writes a new log's store (identity and the signed size-0 checkpoint)
+/// and `verifier.key` into `data_dir`; returns the verifier key.
+fn create_store(data_dir: &Path, signer: &Signer) -> Result<String, KeyError> {
+    let origin = signer.name();
+    let db = db_path(data_dir);
     let vkey = signer.verifier().to_vkey();
     let store = RocksStore::open(&db).map_err(|e| KeyError::Io {
         what: format!("create store {}", db.display()),
         message: e.to_string(),
     })?;
     let note = Checkpoint::new(origin, 0, empty_root())
-        .sign(&signer)
+        .sign(signer)
         .map_err(|e| KeyError::Io {
             what: "sign first checkpoint".into(),
             message: e.to_string(),
@@ -194,6 +202,52 @@ pub fn init(data_dir: &Path, origin: &str, key_file: Option<&Path>) -> Result<St
     std::fs::write(data_dir.join("verifier.key"), format!("{vkey}\n"))
         .map_err(io("write verifier.key"))?;
     Ok(vkey)
+}
+
+/// What [`adopt`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Adopted {
+    /// The data directory held no log: a new one was created for the key.
+    Created(String),
+    /// The data directory already holds this key's log: nothing changed.
+    AlreadyThere(String),
+}
+
+/// Creates a log for an existing signing key (`tlog-server init --adopt`:
+/// a key made offline and handed over as a secret, for example a
+/// Kubernetes Secret, with an empty volume for the data). The origin is
+/// the key's name. Idempotent, so that it can run before every start: a
+/// data directory that already holds this key's log is left alone, and
+/// one that holds another log is refused ([`KeyError::Exists`]).
+///
+/// A volume that was lost and comes back empty gets a new log at size 0
+/// under the same key, which every client and monitor that saw the old
+/// log reports as a fork: restore lost data from a backup instead
+/// (`tlog-server restore`).
+pub fn adopt(data_dir: &Path, key_file: &Path) -> Result<Adopted, KeyError> {
+    let signer = load_signer(key_file)?;
+    let vkey = signer.verifier().to_vkey();
+    let db = db_path(data_dir);
+    if db.exists() {
+        let store = RocksStore::open(&db).map_err(|e| KeyError::Io {
+            what: format!("open store {}", db.display()),
+            message: e.to_string(),
+        })?;
+        let meta = store.meta().map_err(|e| KeyError::Io {
+            what: format!("read store {}", db.display()),
+            message: e.to_string(),
+        })?;
+        return match meta {
+            Some(m) if m.vkey == vkey => Ok(Adopted::AlreadyThere(vkey)),
+            Some(_) => Err(KeyError::Exists(data_dir.to_owned())),
+            None => Err(KeyError::Io {
+                what: format!("adopt {}", data_dir.display()),
+                message: "its store exists but holds no log; move it aside".into(),
+            }),
+        };
+    }
+    std::fs::create_dir_all(data_dir).map_err(io(format!("create {}", data_dir.display())))?;
+    create_store(data_dir, &signer).map(Adopted::Created)
 }
 
 #[cfg(test)]
@@ -242,5 +296,45 @@ mod tests {
             let e = load_signer(&p).expect_err("foreign group refused");
             assert!(matches!(e, KeyError::Permissions { .. }), "{e}");
         }
+    }
+
+    #[test]
+    fn adopting_a_key_creates_the_log_once_and_refuses_another_log() {
+        let keys = tempfile::tempdir().expect("tmp");
+        let key = key_file(keys.path(), 0o600);
+        let data = tempfile::tempdir().expect("tmp");
+        let dir = data.path().join("data");
+        let vkey = match adopt(&dir, &key).expect("adopt") {
+            Adopted::Created(v) => v,
+            other => panic!("{other:?}"),
+        };
+        assert!(vkey.starts_with("keys.test/log+"), "{vkey}");
+        let store = RocksStore::open(&db_path(&dir)).expect("open");
+        let meta = store.meta().expect("meta").expect("a log");
+        assert_eq!(
+            (meta.origin.as_str(), meta.vkey.as_str(), meta.size),
+            ("keys.test/log", vkey.as_str(), 0)
+        );
+        drop(store);
+        // Again (the next pod start): nothing changes.
+        assert_eq!(
+            adopt(&dir, &key).expect("again"),
+            Adopted::AlreadyThere(vkey)
+        );
+        // Another key's log is not adopted.
+        let other = tempfile::tempdir().expect("tmp");
+        let p = other.path().join("log.key");
+        let s = Signer::from_seed("keys.test/log", &[5; 32]).expect("signer");
+        std::fs::write(&p, format!("{}\n", s.to_skey())).expect("write");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(matches!(adopt(&dir, &p), Err(KeyError::Exists(_))));
+        // The key's permissions are checked as at start.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let fresh = data.path().join("fresh");
+        assert!(matches!(
+            adopt(&fresh, &key),
+            Err(KeyError::Permissions { .. })
+        ));
+        assert!(!fresh.exists(), "nothing created for a refused key");
     }
 }

@@ -39,12 +39,21 @@ enum Command {
         #[arg(long, env = "TLOG_DATA_DIR")]
         data_dir: PathBuf,
         /// The log's origin (checkpoint first line and key name), e.g.
-        /// `models.example.com/log`.
-        #[arg(long, env = "TLOG_ORIGIN")]
-        origin: String,
-        /// Where to write the signing key (default `<data-dir>/log.key`).
+        /// `models.example.com/log`. With --adopt, the key's name (and
+        /// checked against it if given).
+        #[arg(long, env = "TLOG_ORIGIN", required_unless_present = "adopt")]
+        origin: Option<String>,
+        /// Where to write the signing key (default `<data-dir>/log.key`);
+        /// with --adopt, the existing key to use.
         #[arg(long)]
         key_file: Option<PathBuf>,
+        /// Use the existing key at --key-file (made by an earlier `init`,
+        /// handed over as a secret) instead of making one, and create the
+        /// log only if the data directory holds none: a directory that
+        /// already holds this key's log is left alone (exit 0), one with
+        /// another log is refused. For a Kubernetes init container.
+        #[arg(long, requires = "key_file")]
+        adopt: bool,
     },
     /// Run the log.
     Serve(ServeArgs),
@@ -422,6 +431,53 @@ struct ServeArgs {
 /// the server's CPU when serving proofs). The queue is not lossy: when it
 /// is full, requests wait for it. The returned guard flushes what is queued
 /// when dropped, at exit.
+/// `tlog-server init`: a new log with a new key, or (`--adopt`) a log
+/// for an existing key.
+fn init(
+    data_dir: &std::path::Path,
+    origin: Option<&str>,
+    key_file: Option<&std::path::Path>,
+    adopt: bool,
+) -> anyhow::Result<()> {
+    use tlog_server::ops::keys::{self, Adopted};
+    let (vkey, created) = match (adopt, key_file, origin) {
+        (true, Some(key), _) => {
+            let signer = keys::load_signer(key)?;
+            if let Some(o) = origin
+                && o != signer.name()
+            {
+                anyhow::bail!(
+                    "--origin {o:?} is not the name of the key in {} ({:?}): an adopted key's \
+                     name is the log's origin; leave --origin out",
+                    key.display(),
+                    signer.name()
+                );
+            }
+            match keys::adopt(data_dir, key)? {
+                Adopted::Created(v) => (v, true),
+                Adopted::AlreadyThere(v) => (v, false),
+            }
+        }
+        (false, _, Some(origin)) => (keys::init(data_dir, origin, key_file)?, true),
+        _ => anyhow::bail!("give --origin (or --adopt with --key-file)"),
+    };
+    let name = vkey.split('+').next().unwrap_or_default();
+    println!("{vkey}");
+    if created {
+        eprintln!(
+            "created log {name} in {}; its verifier key (above) is also in {}",
+            data_dir.display(),
+            data_dir.join("verifier.key").display()
+        );
+    } else {
+        eprintln!(
+            "{} already holds log {name} for this key; nothing changed",
+            data_dir.display()
+        );
+    }
+    Ok(())
+}
+
 fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
@@ -630,16 +686,8 @@ fn main() -> std::process::ExitCode {
             data_dir,
             origin,
             key_file,
-        } => tlog_server::ops::keys::init(&data_dir, &origin, key_file.as_deref())
-            .map(|vkey| {
-                println!("{vkey}");
-                eprintln!(
-                    "created log {origin} in {}; its verifier key (above) is also in {}",
-                    data_dir.display(),
-                    data_dir.join("verifier.key").display()
-                );
-            })
-            .map_err(anyhow::Error::from),
+            adopt,
+        } => init(&data_dir, origin.as_deref(), key_file.as_deref(), adopt),
         Command::Serve(a) => runtime().and_then(|rt| rt.block_on(serve(a))),
         Command::Token(t) => token(t),
         Command::Health(a) => runtime().and_then(|rt| rt.block_on(health(a))),
