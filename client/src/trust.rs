@@ -20,6 +20,15 @@ pub struct Head {
     pub root: Hash,
 }
 
+impl From<&tlog_core::checkpoint::Checkpoint> for Head {
+    fn from(c: &tlog_core::checkpoint::Checkpoint) -> Head {
+        Head {
+            size: c.size,
+            root: c.root,
+        }
+    }
+}
+
 /// What it takes to accept `seen` beside `trusted`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {

@@ -307,6 +307,14 @@ impl Auditor {
             .unwrap_or_else(empty_root)
     }
 
+    /// The audited view as a tree head.
+    fn trusted_head(&self) -> Head {
+        Head {
+            size: self.state.size,
+            root: self.trusted_root(),
+        }
+    }
+
     fn evidence(&self, rule: Rule, extra: serde_json::Value) -> serde_json::Value {
         let mut v = json!({
             "rule": rule.name(),
@@ -520,16 +528,10 @@ impl Auditor {
         findings: &mut Vec<Finding>,
     ) -> Result<(), AuditError> {
         let (size, root) = (cp.checkpoint.size, cp.checkpoint.root);
-        let t_size = self.state.size;
-        let t_root = self.trusted_root();
+        let trusted = self.trusted_head();
+        let (t_size, t_root) = (trusted.size, trusted.root);
         let url = self.endpoints[p].url.clone();
-        let (trusted, seen) = (
-            Head {
-                size: t_size,
-                root: t_root,
-            },
-            Head { size, root },
-        );
+        let seen = Head::from(&cp.checkpoint);
         // The one trust step (tlog_client::trust); the log's own answer
         // claims to be its latest.
         let step = match trust::step(trusted, seen, true) {
@@ -818,13 +820,7 @@ impl Auditor {
                 proof,
             )
         };
-        let (trusted, seen_head) = (
-            Head {
-                size: t_size,
-                root: t_root,
-            },
-            Head { size, root },
-        );
+        let (trusted, seen_head) = (self.trusted_head(), Head::from(&seen.checkpoint));
         // A vantage point's or gossiped checkpoint may be older than the
         // audited one: it must then be a prefix of it.
         let step = match trust::step(trusted, seen_head, false) {
