@@ -382,6 +382,25 @@ impl Leaf {
         w.0
     }
 
+    /// The length of [`Leaf::encode`] of a current-version leaf whose
+    /// event encodes ([`ArtifactEvent::encode`]) to `event_len` bytes,
+    /// without encoding it: what a log checks before it commits a leaf
+    /// that must fit a C2SP entry bundle ([`crate::tiles::MAX_ENTRY`]).
+    pub fn encoded_len(
+        event_len: usize,
+        submitter: &Submitter,
+        verified_signers: &[String],
+    ) -> usize {
+        let s = |x: &str| 4 + x.len();
+        1 + event_len
+            + s(&submitter.principal)
+            + s(&submitter.auth_method)
+            + s(&submitter.peer)
+            + 12
+            + 4
+            + verified_signers.iter().map(|v| s(v)).sum::<usize>()
+    }
+
     /// Decodes leaf bytes strictly.
     pub fn decode(bytes: &[u8]) -> Result<Leaf, LeafError> {
         let mut r = R(bytes);
@@ -491,6 +510,39 @@ impl Rpc {
     pub fn appends(self) -> bool {
         matches!(self, Rpc::Append | Rpc::AppendBatch)
     }
+}
+
+/// The reads of the HTTP tiles listener (c2sp.org/tlog-tiles), as access
+/// records name them (their `method` field) beside the [`Rpc`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HttpRead {
+    /// `GET <prefix>/checkpoint`.
+    Checkpoint,
+    /// `GET <prefix>/tile/<L>/<N>[.p/<W>]`.
+    Tile,
+    /// `GET <prefix>/tile/entries/<N>[.p/<W>]`.
+    EntryBundle,
+}
+
+impl HttpRead {
+    /// Every tiles read.
+    pub const ALL: [HttpRead; 3] = [HttpRead::Checkpoint, HttpRead::Tile, HttpRead::EntryBundle];
+
+    /// The name access records give it.
+    pub fn name(self) -> &'static str {
+        match self {
+            HttpRead::Checkpoint => "http:checkpoint",
+            HttpRead::Tile => "http:tile",
+            HttpRead::EntryBundle => "http:entries",
+        }
+    }
+}
+
+/// True if an access record's `method` names a read: a call of the
+/// service that does not append, or a tiles read.
+pub fn is_read_method(method: &str) -> bool {
+    Rpc::parse(method).is_some_and(|r| !r.appends())
+        || HttpRead::ALL.iter().any(|h| h.name() == method)
 }
 
 /// The decisions an access record can state (its `decision` field).

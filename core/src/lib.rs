@@ -12,6 +12,7 @@
 //!   the committed form is the binary leaf).
 //! - [`bundle`]: evidence bundles, verified with no network.
 //! - [`text`]: characters that spoof displays, refused and escaped.
+//! - [`tiles`]: C2SP tiled-log paths, the tiles of a tree, entry bundles.
 //!
 //! What this crate is not: no networking, no async runtime, no database. It
 //! has no tokio, tonic or RocksDB dependency, so clients, monitors and
@@ -27,5 +28,6 @@ pub mod leaf;
 pub mod merkle;
 pub mod note;
 pub mod text;
+pub mod tiles;
 
 pub use hash::{Hash, empty_root, leaf_hash, node_hash};

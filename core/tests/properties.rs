@@ -129,6 +129,12 @@ proptest! {
             verified_signers: if secs % 2 == 0 { vec![] } else { vec!["a".into(), "b".into()] },
         };
         let bytes = leaf.encode();
+        if leaf.version == tlog_core::leaf::LEAF_VERSION {
+            prop_assert_eq!(
+                Leaf::encoded_len(leaf.event.encode().len(), &leaf.submitter, &leaf.verified_signers),
+                bytes.len()
+            );
+        }
         let back = Leaf::decode(&bytes).expect("decodes");
         prop_assert_eq!(back.encode(), bytes);
         prop_assert_eq!(back, leaf);

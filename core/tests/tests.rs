@@ -8,6 +8,8 @@ mod note_vectors;
 mod oracle;
 /// Property tests: proofs, parsers, signatures.
 mod properties;
+/// `tlog_tiles` as an independent oracle for tile paths and bytes.
+mod tiles_oracle;
 
 use std::path::PathBuf;
 

@@ -124,7 +124,7 @@ impl Rules {
             }
             AnyLeaf::Access(a) => {
                 // A read: any call of the service that does not append.
-                let read = tlog_core::leaf::Rpc::parse(&a.method).is_some_and(|r| !r.appends())
+                let read = tlog_core::leaf::is_read_method(&a.method)
                     && a.decision == tlog_core::leaf::Decision::Allow.as_str();
                 if read
                     && let Ok(t) = humantime::parse_rfc3339_weak(a.time.trim_end_matches('Z'))

@@ -9,6 +9,7 @@
 //! - [`storage`]: the [`storage::LogStore`] trait and its backends.
 //! - [`access`]: authentication, tokens, the Cedar policy, the access log
 //!   and ledger, rate limits, and the ingress layer before the service.
+//! - [`http`]: the HTTP listener serving the log as C2SP tiles.
 //! - [`ops`]: configuration, keys and `init`, metrics, recovery.
 //!
 //! Tests start a server in-process with [`run`] on a listener they bound
@@ -26,6 +27,7 @@ pub const ANONYMOUS_MAX_MESSAGE: usize = 64 * 1024;
 pub const ANONYMOUS_MAX_COST: u64 = 1 << 20;
 
 pub mod access;
+pub mod http;
 pub mod ops;
 pub mod sequencer;
 pub mod service;
@@ -208,6 +210,52 @@ pub async fn run_until_ready(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce() -> Result<(), String>,
 ) -> Result<(), ServerError> {
+    let http =
+        match &config.http {
+            Some(h) => Some(TcpListener::bind(h.listen).await.map_err(|e| {
+                config::ConfigError::Invalid {
+                    setting: "http.listen",
+                    reason: format!("cannot bind {}: {e}", h.listen),
+                }
+            })?),
+            None => None,
+        };
+    serve_on(
+        Listeners {
+            grpc: listener,
+            metrics: metrics_listener,
+            http,
+        },
+        config,
+        shutdown,
+        on_ready,
+    )
+    .await
+}
+
+/// The sockets a server serves on, bound by the caller.
+pub struct Listeners {
+    /// gRPC.
+    pub grpc: TcpListener,
+    /// `/metrics`, if configured.
+    pub metrics: Option<TcpListener>,
+    /// The HTTP tiles listener (`[http]`), if configured.
+    pub http: Option<TcpListener>,
+}
+
+/// Like [`run_until_ready`], on listeners the caller bound (the binary
+/// binds them first so that its ready file can name their addresses).
+pub async fn serve_on(
+    listeners: Listeners,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce() -> Result<(), String>,
+) -> Result<(), ServerError> {
+    let Listeners {
+        grpc: listener,
+        metrics: metrics_listener,
+        http: http_listener,
+    } = listeners;
     config.validate()?;
     let signer = keys::load_signer(&config.key_path())?;
     let store = Arc::new(RocksStore::open(&keys::db_path(&config.data_dir))?);
@@ -311,7 +359,7 @@ pub async fn run_until_ready(
         tokio::task::spawn_blocking(move || warm_tile_cache(&store, &tiles, size, &metrics, &stop));
     }
     let ingress_audit = audit.clone();
-    let svc = LogService::new(service::Parts {
+    let svc = Arc::new(LogService::new(service::Parts {
         store: store.clone(),
         seq,
         origin: meta.origin,
@@ -329,8 +377,8 @@ pub async fn run_until_ready(
         refusals_per_peer: config.auth.refusals_per_peer,
         max_justification: config.auth.max_justification_bytes,
         sources: config.auth.sources.clone(),
-    });
-    let log = tlog_proto::v1::log_server::LogServer::new(svc)
+    }));
+    let log = tlog_proto::v1::log_server::LogServer::from_arc(svc.clone())
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(64 << 20);
     let schema =
@@ -376,6 +424,34 @@ pub async fn run_until_ready(
             reason: e.to_string(),
         })?;
 
+    if let (Some(l), Some(h)) = (http_listener, &config.http) {
+        let http_tls = match (&config.tls, h.tls) {
+            (Some(t), true) => {
+                // Tokens authenticate tiles readers; no client certificate
+                // is asked for on this listener.
+                let mut server_only = t.clone();
+                server_only.client_ca_file = None;
+                Some(ingress::tls_acceptor_for(&server_only, &[b"http/1.1"])?)
+            }
+            _ => None,
+        };
+        tracing::info!(
+            addr = %display_addr(l.local_addr()),
+            prefix = %h.prefix,
+            tls = http_tls.is_some(),
+            "tiles on HTTP"
+        );
+        let mut stop = stop_rx.clone();
+        tokio::spawn(http::serve(
+            l,
+            svc.clone(),
+            h.prefix.clone(),
+            http_tls,
+            async move {
+                let _ = stop.changed().await;
+            },
+        ));
+    }
     if let Some(l) = metrics_listener {
         tracing::info!(addr = %display_addr(l.local_addr()), "metrics on /metrics");
         let mut stop = stop_rx.clone();

@@ -296,6 +296,7 @@ fn outcome(code: Code) -> Want {
 struct Env {
     dir: tempfile::TempDir,
     addr: std::net::SocketAddr,
+    http_addr: std::net::SocketAddr,
     pki: Pki,
     issuers: Issuers,
     policy: PathBuf,
@@ -340,18 +341,38 @@ async fn start_with(tweak: impl FnOnce(&mut Config)) -> Env {
         ..Config::default()
     };
     let mut config = config;
-    tweak(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
+    // The tiles listener too, plain HTTP, under the same policy.
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let http_addr = http.local_addr().expect("addr");
+    config.http = Some(tlog_server::ops::config::HttpSection {
+        listen: http_addr,
+        prefix: String::new(),
+        tls: false,
+    });
+    tweak(&mut config);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(tlog_server::run_with(listener, None, config, async move {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(tlog_server::serve_on(
+        tlog_server::Listeners {
+            grpc: listener,
+            metrics: None,
+            http: Some(http),
+        },
+        config,
+        async move {
+            let _ = stopped.await;
+        },
+        || Ok(()),
+    ));
     Env {
         dir,
         addr,
+        http_addr,
         pki,
         issuers,
         policy,
@@ -1202,4 +1223,89 @@ async fn event_ids_cannot_be_claimed_or_probed_across_submitters() {
         "names its own entry only: {theirs}"
     );
     stop(env).await;
+}
+
+/// Tiles over HTTP under the example policy: checkpoints and hash tiles
+/// are public, entry bundles need a role that may read entries; a token
+/// in the `authorization` header authenticates as on gRPC, a bad one is
+/// refused; every read, allowed or not, is in the access log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiles_over_http_follow_the_policy_and_are_recorded() {
+    let env = start().await;
+    let mut reg = client_for(&env, "registry", None).await;
+    reg.append(pb::AppendRequest {
+        event: Some(event("registry", "t1")),
+    })
+    .await
+    .expect("append");
+    let http = env.http_addr;
+    let auditor = format!(
+        "Bearer {}",
+        ops_token(&env.issuers, "auditor-1", &["auditor"])
+    );
+    let registry = format!(
+        "Bearer {}",
+        ops_token(&env.issuers, "registry-1", &["registry"])
+    );
+    let got = tokio::task::spawn_blocking(move || {
+        let get = |path: &str, auth: Option<&str>| {
+            let h: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+            crate::tiles::http(http, "GET", path, &h)
+        };
+        (
+            get("/checkpoint", None).0,
+            get("/tile/0/000.p/1", None).0,
+            get("/tile/entries/000.p/1", None),
+            get("/tile/entries/000.p/1", Some(&auditor)).0,
+            get("/tile/entries/000.p/1", Some(&registry)).0,
+            get("/checkpoint", Some("Bearer not-a-token")).0,
+        )
+    })
+    .await
+    .expect("requests");
+    assert_eq!(got.0, 200, "checkpoints are public");
+    assert_eq!(got.1, 200, "hash tiles are proofs: public");
+    let (status, headers, body) = got.2;
+    assert_eq!(status, 401, "entries need credentials");
+    assert_eq!(headers["www-authenticate"], "Bearer");
+    assert!(
+        String::from_utf8_lossy(&body).contains("read-entries"),
+        "says what was refused"
+    );
+    assert_eq!(got.3, 200, "the auditor reads entries");
+    assert_eq!(got.4, 403, "the registry role may not read the whole log");
+    assert_eq!(got.5, 401, "a bad token is refused, not ignored");
+    // Every one of them is in the access log, named as a tiles read.
+    let log = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            let text =
+                std::fs::read_to_string(env.dir.path().join("access.log")).unwrap_or_default();
+            if text.lines().filter(|l| l.contains("\"http:")).count() >= 6 {
+                return text;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("six tiles reads recorded");
+    let reads: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["method"].as_str().is_some_and(|m| m.starts_with("http:")))
+        .collect();
+    assert!(reads.iter().any(|r| r["method"] == "http:entries"
+        && r["principal"] == "auditor-1"
+        && r["decision"] == "allow"
+        && r["resources"].to_string().contains("tile/entries/000.p/1")));
+    assert!(
+        reads
+            .iter()
+            .any(|r| r["method"] == "http:entries" && r["decision"] == "deny")
+    );
+    assert!(
+        reads
+            .iter()
+            .any(|r| r["method"] == "http:tile" && r["decision"] == "allow")
+    );
+    assert!(reads.iter().any(|r| r["method"] == "http:checkpoint"));
 }

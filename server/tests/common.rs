@@ -59,6 +59,59 @@ impl TestServer {
         }
     }
 
+    /// A server with the HTTP tiles listener (`[http]`) under `prefix`;
+    /// returns it and the listener's address.
+    pub async fn start_with_http(
+        prefix: &str,
+        tweak: impl FnOnce(&mut Config),
+    ) -> (Self, SocketAddr) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vkey = tlog_server::ops::keys::init(dir.path(), ORIGIN, None).expect("init");
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let (addr, http_addr) = (
+            grpc.local_addr().expect("addr"),
+            http.local_addr().expect("addr"),
+        );
+        let mut config = Config {
+            data_dir: dir.path().to_owned(),
+            http: Some(tlog_server::ops::config::HttpSection {
+                listen: http_addr,
+                prefix: prefix.to_owned(),
+                tls: false,
+            }),
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(tlog_server::serve_on(
+            tlog_server::Listeners {
+                grpc,
+                metrics: None,
+                http: Some(http),
+            },
+            config,
+            async move {
+                let _ = stopped.await;
+            },
+            || Ok(()),
+        ));
+        (
+            TestServer {
+                addr,
+                vkey,
+                dir,
+                stop: Some(stop),
+                task: Some(task),
+            },
+            http_addr,
+        )
+    }
+
     pub async fn client(&self) -> LogClient<Channel> {
         let url = format!("http://{}", self.addr);
         for _ in 0..100 {

@@ -27,3 +27,5 @@ mod reads;
 mod startup;
 /// Storage: the compact indexes, and stores written before them.
 mod storage;
+/// The HTTP tiles listener, checked against `tlog_tiles`.
+mod tiles;

@@ -77,6 +77,15 @@ pub enum TlsSetupError {
 /// with `client_ca_file`, client certificates verified against those
 /// roots (required unless `client_auth_optional`).
 pub fn tls_acceptor(t: &crate::ops::config::TlsSection) -> Result<TlsAcceptor, TlsSetupError> {
+    tls_acceptor_for(t, &[b"h2"])
+}
+
+/// The TLS acceptor of `t` offering the ALPN protocols `alpn` (gRPC:
+/// `h2`; the tiles listener: `http/1.1`).
+pub fn tls_acceptor_for(
+    t: &crate::ops::config::TlsSection,
+    alpn: &[&[u8]],
+) -> Result<TlsAcceptor, TlsSetupError> {
     use rustls_pki_types::pem::PemObject as _;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let read = |setting: &'static str, path: &std::path::Path| {
@@ -129,7 +138,7 @@ pub fn tls_acceptor(t: &crate::ops::config::TlsSection) -> Result<TlsAcceptor, T
         }
     };
     let mut config = builder.with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

@@ -148,6 +148,24 @@ pub struct TlsSection {
     pub client_auth_optional: bool,
 }
 
+/// The HTTP listener that serves the log as C2SP tiles
+/// (<https://c2sp.org/tlog-tiles>): `<prefix>/checkpoint`,
+/// `<prefix>/tile/...`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// Listen address, e.g. `0.0.0.0:7402`.
+    pub listen: SocketAddr,
+    /// The URL path the tiles are under: "" (the default) serves
+    /// `/checkpoint`; "/models" serves `/models/checkpoint`.
+    #[serde(default)]
+    pub prefix: String,
+    /// Serve HTTPS with the `[tls]` certificate (client certificates are
+    /// not asked for on this listener; bearer tokens authenticate).
+    #[serde(default)]
+    pub tls: bool,
+}
+
 /// Authentication, authorization and the access log.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -266,6 +284,8 @@ pub struct Config {
     pub limits: Limits,
     /// TLS; none for plaintext gRPC.
     pub tls: Option<TlsSection>,
+    /// The HTTP tiles listener; none to serve gRPC only.
+    pub http: Option<HttpSection>,
     /// Access control.
     pub auth: AuthSection,
 }
@@ -287,6 +307,7 @@ impl Default for Config {
             queue: QueueSection::default(),
             limits: Limits::default(),
             tls: None,
+            http: None,
             auth: AuthSection::default(),
         }
     }
@@ -343,6 +364,24 @@ impl Config {
         };
         if self.data_dir.as_os_str().is_empty() {
             return bad("data_dir", "must not be empty");
+        }
+        if let Some(h) = &self.http {
+            let p = &h.prefix;
+            if !(p.is_empty() || (p.starts_with('/') && !p.ends_with('/')))
+                || p.contains("//")
+                || p.contains(['?', '#', ' '])
+            {
+                return bad(
+                    "http.prefix",
+                    "must be empty or a path such as /models (a leading slash, no trailing one)",
+                );
+            }
+            if h.tls && self.tls.is_none() {
+                return bad(
+                    "http.tls",
+                    "needs a [tls] section (its certificate and key are used)",
+                );
+            }
         }
         if self.default_principal.trim().is_empty() {
             return bad("default_principal", "must not be empty");

@@ -87,6 +87,20 @@ pub enum AppendError {
         /// The event id.
         event_id: String,
     },
+    /// The event's leaf would exceed what a C2SP entry bundle can hold
+    /// ([`tlog_core::tiles::MAX_ENTRY`] bytes); nothing of the job was
+    /// appended.
+    #[error(
+        "events[{position}] would make a leaf of {len} bytes; a log entry holds at most 65535 \
+         (c2sp.org/tlog-tiles entry bundles): make the event smaller (nothing of the batch was \
+         appended)"
+    )]
+    TooLarge {
+        /// Position in the job.
+        position: usize,
+        /// The leaf's length.
+        len: usize,
+    },
     /// Two events of one batch share (source, event id) but differ.
     #[error(
         "events[{first}] and events[{second}] share (source {event_source:?}, event_id \
@@ -814,7 +828,18 @@ impl<S: LogStore> State<S> {
         for (position, sub) in events.iter().enumerate() {
             let e = &sub.event;
             let key = (sub.key_source().to_owned(), e.event_id.clone());
-            let digest = e.content_digest();
+            // One encoding gives the content digest and the leaf's length,
+            // which must fit a C2SP entry bundle (c2sp.org/tlog-tiles: a
+            // uint16 length prefix per entry).
+            let encoded = e.encode();
+            let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&encoded).into();
+            let leaf_len = Leaf::encoded_len(encoded.len(), submitter, &sub.verified_signers);
+            if leaf_len > tlog_core::tiles::MAX_ENTRY {
+                return Err(AppendError::TooLarge {
+                    position,
+                    len: leaf_len,
+                });
+            }
             // Two events of this one job under one key: the second is a
             // retry of the first only if it is the same event; otherwise
             // the job contradicts itself (and the first has no index yet

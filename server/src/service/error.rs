@@ -120,6 +120,9 @@ impl From<AppendError> for ServiceError {
                 ServiceError::invalid(format!("events[{second}].event_id"), e.to_string())
             }
             AppendError::Overloaded(_) => ServiceError::ResourceExhausted(e.to_string()),
+            AppendError::TooLarge { position, .. } => {
+                ServiceError::invalid(format!("events[{position}]"), e.to_string())
+            }
             // By the storage error's kind: damaged data is DATA_LOSS.
             AppendError::Storage(s) if s.is_corruption() => ServiceError::DataLoss(s.to_string()),
             AppendError::Storage(_)

@@ -7,6 +7,7 @@ pub mod error;
 mod proofs;
 mod query;
 mod reads;
+pub mod tiles;
 
 pub use access::{Access, JUSTIFICATION_HEADER};
 
@@ -289,6 +290,27 @@ impl<S: LogStore> LogService<S> {
             },
         );
         reply
+    }
+
+    /// A tiles read that arrived over HTTP ([`crate::http`]):
+    /// authenticated from its headers and peer, checked against the
+    /// policy, rate-limited, counted and recorded exactly as an RPC is.
+    pub async fn http_tile(
+        &self,
+        what: tiles::TileRead,
+        peer: std::net::SocketAddr,
+        headers: hyper::HeaderMap,
+    ) -> std::result::Result<tiles::TileBody, Status> {
+        let mut req = Request::new(());
+        *req.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
+        req.extensions_mut()
+            .insert(tonic::transport::server::TcpConnectInfo {
+                local_addr: None,
+                remote_addr: Some(peer),
+            });
+        self.handle(what.method(), req, |(), access| self.tile(what, access))
+            .await
+            .map(Response::into_inner)
     }
 
     /// The end of a request, however it ended: counted, and recorded when

@@ -418,8 +418,9 @@ struct ServeArgs {
     /// Log format: human or json.
     #[arg(long, env = "TLOG_LOG_FORMAT")]
     log_format: Option<String>,
-    /// Write the bound gRPC address to this file once listening (for
-    /// scripts and tests that use port 0).
+    /// Write the bound addresses to this file once listening (for scripts
+    /// and tests that use port 0): gRPC on the first line, then metrics if
+    /// configured, then `http=<addr>` for the tiles listener.
     #[arg(long)]
     ready_file: Option<PathBuf>,
 }
@@ -564,9 +565,20 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let http = match &config.http {
+        Some(h) => Some(
+            tokio::net::TcpListener::bind(h.listen)
+                .await
+                .with_context(|| format!("cannot listen for HTTP (tiles) on {}", h.listen))?,
+        ),
+        None => None,
+    };
     let mut text = format!("{addr}\n");
     if let Some(m) = &metrics {
         text.push_str(&format!("{}\n", m.local_addr()?));
+    }
+    if let Some(h) = &http {
+        text.push_str(&format!("http={}\n", h.local_addr()?));
     }
     let ready_file = a.ready_file.clone();
     // Written only once every start-up check has passed: a server that
@@ -581,7 +593,17 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             .and_then(|()| std::fs::rename(&tmp, &path))
             .map_err(|e| format!("--ready-file {}: {e}", path.display()))
     };
-    tlog_server::run_until_ready(listener, metrics, config, shutdown_signal(), ready).await?;
+    tlog_server::serve_on(
+        tlog_server::Listeners {
+            grpc: listener,
+            metrics,
+            http,
+        },
+        config,
+        shutdown_signal(),
+        ready,
+    )
+    .await?;
     Ok(())
 }
 

@@ -1,0 +1,121 @@
+//! The C2SP tiled read side (<https://c2sp.org/tlog-tiles>): the
+//! checkpoint, hash tiles and entry bundles, answered by the same service
+//! as the gRPC reads, so that authentication, the policy, rate limits,
+//! metrics and the access record apply to them unchanged. The HTTP
+//! transport is in [`crate::http`].
+//!
+//! Tiles are a view of the store: row `L` of the stored hashes is level
+//! `L` of the tiles ([`tlog_core::merkle::store`]), so a tile is one read
+//! of at most 256 hashes. Entry bundles are the committed leaf bytes, each
+//! checked against its leaf hash before it is served.
+
+use std::sync::Arc;
+
+use tlog_core::tiles::{TileKind, TilePath};
+
+use super::access::{Access, Ask};
+use super::error::ServiceError;
+use super::{LogService, Result};
+use crate::storage::LogStore;
+
+/// What a tiles reader asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TileRead {
+    /// `<prefix>/checkpoint`.
+    Checkpoint,
+    /// `<prefix>/tile/...`: a hash tile or an entry bundle.
+    Tile(TilePath),
+}
+
+impl TileRead {
+    /// The name access records and metrics give the read (one per kind,
+    /// beside the gRPC method names).
+    pub fn method(self) -> &'static str {
+        match self {
+            TileRead::Checkpoint => tlog_core::leaf::HttpRead::Checkpoint.name(),
+            TileRead::Tile(t) => match t.kind {
+                TileKind::Hashes { .. } => tlog_core::leaf::HttpRead::Tile.name(),
+                TileKind::Entries => tlog_core::leaf::HttpRead::EntryBundle.name(),
+            },
+        }
+    }
+}
+
+/// A tiles answer: the bytes, and whether they never change (full and
+/// partial tiles, entry bundles) or are the mutable checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TileBody {
+    /// The response body.
+    pub bytes: Vec<u8>,
+    /// True for tiles and bundles (cache for long), false for the
+    /// checkpoint (cache for seconds at most).
+    pub immutable: bool,
+}
+
+impl<S: LogStore> LogService<S> {
+    /// Answers one tiles read, once [`LogService::handle`] has
+    /// authenticated the caller. The policy actions are those of the gRPC
+    /// reads that carry the same data: `read-checkpoints` for the
+    /// checkpoint, `read-proofs` for hash tiles, `read-entries` for entry
+    /// bundles.
+    pub(super) async fn tile(&self, what: TileRead, access: Arc<Access>) -> Result<TileBody> {
+        match what {
+            TileRead::Checkpoint => {
+                access.check(Ask::log("read-checkpoints"))?;
+                Ok(TileBody {
+                    bytes: self.seq.latest().note.clone().into_bytes(),
+                    immutable: false,
+                })
+            }
+            TileRead::Tile(t) => {
+                let action = match t.kind {
+                    TileKind::Hashes { .. } => "read-proofs",
+                    TileKind::Entries => "read-entries",
+                };
+                access.check(Ask::log(action))?;
+                access.describe(t.to_path());
+                let size = self.latest_size();
+                if !t.exists_in(size) {
+                    return Err(ServiceError::NotFound(format!(
+                        "{} is not in the tree of size {size}",
+                        t.to_path()
+                    )));
+                }
+                let first = t.first().unwrap_or_default();
+                let width = u64::from(t.width);
+                let bytes = match t.kind {
+                    TileKind::Hashes { level } => self.inline(|s| {
+                        let mut hashes = Vec::with_capacity(t.width.into());
+                        s.read_hashes(level, first, width, &mut hashes)?;
+                        Ok(hashes.iter().flat_map(|h| *h.as_bytes()).collect())
+                    })?,
+                    TileKind::Entries => {
+                        let metrics = self.metrics.clone();
+                        self.blocking(move |s| {
+                            let entries =
+                                super::reads::checked_entries(s, &metrics, first, first + width)?;
+                            let mut out =
+                                Vec::with_capacity(entries.iter().map(|e| e.leaf.len() + 2).sum());
+                            for (i, e) in entries.iter().enumerate() {
+                                tlog_core::tiles::push_entry(&mut out, i, &e.leaf).map_err(
+                                    |e| {
+                                        ServiceError::Internal(format!(
+                                            "entry bundle {}: {e}",
+                                            t.to_path()
+                                        ))
+                                    },
+                                )?;
+                            }
+                            Ok(out)
+                        })
+                        .await?
+                    }
+                };
+                Ok(TileBody {
+                    bytes,
+                    immutable: true,
+                })
+            }
+        }
+    }
+}
