@@ -13,6 +13,7 @@
 //! - [`bundle`]: evidence bundles, verified with no network.
 //! - [`text`]: characters that spoof displays, refused and escaped.
 //! - [`tiles`]: C2SP tiled-log paths, the tiles of a tree, entry bundles.
+//! - [`tlog_proof`]: C2SP offline proofs (`.tlog-proof` files).
 //!
 //! What this crate is not: no networking, no async runtime, no database. It
 //! has no tokio, tonic or RocksDB dependency, so clients, monitors and
@@ -29,5 +30,6 @@ pub mod merkle;
 pub mod note;
 pub mod text;
 pub mod tiles;
+pub mod tlog_proof;
 
 pub use hash::{Hash, empty_root, leaf_hash, node_hash};

@@ -992,3 +992,85 @@ fn completions_and_the_manual_page_are_generated() {
         "{help}"
     );
 }
+
+/// `tlog prove --format tlog-proof` writes a c2sp.org/tlog-proof file that
+/// `tlog verify-proof` checks with no server; `export --proofs` writes one
+/// per entry. A changed entry, proof hash or checkpoint fails (exit 1), a
+/// missing key is a usage error (exit 2), another log's key fails.
+#[test]
+fn tlog_proofs_verify_offline_and_tampering_fails() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let vkey = init(&data, "proof.e2e.example/log");
+    let s = Server::start(&data);
+    let state = dir.path().join("state");
+    let lines: Vec<String> = (0..5)
+        .map(|i| event(&format!("p-{i}"), "upload", "team-p/model", "1.0.0", ""))
+        .collect();
+    tlog_in(
+        &s,
+        &vkey,
+        &state,
+        &["submit", "--jsonl", "--batch", "2"],
+        Some(lines.join("\n").as_bytes()),
+        0,
+    );
+    let proof = dir.path().join("e3.tlog-proof");
+    let p = proof.to_str().expect("utf8");
+    tlog(&s, &vkey, &state, &["prove", "3", "--format", "tlog-proof", "-o", p], 0);
+    let proofs = dir.path().join("proofs");
+    tlog(
+        &s,
+        &vkey,
+        &state,
+        &[
+            "export",
+            "--artifact",
+            "team-p/model",
+            "-o",
+            dir.path().join("b.json").to_str().expect("utf8"),
+            "--proofs",
+            proofs.to_str().expect("utf8"),
+        ],
+        0,
+    );
+    assert!(s.stop(), "the server is gone: what follows is offline");
+    let text_of = |path: &Path| std::fs::read_to_string(path).expect("proof");
+    let original = text_of(&proof);
+    assert!(original.starts_with("c2sp.org/tlog-proof@v1\nextra "), "{original}");
+    assert!(original.contains("\nindex 3\n"));
+    assert_eq!(text_of(&proofs.join("3.tlog-proof")), original, "export writes the same proof");
+    for i in 0..5 {
+        assert!(proofs.join(format!("{i}.tlog-proof")).is_file(), "proof {i}");
+    }
+    let verify = |f: &Path, key: Option<&str>| {
+        let mut args = vec!["verify-proof", f.to_str().expect("utf8")];
+        if let Some(k) = key {
+            args.extend(["--vkey", k]);
+        }
+        run("tlog", &args)
+    };
+    let ok = verify(&proof, Some(&vkey));
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    let out = text(&ok.stdout);
+    assert!(out.contains("entry 3 verified") && out.contains("team-p/model"), "{out}");
+    assert_eq!(verify(&proof, None).status.code(), Some(2), "no key: usage");
+    let other = init(&dir.path().join("other"), "proof.e2e.example/log");
+    assert_eq!(verify(&proof, Some(&other)).status.code(), Some(1), "another key");
+    // Tampered: the entry (extra), a proof hash, the index, the checkpoint.
+    let lines: Vec<&str> = original.lines().collect();
+    let edits: Vec<(&str, String)> = vec![
+        ("extra", original.replacen(lines[1], &format!("extra {}", flip_b64(&lines[1][6..])), 1)),
+        ("proof hash", original.replacen(lines[3], &flip_b64(lines[3]), 1)),
+        ("index", original.replacen("\nindex 3\n", "\nindex 2\n", 1)),
+        ("checkpoint", original.replacen("\n5\n", "\n4\n", 1)),
+    ];
+    for (what, edited) in edits {
+        assert_ne!(edited, original, "{what}: an edit");
+        let f = dir.path().join("t.tlog-proof");
+        std::fs::write(&f, &edited).expect("write");
+        let out = verify(&f, Some(&vkey));
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("verification FAILED"), "{what}");
+    }
+}

@@ -36,6 +36,8 @@ use tlog_core::note::Signer;
                   tlog --justification INC-42 query --artifact team-a/fraud --since 7d\n  \
                   tlog export --artifact team-a/fraud -o fraud.bundle.json\n  \
                   tlog verify-bundle fraud.bundle.json --vkey \"$TLOG_VKEY\"\n  \
+                  tlog prove 42 --format tlog-proof -o entry42.tlog-proof\n  \
+                  tlog verify-proof entry42.tlog-proof --vkey \"$TLOG_VKEY\"\n  \
                   tlog completions bash > ~/.local/share/bash-completion/completions/tlog\n\n\
                   Exit codes: 0 ok, 1 verification failure or log misbehavior, 2 usage or input error, \
                   3 server or network error, 4 refused by the log's access control.\n\
@@ -144,6 +146,21 @@ enum Command {
     Prove {
         /// Index, or leaf hash (64 hex digits).
         entry: String,
+        /// text (show the proof) or tlog-proof (write a c2sp.org/tlog-proof
+        /// file: the entry, its proof and the signed checkpoint, which
+        /// `tlog verify-proof` checks with no network).
+        #[arg(long, default_value = "text")]
+        format: String,
+        /// With --format tlog-proof: the file to write (default stdout).
+        #[arg(long, short = 'o')]
+        out: Option<PathBuf>,
+    },
+    /// Verify a .tlog-proof file (c2sp.org/tlog-proof) with no network:
+    /// the checkpoint's signature by the pinned key, and the entry it
+    /// carries at its index in that checkpoint's tree.
+    VerifyProof {
+        /// The proof file.
+        file: PathBuf,
     },
     /// Prove the log at SIZE2 (default: latest) extends the log at SIZE1.
     Consistency {
@@ -172,6 +189,10 @@ enum Command {
         /// The bundle file to write.
         #[arg(long, short = 'o')]
         out: PathBuf,
+        /// Also write one c2sp.org/tlog-proof file per entry into this
+        /// folder (`<index>.tlog-proof`).
+        #[arg(long)]
+        proofs: Option<PathBuf>,
     },
     /// Verify an evidence bundle with no network.
     VerifyBundle {
@@ -898,6 +919,27 @@ async fn run(cli: Cli) -> Res {
             };
             output::entry(&e, json, detail);
         }
+        Online::TlogProof { entry, out } => {
+            let e = match entry {
+                EntryRef::Index(i) => client.prove_index(i).await?,
+                EntryRef::Hash(h) => client.prove_hash(&h).await?,
+            };
+            let text = tlog_proof(&e).to_text();
+            match out {
+                Some(path) => {
+                    write_file(&path, text.as_bytes())?;
+                    if !json {
+                        eprintln!(
+                            "wrote {}: entry {} in the checkpoint at size {}",
+                            path.display(),
+                            e.index,
+                            e.checkpoint.checkpoint.size
+                        );
+                    }
+                }
+                None => print!("{text}"),
+            }
+        }
         Online::Consistency { size1, size2 } => {
             let (old, new, proof) = client.consistency(size1, size2).await?;
             output::consistency(&old, &new, &proof, json);
@@ -913,7 +955,16 @@ async fn run(cli: Cli) -> Res {
             bar.finish_and_clear();
             match output {
                 QueryOutput::Print => output::query(&query.name, &cp, &entries, json),
-                QueryOutput::Export(out) => {
+                QueryOutput::Export { out, proofs } => {
+                    if let Some(dir) = &proofs {
+                        std::fs::create_dir_all(dir).map_err(|e| {
+                            Failure::usage(anyhow::anyhow!("cannot create {}: {e}", dir.display()))
+                        })?;
+                        for e in &entries {
+                            let p = dir.join(format!("{}.tlog-proof", e.index));
+                            write_file(&p, tlog_proof(e).to_text().as_bytes())?;
+                        }
+                    }
                     let bundle = Bundle::new(
                         format!("tlog export {description}"),
                         format_time(Timestamp::now()),
@@ -937,9 +988,76 @@ async fn run(cli: Cli) -> Res {
     Ok(())
 }
 
+/// A c2sp.org/tlog-proof for a verified entry, carrying the leaf bytes in
+/// its `extra` line.
+fn tlog_proof(e: &tlog_client::VerifiedEntry) -> tlog_core::tlog_proof::TlogProof {
+    tlog_core::tlog_proof::TlogProof {
+        extra: Some(e.leaf.clone()),
+        index: e.index,
+        proof: e.proof.clone(),
+        checkpoint: e.checkpoint.raw.clone(),
+    }
+}
+
+/// `tlog verify-proof`: the proof's checkpoint by the pinned key and its
+/// entry in that tree, offline.
+fn verify_proof(path: &Path, vkey: Option<&str>, json: bool) -> Res {
+    let Some(vkey) = vkey else {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "verify-proof needs the log's verifier key: give it with --vkey, --vkey-file, \
+             TLOG_VKEY or the config file"
+        )));
+    };
+    let verifier = tlog_core::note::Verifier::from_vkey(vkey)
+        .map_err(|e| Failure::usage(anyhow::anyhow!("--vkey: {e}")))?;
+    let origin = verifier.name().to_owned();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::usage(anyhow::anyhow!("cannot read {}: {e}", path.display())))?;
+    let proof = tlog_core::tlog_proof::TlogProof::parse(&text)
+        .map_err(|e| Failure::usage(anyhow::anyhow!("{}: {e}", path.display())))?;
+    let known = tlog_core::note::Verifiers::new([verifier]);
+    let (cp, leaf) = proof.verify_carried(&known, &origin).map_err(|e| {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"file": path.display().to_string(), "verified": false, "error": e.to_string()})
+            );
+        }
+        Failure::verification(anyhow::anyhow!("{}: verification FAILED: {e}", path.display()))
+    })?;
+    let summary = tlog_core::leaf::decode_any(leaf)
+        .map(|l| output::summary(&l))
+        .unwrap_or_else(|e| format!("(not a leaf of this log's kinds: {e})"));
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "file": path.display().to_string(),
+                "verified": true,
+                "index": proof.index,
+                "leaf_hash": tlog_core::leaf_hash(leaf).to_hex(),
+                "checkpoint": {"origin": cp.checkpoint.origin, "size": cp.checkpoint.size, "root": cp.checkpoint.root.to_hex()},
+                "entry": summary,
+            })
+        );
+    } else {
+        println!(
+            "{}: entry {} verified in the checkpoint at size {} (root {}) signed by {}",
+            path.display(),
+            proof.index,
+            cp.checkpoint.size,
+            cp.checkpoint.root,
+            cp.checkpoint.origin
+        );
+        println!("{:>8}  {summary}", proof.index);
+    }
+    Ok(())
+}
+
 /// Runs a command that reads local files only.
 fn offline(work: Offline, g: &config::Settings) -> Res {
     match work {
+        Offline::VerifyProof { file } => verify_proof(&file, g.vkey.as_deref(), g.json),
         Offline::Keygen { name, out } => keygen(&name, &out, g.json),
         Offline::VerifyBundle { file } => verify_bundle(&file, g.vkey.as_deref(), g.json),
         Offline::ReportBundle {

@@ -9,7 +9,8 @@ use tlog_client::ArtifactQuery;
 use tlog_core::event::ArtifactEvent;
 
 use crate::{
-    Command, EntryRef, Res, describe_query, entry_ref, events_to_submit, output, query_of, report,
+    Command, EntryRef, Failure, Res, describe_query, entry_ref, events_to_submit, output, query_of,
+    report,
 };
 
 /// What one invocation will do.
@@ -36,6 +37,11 @@ pub enum Offline {
     /// Verify an evidence bundle.
     VerifyBundle {
         /// The bundle file.
+        file: PathBuf,
+    },
+    /// Verify a c2sp.org/tlog-proof file.
+    VerifyProof {
+        /// The proof file.
         file: PathBuf,
     },
     /// Render a report from an evidence bundle.
@@ -71,6 +77,13 @@ pub enum Online {
         /// How much to show.
         detail: output::Detail,
     },
+    /// Write one entry's c2sp.org/tlog-proof.
+    TlogProof {
+        /// Which entry.
+        entry: EntryRef,
+        /// The file, or stdout.
+        out: Option<PathBuf>,
+    },
     /// Prove consistency between two sizes (0: the latest).
     Consistency {
         /// The older size.
@@ -100,8 +113,14 @@ pub enum Online {
 pub enum QueryOutput {
     /// Print them.
     Print,
-    /// Write an evidence bundle to this file.
-    Export(PathBuf),
+    /// Write an evidence bundle to `out`, and a c2sp.org/tlog-proof per
+    /// entry into `proofs` if given.
+    Export {
+        /// The bundle file.
+        out: PathBuf,
+        /// The folder for per-entry proofs.
+        proofs: Option<PathBuf>,
+    },
     /// Render a report.
     Report {
         /// The format.
@@ -120,6 +139,7 @@ impl Plan {
             Command::Man => Plan::Man,
             Command::Keygen { name, out } => Plan::Offline(Offline::Keygen { name, out }),
             Command::VerifyBundle { file } => Plan::Offline(Offline::VerifyBundle { file }),
+            Command::VerifyProof { file } => Plan::Offline(Offline::VerifyProof { file }),
             Command::Report {
                 q,
                 format,
@@ -141,10 +161,28 @@ impl Plan {
                 entry: entry_ref(&entry)?,
                 detail: output::Detail::Get,
             }),
-            Command::Prove { entry } => Plan::Online(Online::Entry {
-                entry: entry_ref(&entry)?,
-                detail: output::Detail::Prove,
-            }),
+            Command::Prove { entry, format, out } => match format.as_str() {
+                "text" => {
+                    if out.is_some() {
+                        return Err(Failure::usage(anyhow::anyhow!(
+                            "-o goes with --format tlog-proof; text goes to stdout"
+                        )));
+                    }
+                    Plan::Online(Online::Entry {
+                        entry: entry_ref(&entry)?,
+                        detail: output::Detail::Prove,
+                    })
+                }
+                "tlog-proof" => Plan::Online(Online::TlogProof {
+                    entry: entry_ref(&entry)?,
+                    out,
+                }),
+                other => {
+                    return Err(Failure::usage(anyhow::anyhow!(
+                        "--format {other:?}: use text or tlog-proof"
+                    )));
+                }
+            },
             Command::Consistency { size1, size2 } => Plan::Online(Online::Consistency {
                 size1,
                 size2: size2.unwrap_or(0),
@@ -155,10 +193,10 @@ impl Plan {
                 description: describe_query(&q),
                 output: QueryOutput::Print,
             }),
-            Command::Export { q, out } => Plan::Online(Online::Query {
+            Command::Export { q, out, proofs } => Plan::Online(Online::Query {
                 query: query_of(&q)?,
                 description: describe_query(&q),
-                output: QueryOutput::Export(out),
+                output: QueryOutput::Export { out, proofs },
             }),
             Command::Report {
                 q,
@@ -195,6 +233,8 @@ mod tests {
         for args in [
             &["get", "twelve"][..],
             &["prove", "zz"],
+            &["prove", "3", "--format", "pdf"],
+            &["prove", "3", "-o", "x.proof"],
             &["query", "--artifact", "a", "--since", "last tuesday"],
             &["query", "--artifact", "a", "--action", "frobnicate"],
             &["export", "--artifact", "", "-o", "x.json"],
@@ -273,7 +313,7 @@ mod tests {
             Ok(Plan::Online(Online::Query {
                 query,
                 description,
-                output: QueryOutput::Export(out),
+                output: QueryOutput::Export { out, .. },
             })) => {
                 assert_eq!(query.version.as_deref(), Some("2"));
                 assert_eq!(description, "--artifact a --version 2");
