@@ -10,6 +10,7 @@
 //! - [`access`]: authentication, tokens, the Cedar policy, the access log
 //!   and ledger, rate limits, and the ingress layer before the service.
 //! - [`http`]: the HTTP listener serving the log as C2SP tiles.
+//! - [`publish`]: the same tiles written to a static target.
 //! - [`ops`]: configuration, keys and `init`, metrics, recovery.
 //!
 //! Tests start a server in-process with [`run`] on a listener they bound
@@ -29,6 +30,7 @@ pub const ANONYMOUS_MAX_COST: u64 = 1 << 20;
 pub mod access;
 pub mod http;
 pub mod ops;
+pub mod publish;
 pub mod sequencer;
 pub mod service;
 pub mod storage;
@@ -81,6 +83,63 @@ pub enum ServerError {
 
 /// Reloads the policy on SIGHUP; a policy that fails to load is reported
 /// and the one in force stays.
+/// Publishes the tiles to `target` every `interval` until shutdown; a
+/// failed round is logged and tried again.
+fn spawn_publisher<S: storage::LogStore>(
+    store: Arc<S>,
+    target: publish::DirTarget,
+    known: tlog_core::note::Verifiers,
+    origin: String,
+    metrics: Arc<Metrics>,
+    interval: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let target = Arc::new(target);
+    let known = Arc::new(known);
+    tokio::spawn(async move {
+        let mut last_error = String::new();
+        loop {
+            let (s, t, k, o, m) = (
+                store.clone(),
+                target.clone(),
+                known.clone(),
+                origin.clone(),
+                metrics.clone(),
+            );
+            let round = tokio::task::spawn_blocking(move || {
+                publish::publish(s.as_ref(), t.as_ref(), &k, &o, &m)
+            })
+            .await;
+            match round {
+                Ok(Ok(p)) => {
+                    last_error.clear();
+                    if p.files > 0 {
+                        tracing::info!(
+                            from = p.from,
+                            to = p.to,
+                            files = p.files,
+                            "published tiles"
+                        );
+                    }
+                }
+                Ok(Err(e)) => {
+                    let text = e.to_string();
+                    // Said once per distinct failure, not every interval.
+                    if text != last_error {
+                        tracing::warn!(error = %text, "publishing failed; retrying");
+                        last_error = text;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "publish task failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    });
+}
+
 fn spawn_policy_reloader(
     policy: authz::PolicyHandle,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -451,6 +510,18 @@ pub async fn serve_on(
                 let _ = stop.changed().await;
             },
         ));
+    }
+    if let Some(p) = &config.publish {
+        spawn_publisher(
+            store.clone(),
+            publish::DirTarget::new(&p.to),
+            svc.verifiers(),
+            svc.origin().to_owned(),
+            metrics.clone(),
+            p.interval,
+            stop_rx.clone(),
+        );
+        tracing::info!(to = %p.to.display(), "publishing tiles");
     }
     if let Some(l) = metrics_listener {
         tracing::info!(addr = %display_addr(l.local_addr()), "metrics on /metrics");

@@ -4,7 +4,6 @@
 //! checkpoint's root, and its proofs from our tiles verify.
 
 use std::collections::HashMap;
-use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 
 use tlog_core::tiles::{TileKind, TilePath, new_tiles, parse_bundle};
@@ -12,40 +11,7 @@ use tlog_proto::v1 as pb;
 
 use crate::common::{TestServer, event};
 
-/// One HTTP/1.1 request, answered in full: status, headers (lower-case
-/// names), body.
-pub fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> (u16, HashMap<String, String>, Vec<u8>) {
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: tiles\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).expect("write");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read");
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
-    let head = String::from_utf8(raw[..end].to_vec()).expect("ascii head");
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .expect("status");
-    let h: HashMap<String, String> = lines
-        .filter_map(|l| l.split_once(": "))
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
-        .collect();
-    (status, h, raw[end + 4..].to_vec())
-}
+pub use tlog_e2e::http_request as http;
 
 fn get(addr: SocketAddr, path: &str) -> (u16, HashMap<String, String>, Vec<u8>) {
     http(addr, "GET", path, &[])

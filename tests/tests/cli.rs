@@ -1017,7 +1017,13 @@ fn tlog_proofs_verify_offline_and_tampering_fails() {
     );
     let proof = dir.path().join("e3.tlog-proof");
     let p = proof.to_str().expect("utf8");
-    tlog(&s, &vkey, &state, &["prove", "3", "--format", "tlog-proof", "-o", p], 0);
+    tlog(
+        &s,
+        &vkey,
+        &state,
+        &["prove", "3", "--format", "tlog-proof", "-o", p],
+        0,
+    );
     let proofs = dir.path().join("proofs");
     tlog(
         &s,
@@ -1037,11 +1043,21 @@ fn tlog_proofs_verify_offline_and_tampering_fails() {
     assert!(s.stop(), "the server is gone: what follows is offline");
     let text_of = |path: &Path| std::fs::read_to_string(path).expect("proof");
     let original = text_of(&proof);
-    assert!(original.starts_with("c2sp.org/tlog-proof@v1\nextra "), "{original}");
+    assert!(
+        original.starts_with("c2sp.org/tlog-proof@v1\nextra "),
+        "{original}"
+    );
     assert!(original.contains("\nindex 3\n"));
-    assert_eq!(text_of(&proofs.join("3.tlog-proof")), original, "export writes the same proof");
+    assert_eq!(
+        text_of(&proofs.join("3.tlog-proof")),
+        original,
+        "export writes the same proof"
+    );
     for i in 0..5 {
-        assert!(proofs.join(format!("{i}.tlog-proof")).is_file(), "proof {i}");
+        assert!(
+            proofs.join(format!("{i}.tlog-proof")).is_file(),
+            "proof {i}"
+        );
     }
     let verify = |f: &Path, key: Option<&str>| {
         let mut args = vec!["verify-proof", f.to_str().expect("utf8")];
@@ -1053,15 +1069,28 @@ fn tlog_proofs_verify_offline_and_tampering_fails() {
     let ok = verify(&proof, Some(&vkey));
     assert!(ok.status.success(), "{}", text(&ok.stderr));
     let out = text(&ok.stdout);
-    assert!(out.contains("entry 3 verified") && out.contains("team-p/model"), "{out}");
+    assert!(
+        out.contains("entry 3 verified") && out.contains("team-p/model"),
+        "{out}"
+    );
     assert_eq!(verify(&proof, None).status.code(), Some(2), "no key: usage");
     let other = init(&dir.path().join("other"), "proof.e2e.example/log");
-    assert_eq!(verify(&proof, Some(&other)).status.code(), Some(1), "another key");
+    assert_eq!(
+        verify(&proof, Some(&other)).status.code(),
+        Some(1),
+        "another key"
+    );
     // Tampered: the entry (extra), a proof hash, the index, the checkpoint.
     let lines: Vec<&str> = original.lines().collect();
     let edits: Vec<(&str, String)> = vec![
-        ("extra", original.replacen(lines[1], &format!("extra {}", flip_b64(&lines[1][6..])), 1)),
-        ("proof hash", original.replacen(lines[3], &flip_b64(lines[3]), 1)),
+        (
+            "extra",
+            original.replacen(lines[1], &format!("extra {}", flip_b64(&lines[1][6..])), 1),
+        ),
+        (
+            "proof hash",
+            original.replacen(lines[3], &flip_b64(lines[3]), 1),
+        ),
         ("index", original.replacen("\nindex 3\n", "\nindex 2\n", 1)),
         ("checkpoint", original.replacen("\n5\n", "\n4\n", 1)),
     ];

@@ -166,6 +166,22 @@ pub struct HttpSection {
     pub tls: bool,
 }
 
+/// Publishing the tiles to a static target while serving
+/// ([`crate::publish`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishSection {
+    /// The target: a directory (served by any web server).
+    pub to: PathBuf,
+    /// How often to publish what the log has grown.
+    #[serde(default = "default_publish_interval", with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+fn default_publish_interval() -> Duration {
+    Duration::from_secs(1)
+}
+
 /// Authentication, authorization and the access log.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -286,6 +302,8 @@ pub struct Config {
     pub tls: Option<TlsSection>,
     /// The HTTP tiles listener; none to serve gRPC only.
     pub http: Option<HttpSection>,
+    /// Publishing the tiles to a static target; none not to.
+    pub publish: Option<PublishSection>,
     /// Access control.
     pub auth: AuthSection,
 }
@@ -308,6 +326,7 @@ impl Default for Config {
             limits: Limits::default(),
             tls: None,
             http: None,
+            publish: None,
             auth: AuthSection::default(),
         }
     }
@@ -364,6 +383,21 @@ impl Config {
         };
         if self.data_dir.as_os_str().is_empty() {
             return bad("data_dir", "must not be empty");
+        }
+        if let Some(p) = &self.publish {
+            if p.to.as_os_str().is_empty() {
+                return bad("publish.to", "must name a directory");
+            }
+            if p.to.to_string_lossy().contains("://") {
+                return bad(
+                    "publish.to",
+                    "must be a directory; object-store URLs are not supported (publish to a \
+                     directory and sync it to the store)",
+                );
+            }
+            if p.interval < Duration::from_millis(10) {
+                return bad("publish.interval", "must be at least 10ms");
+            }
         }
         if let Some(h) = &self.http {
             let p = &h.prefix;

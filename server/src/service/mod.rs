@@ -292,6 +292,16 @@ impl<S: LogStore> LogService<S> {
         reply
     }
 
+    /// The log's verifier key, as a set to open notes with.
+    pub fn verifiers(&self) -> tlog_core::note::Verifiers {
+        self.log_key.clone()
+    }
+
+    /// The log's origin line.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
     /// A tiles read that arrived over HTTP ([`crate::http`]):
     /// authenticated from its headers and peer, checked against the
     /// policy, rate-limited, counted and recorded exactly as an RPC is.

@@ -81,34 +81,11 @@ impl<S: LogStore> LogService<S> {
                         t.to_path()
                     )));
                 }
-                let first = t.first().unwrap_or_default();
-                let width = u64::from(t.width);
                 let bytes = match t.kind {
-                    TileKind::Hashes { level } => self.inline(|s| {
-                        let mut hashes = Vec::with_capacity(t.width.into());
-                        s.read_hashes(level, first, width, &mut hashes)?;
-                        Ok(hashes.iter().flat_map(|h| *h.as_bytes()).collect())
-                    })?,
+                    TileKind::Hashes { .. } => self.inline(|s| tile_bytes(s, &self.metrics, t))?,
                     TileKind::Entries => {
                         let metrics = self.metrics.clone();
-                        self.blocking(move |s| {
-                            let entries =
-                                super::reads::checked_entries(s, &metrics, first, first + width)?;
-                            let mut out =
-                                Vec::with_capacity(entries.iter().map(|e| e.leaf.len() + 2).sum());
-                            for (i, e) in entries.iter().enumerate() {
-                                tlog_core::tiles::push_entry(&mut out, i, &e.leaf).map_err(
-                                    |e| {
-                                        ServiceError::Internal(format!(
-                                            "entry bundle {}: {e}",
-                                            t.to_path()
-                                        ))
-                                    },
-                                )?;
-                            }
-                            Ok(out)
-                        })
-                        .await?
+                        self.blocking(move |s| tile_bytes(s, &metrics, t)).await?
                     }
                 };
                 Ok(TileBody {
@@ -116,6 +93,39 @@ impl<S: LogStore> LogService<S> {
                     immutable: true,
                 })
             }
+        }
+    }
+}
+
+/// The bytes of tile `t` of a tree that has it ([`TilePath::exists_in`]):
+/// for a hash tile, its hashes from the stored row; for an entry bundle,
+/// the committed leaves with their uint16 length prefixes, each checked
+/// against its leaf hash (a leaf that does not match is `DATA_LOSS`).
+/// What the HTTP listener serves and what `publish` writes.
+pub fn tile_bytes<S: LogStore>(
+    s: &S,
+    metrics: &crate::ops::metrics::Metrics,
+    t: TilePath,
+) -> Result<Vec<u8>> {
+    let first = t
+        .first()
+        .ok_or_else(|| ServiceError::NotFound(format!("{} is beyond any tree", t.to_path())))?;
+    let width = u64::from(t.width);
+    match t.kind {
+        TileKind::Hashes { level } => {
+            let mut hashes = Vec::with_capacity(t.width.into());
+            s.read_hashes(level, first, width, &mut hashes)?;
+            Ok(hashes.iter().flat_map(|h| *h.as_bytes()).collect())
+        }
+        TileKind::Entries => {
+            let entries = super::reads::checked_entries(s, metrics, first, first + width)?;
+            let mut out = Vec::with_capacity(entries.iter().map(|e| e.leaf.len() + 2).sum());
+            for (i, e) in entries.iter().enumerate() {
+                tlog_core::tiles::push_entry(&mut out, i, &e.leaf).map_err(|e| {
+                    ServiceError::Internal(format!("entry bundle {}: {e}", t.to_path()))
+                })?;
+            }
+            Ok(out)
         }
     }
 }

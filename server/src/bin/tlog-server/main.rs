@@ -116,6 +116,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the log as static C2SP tiles (c2sp.org/tlog-tiles) into a
+    /// directory any web server can serve: every tile and entry bundle the
+    /// tree has grown since the directory's checkpoint, then the new
+    /// checkpoint last. Reads the store without locking it, so it runs
+    /// beside a serving server (or set `[publish]` to have `serve` do it).
+    Publish {
+        /// Data directory of the log.
+        #[arg(long, env = "TLOG_DATA_DIR")]
+        data_dir: PathBuf,
+        /// The directory to write (created if missing).
+        #[arg(long)]
+        to: PathBuf,
+        /// Keep publishing, this often (e.g. 2s); default: once.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        watch: Option<std::time::Duration>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -607,6 +623,45 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `tlog-server publish`: one round, or one per `watch` interval.
+fn publish(
+    data_dir: &std::path::Path,
+    to: &std::path::Path,
+    watch: Option<std::time::Duration>,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use tlog_server::storage::LogStore as _;
+    let target = tlog_server::publish::DirTarget::new(to);
+    let metrics = tlog_server::ops::metrics::Metrics::default();
+    let path = tlog_server::ops::keys::db_path(data_dir);
+    loop {
+        // Opened afresh each round: a read-only view sees what the serving
+        // process had written when it was opened.
+        let store = tlog_server::storage::RocksStore::open_read_only(&path)
+            .with_context(|| format!("open {}", path.display()))?;
+        let meta = store
+            .meta()?
+            .context("the data directory holds no log: run `tlog-server init` first")?;
+        let verifier = tlog_core::note::Verifier::from_vkey(&meta.vkey)
+            .map_err(|e| anyhow::anyhow!("the store's verifier key: {e}"))?;
+        let known = tlog_core::note::Verifiers::new([verifier]);
+        let p = tlog_server::publish::publish(&store, &target, &known, &meta.origin, &metrics)?;
+        if p.files > 0 || watch.is_none() {
+            eprintln!(
+                "published {} files to {}: size {} -> {}",
+                p.files,
+                to.display(),
+                p.from,
+                p.to
+            );
+        }
+        match watch {
+            Some(d) => std::thread::sleep(d),
+            None => return Ok(()),
+        }
+    }
+}
+
 /// Total bytes of the files under `dir`.
 fn dir_bytes(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
@@ -723,6 +778,11 @@ fn main() -> std::process::ExitCode {
             compact,
             json,
         } => stats(&data_dir, compact, json),
+        Command::Publish {
+            data_dir,
+            to,
+            watch,
+        } => publish(&data_dir, &to, watch),
         Command::Recover {
             data_dir,
             from,
