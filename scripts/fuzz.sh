@@ -2,7 +2,8 @@
 # Fuzzing. Two parts:
 #  1. cargo-fuzz (libFuzzer, nightly, AddressSanitizer) on every parser in
 #     tlog-core: signed notes, checkpoints, verifier keys, proofs, leaves,
-#     events as JSON, evidence bundles. SECONDS per target (default 60).
+#     events as JSON, evidence bundles, tile paths and entry bundles,
+#     tlog-proof files. SECONDS per target (default 60).
 #  2. The property tests that feed hostile input to the other parsers
 #     (server and monitor configuration, Cedar policy), with many more
 #     cases than the normal test run (PROPTEST_CASES, default 20000).
@@ -19,7 +20,7 @@ CASES="${2:-20000}"
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
 cd fuzz
-for t in ${TARGETS:-note checkpoint vkey proof leaf event_json bundle}; do
+for t in ${TARGETS:-note checkpoint vkey proof leaf event_json bundle tiles tlog_proof}; do
   echo "== fuzz $t ($SECS s)"
   # Crashes of earlier runs are fixed and kept in regressions/: start clean.
   rm -rf "artifacts/$t"

@@ -7,7 +7,9 @@
 //!   micro-benchmarks (`cargo bench -p tlog-bench --bench storage`).
 //! - [`run`]: `tlog-bench run`, concurrent clients against a running log.
 //! - [`load`]: `tlog-bench load` and `tlog-bench limits`.
+//! - [`tiles`]: `tlog-bench tiles`, HTTP clients fetching hot tiles.
 
 pub mod load;
 pub mod run;
+pub mod tiles;
 pub mod workload;

@@ -30,6 +30,9 @@ enum Command {
     /// What this machine allows at most: synced RocksDB write batches
     /// shaped like the server's commits, SHA-256, Ed25519.
     Limits(tlog_bench::load::LimitsArgs),
+    /// Fetch hot tiles over HTTP from a tiles listener with concurrent
+    /// keep-alive clients, every answer checked; report requests/s.
+    Tiles(tlog_bench::tiles::TilesArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -44,6 +47,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(a) => runtime().and_then(|rt| rt.block_on(tlog_bench::run::run(a))),
         Command::Load(a) => runtime().and_then(|rt| rt.block_on(tlog_bench::load::load(a))),
         Command::Limits(a) => tlog_bench::load::limits(a),
+        Command::Tiles(a) => runtime().and_then(|rt| rt.block_on(tlog_bench::tiles::tiles(a))),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
