@@ -62,6 +62,8 @@ pub struct LogService<S> {
     max_justification: usize,
     /// Sources bound to their principals (`auth.sources`).
     sources: std::collections::HashMap<String, Vec<String>>,
+    /// Full tiles and entry bundles already read: they never change.
+    served_tiles: tiles::ServedTiles,
 }
 
 /// What the service is built from ([`LogService::new`]).
@@ -132,6 +134,7 @@ impl<S: LogStore> LogService<S> {
             audit: p.audit,
             limiter: p.limiter,
             signers: p.signers,
+            served_tiles: tiles::ServedTiles::default(),
         }
     }
 
@@ -265,7 +268,13 @@ impl<S: LogStore> LogService<S> {
             }
         };
         let latency_ms = start.elapsed().as_secs_f64() * 1e3;
-        tracing::info!(latency_ms, code = ?code, message, "request");
+        // Tiles reads are many and static, like a web server's: their
+        // line is at debug level (the access log still records each).
+        if method.starts_with("http:") {
+            tracing::debug!(latency_ms, code = ?code, message, "request");
+        } else {
+            tracing::info!(latency_ms, code = ?code, message, "request");
+        }
         let decided = access.decided();
         let refusal = (matches!(access.caller().who, Who::Anonymous) && decided.denied.is_some())
             .then_some(Refusal::NoCredentials);

@@ -46,10 +46,39 @@ impl TileRead {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TileBody {
     /// The response body.
-    pub bytes: Vec<u8>,
+    pub bytes: bytes::Bytes,
     /// True for tiles and bundles (cache for long), false for the
     /// checkpoint (cache for seconds at most).
     pub immutable: bool,
+}
+
+/// Full tiles and entry bundles already served, kept for the next reader:
+/// their bytes never change, so a hot tile costs a map lookup. Bounded by
+/// bytes; emptied when full (the hot set fills it again).
+#[derive(Debug, Default)]
+pub struct ServedTiles {
+    map: std::sync::RwLock<(std::collections::HashMap<TilePath, bytes::Bytes>, usize)>,
+}
+
+/// Bytes of tiles kept at most (256 MiB would hold every level-0 tile of
+/// 8M entries; the hot set of a log is far smaller).
+const SERVED_TILES_BYTES: usize = 64 << 20;
+
+impl ServedTiles {
+    fn get(&self, t: &TilePath) -> Option<bytes::Bytes> {
+        self.map.read().ok()?.0.get(t).cloned()
+    }
+
+    fn put(&self, t: TilePath, bytes: bytes::Bytes) {
+        if let Ok(mut m) = self.map.write() {
+            if m.1 + bytes.len() > SERVED_TILES_BYTES {
+                m.0.clear();
+                m.1 = 0;
+            }
+            m.1 += bytes.len();
+            m.0.insert(t, bytes);
+        }
+    }
 }
 
 impl<S: LogStore> LogService<S> {
@@ -63,7 +92,7 @@ impl<S: LogStore> LogService<S> {
             TileRead::Checkpoint => {
                 access.check(Ask::log("read-checkpoints"))?;
                 Ok(TileBody {
-                    bytes: self.seq.latest().note.clone().into_bytes(),
+                    bytes: bytes::Bytes::from(self.seq.latest().note.clone()),
                     immutable: false,
                 })
             }
@@ -81,13 +110,22 @@ impl<S: LogStore> LogService<S> {
                         t.to_path()
                     )));
                 }
-                let bytes = match t.kind {
+                if let Some(bytes) = self.served_tiles.get(&t) {
+                    return Ok(TileBody {
+                        bytes,
+                        immutable: true,
+                    });
+                }
+                let bytes = bytes::Bytes::from(match t.kind {
                     TileKind::Hashes { .. } => self.inline(|s| tile_bytes(s, &self.metrics, t))?,
                     TileKind::Entries => {
                         let metrics = self.metrics.clone();
                         self.blocking(move |s| tile_bytes(s, &metrics, t)).await?
                     }
-                };
+                });
+                if t.is_full() {
+                    self.served_tiles.put(t, bytes.clone());
+                }
                 Ok(TileBody {
                     bytes,
                     immutable: true,
