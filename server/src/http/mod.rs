@@ -111,11 +111,7 @@ pub async fn answer<S: LogStore, B>(
             };
             debug_assert_eq!(immutable, matches!(what, TileRead::Tile(_)));
             let len = bytes.len();
-            let body = if head {
-                Bytes::new()
-            } else {
-                Bytes::from(bytes)
-            };
+            let body = if head { Bytes::new() } else { bytes };
             let mut r = Response::new(Full::new(body));
             let h = r.headers_mut();
             h.insert(
