@@ -93,7 +93,7 @@ fn spawn_publisher<S: storage::LogStore>(
     metrics: Arc<Metrics>,
     interval: std::time::Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+) -> tokio::task::JoinHandle<()> {
     let target = Arc::new(target);
     let known = Arc::new(known);
     tokio::spawn(async move {
@@ -137,7 +137,7 @@ fn spawn_publisher<S: storage::LogStore>(
                 _ = stop.changed() => return,
             }
         }
-    });
+    })
 }
 
 fn spawn_policy_reloader(
@@ -483,6 +483,10 @@ pub async fn serve_on(
             reason: e.to_string(),
         })?;
 
+    // Tasks that hold the store or the service and end on the stop
+    // signal: awaited before the sequencer, so that the store is closed
+    // when this returns.
+    let mut side_tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     if let (Some(l), Some(h)) = (http_listener, &config.http) {
         let http_tls = match (&config.tls, h.tls) {
             (Some(t), true) => {
@@ -501,7 +505,7 @@ pub async fn serve_on(
             "tiles on HTTP"
         );
         let mut stop = stop_rx.clone();
-        tokio::spawn(http::serve(
+        side_tasks.push(tokio::spawn(http::serve(
             l,
             svc.clone(),
             h.prefix.clone(),
@@ -509,10 +513,10 @@ pub async fn serve_on(
             async move {
                 let _ = stop.changed().await;
             },
-        ));
+        )));
     }
     if let Some(p) = &config.publish {
-        spawn_publisher(
+        side_tasks.push(spawn_publisher(
             store.clone(),
             publish::DirTarget::new(&p.to),
             svc.verifiers(),
@@ -520,7 +524,7 @@ pub async fn serve_on(
             metrics.clone(),
             p.interval,
             stop_rx.clone(),
-        );
+        ));
         tracing::info!(to = %p.to.display(), "publishing tiles");
     }
     if let Some(l) = metrics_listener {
@@ -586,7 +590,12 @@ pub async fn serve_on(
         }
     };
     // The service (and with it the sequencer's queue) is dropped: the
-    // sequencer finishes what was queued, then stops.
+    // sequencer finishes what was queued, then stops. The tiles listener
+    // and the publisher hold it too; they end on the stop signal.
+    drop(svc);
+    for t in side_tasks {
+        let _ = t.await;
+    }
     if let Err(e) = seq_task.await {
         tracing::error!(error = %e, "sequencer task failed");
     }

@@ -341,34 +341,10 @@ async fn start_with(tweak: impl FnOnce(&mut Config)) -> Env {
         ..Config::default()
     };
     let mut config = config;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    // The tiles listener too, plain HTTP, under the same policy.
-    let http = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let http_addr = http.local_addr().expect("addr");
-    config.http = Some(tlog_server::ops::config::HttpSection {
-        listen: http_addr,
-        prefix: String::new(),
-        tls: false,
-    });
     tweak(&mut config);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(tlog_server::serve_on(
-        tlog_server::Listeners {
-            grpc: listener,
-            metrics: None,
-            http: Some(http),
-        },
-        config,
-        async move {
-            let _ = stopped.await;
-        },
-        || Ok(()),
-    ));
+    // The tiles listener too, plain HTTP, under the same policy.
+    let sp = crate::common::spawn(config, "").await;
+    let (addr, http_addr, stop, task) = (sp.addr, sp.http_addr, sp.stop, sp.task);
     Env {
         dir,
         addr,

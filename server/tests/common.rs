@@ -42,20 +42,13 @@ impl TestServer {
             ..Config::default()
         };
         tweak(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(tlog_server::run_with(listener, None, config, async move {
-            let _ = stopped.await;
-        }));
+        let sp = spawn(config, "").await;
         TestServer {
-            addr,
+            addr: sp.addr,
             vkey,
             dir,
-            stop: Some(stop),
-            task: Some(task),
+            stop: Some(sp.stop),
+            task: Some(sp.task),
         }
     }
 
@@ -67,48 +60,22 @@ impl TestServer {
     ) -> (Self, SocketAddr) {
         let dir = tempfile::tempdir().expect("tempdir");
         let vkey = tlog_server::ops::keys::init(dir.path(), ORIGIN, None).expect("init");
-        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let http = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let (addr, http_addr) = (
-            grpc.local_addr().expect("addr"),
-            http.local_addr().expect("addr"),
-        );
         let mut config = Config {
             data_dir: dir.path().to_owned(),
-            http: Some(tlog_server::ops::config::HttpSection {
-                listen: http_addr,
-                prefix: prefix.to_owned(),
-                tls: false,
-            }),
             ..Config::default()
         };
         tweak(&mut config);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(tlog_server::serve_on(
-            tlog_server::Listeners {
-                grpc,
-                metrics: None,
-                http: Some(http),
-            },
-            config,
-            async move {
-                let _ = stopped.await;
-            },
-            || Ok(()),
-        ));
+        let sp = spawn(config, prefix).await;
+        let http = sp.http_addr;
         (
             TestServer {
-                addr,
+                addr: sp.addr,
                 vkey,
                 dir,
-                stop: Some(stop),
-                task: Some(task),
+                stop: Some(sp.stop),
+                task: Some(sp.task),
             },
-            http_addr,
+            http,
         )
     }
 
@@ -140,6 +107,53 @@ impl TestServer {
             t.await.expect("join").expect("server exited cleanly");
         }
         (self.dir, self.vkey)
+    }
+}
+
+/// A server running in this process.
+pub struct Spawned {
+    /// Its gRPC address.
+    pub addr: SocketAddr,
+    /// Its HTTP tiles listener.
+    pub http_addr: SocketAddr,
+    /// Stops it.
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    /// Its task.
+    pub task: tokio::task::JoinHandle<Result<(), tlog_server::ServerError>>,
+}
+
+/// Runs a server with `config` on listeners bound here (gRPC, and the
+/// tiles listener under `prefix`) until `stop` fires.
+pub async fn spawn(mut config: Config, prefix: &str) -> Spawned {
+    let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
+    let (grpc, http) = (bind().await.expect("bind"), bind().await.expect("bind"));
+    let (addr, http_addr) = (
+        grpc.local_addr().expect("addr"),
+        http.local_addr().expect("addr"),
+    );
+    config.http = Some(tlog_server::ops::config::HttpSection {
+        listen: http_addr,
+        prefix: prefix.to_owned(),
+        tls: false,
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(tlog_server::serve_on(
+        tlog_server::Listeners {
+            grpc,
+            metrics: None,
+            http: Some(http),
+        },
+        config,
+        async move {
+            let _ = stopped.await;
+        },
+        || Ok(()),
+    ));
+    Spawned {
+        addr,
+        http_addr,
+        stop,
+        task,
     }
 }
 

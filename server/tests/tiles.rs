@@ -17,38 +17,7 @@ fn get(addr: SocketAddr, path: &str) -> (u16, HashMap<String, String>, Vec<u8>) 
     http(addr, "GET", path, &[])
 }
 
-/// Reads tiles over HTTP for `tlog_tiles`, translating its Go paths
-/// (`tile/8/<L>/...`) into C2SP ones.
-struct HttpTiles {
-    addr: SocketAddr,
-    prefix: String,
-}
-
-impl tlog_tiles::TileReader for HttpTiles {
-    fn height(&self) -> u8 {
-        8
-    }
-    fn read_tiles(&self, tiles: &[tlog_tiles::Tile]) -> Result<Vec<Vec<u8>>, tlog_tiles::Error> {
-        tiles
-            .iter()
-            .map(|t| {
-                let go = t.path();
-                let path = format!(
-                    "{}/tile/{}",
-                    self.prefix,
-                    go.strip_prefix("tile/8/").expect("h8")
-                );
-                let (status, _, body) = get(self.addr, &path);
-                if status == 200 {
-                    Ok(body)
-                } else {
-                    Err(tlog_tiles::Error::InvalidTile)
-                }
-            })
-            .collect()
-    }
-    fn save_tiles(&self, _: &[tlog_tiles::Tile], _: &[Vec<u8>]) {}
-}
+use tlog_e2e::HttpTiles;
 
 async fn fill(server: &TestServer, n: u64) -> Vec<Vec<u8>> {
     let mut c = server.client().await;
@@ -275,4 +244,38 @@ async fn a_leaf_too_long_for_an_entry_bundle_is_refused() {
         .expect("cp");
     assert_eq!(cp.size, 0, "nothing appended");
     server.stop().await;
+}
+
+/// A tiles reader that keeps its connection open does not hold the server
+/// up: stop closes it, and the store is closed when stop returns (the
+/// same data directory opens again at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keep_alive_reader_does_not_hold_the_server_up() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (server, addr) = TestServer::start_with_http("", |_| {}).await;
+    fill(&server, 3).await;
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"GET /checkpoint HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).await.expect("read");
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let (dir, vkey) = tokio::time::timeout(std::time::Duration::from_secs(10), server.stop())
+        .await
+        .expect("stopped with a keep-alive connection open");
+    let again = TestServer::start_in(dir, vkey, |_| {}).await;
+    let mut c = again.client().await;
+    let cp = c
+        .get_checkpoint(pb::GetCheckpointRequest { size: 0 })
+        .await
+        .expect("reopened")
+        .into_inner();
+    assert_eq!(cp.checkpoint.expect("cp").size, 3);
+    drop(s);
+    again.stop().await;
 }

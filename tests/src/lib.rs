@@ -791,3 +791,60 @@ pub fn http_request(
         .collect();
     (status, h, raw[end + 4..].to_vec())
 }
+
+/// The workspace's root folder (the recipes, scripts and specs are read
+/// from there at run time).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_owned()
+}
+
+/// A file of the workspace, as text (`rel` from its root).
+pub fn repo_file(rel: &str) -> String {
+    let p = repo().join(rel);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Tiles read over HTTP for `tlog_tiles` (cloudflare/azul), the
+/// independent tiles reader the tests check the log with: its Go paths
+/// (`tile/8/<L>/...`, `data` for bundles) become C2SP ones below
+/// `prefix`.
+pub struct HttpTiles {
+    /// The web server (the tiles listener, or one serving published tiles).
+    pub addr: std::net::SocketAddr,
+    /// The log's prefix ("" or e.g. "/models").
+    pub prefix: String,
+}
+
+impl tlog_tiles::TileReader for HttpTiles {
+    fn height(&self) -> u8 {
+        8
+    }
+
+    fn read_tiles(&self, tiles: &[tlog_tiles::Tile]) -> Result<Vec<Vec<u8>>, tlog_tiles::Error> {
+        tiles
+            .iter()
+            .map(|t| {
+                let go = t.path();
+                let rest = go
+                    .strip_prefix("tile/8/")
+                    .ok_or(tlog_tiles::Error::InvalidTile)?;
+                let (status, _, body) = http_request(
+                    self.addr,
+                    "GET",
+                    &format!("{}/tile/{rest}", self.prefix),
+                    &[],
+                );
+                if status == 200 {
+                    Ok(body)
+                } else {
+                    Err(tlog_tiles::Error::InvalidTile)
+                }
+            })
+            .collect()
+    }
+
+    fn save_tiles(&self, _: &[tlog_tiles::Tile], _: &[Vec<u8>]) {}
+}

@@ -5,21 +5,11 @@
 //! in the real binaries, and the hardening and probes are in place.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tlog_e2e::{cmd, run};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace")
-        .to_owned()
-}
-
-fn read(rel: &str) -> String {
-    let p = repo().join(rel);
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
+use tlog_e2e::{repo, repo_file as read};
 
 /// The server configuration `text` passes the server's own parser and
 /// checks.

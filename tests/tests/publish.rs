@@ -106,33 +106,6 @@ fn published_size(dir: &Path) -> Option<u64> {
         .ok()
 }
 
-/// Reads tiles from a web server for `tlog_tiles` (Go paths to C2SP).
-struct Web(SocketAddr);
-
-impl tlog_tiles::TileReader for Web {
-    fn height(&self) -> u8 {
-        8
-    }
-    fn read_tiles(&self, tiles: &[tlog_tiles::Tile]) -> Result<Vec<Vec<u8>>, tlog_tiles::Error> {
-        tiles
-            .iter()
-            .map(|t| {
-                let go = t.path();
-                let (s, _, body) = get(
-                    self.0,
-                    &format!("/tile/{}", go.strip_prefix("tile/8/").expect("h8")),
-                );
-                if s == 200 {
-                    Ok(body)
-                } else {
-                    Err(tlog_tiles::Error::InvalidTile)
-                }
-            })
-            .collect()
-    }
-    fn save_tiles(&self, _: &[tlog_tiles::Tile], _: &[Vec<u8>]) {}
-}
-
 #[test]
 fn published_tiles_behind_nginx_are_the_servers_tiles_and_verify() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -224,7 +197,10 @@ fn published_tiles_behind_nginx_are_the_servers_tiles_and_verify() {
         tlog_tiles::Checkpoint::from_bytes(format!("{body}\n").as_bytes()).expect("checkpoint");
     assert_eq!(parsed.size(), n);
     let root = *parsed.hash();
-    let reader = Web(web.addr);
+    let reader = tlog_e2e::HttpTiles {
+        addr: web.addr,
+        prefix: String::new(),
+    };
     let thr = tlog_tiles::TileHashReader::new(n, root, &reader);
     assert_eq!(tlog_tiles::tree_hash(n, &thr).expect("root"), root);
     let bundle = get(web.addr, "/tile/entries/001").2;
@@ -237,21 +213,25 @@ fn published_tiles_behind_nginx_are_the_servers_tiles_and_verify() {
     }
     // `tlog-server publish` beside the serving server writes the same files.
     let again = dir.path().join("again");
-    let out = run(
-        "tlog-server",
-        &[
-            "publish",
-            "--data-dir",
-            data.to_str().expect("utf8"),
-            "--to",
-            again.to_str().expect("utf8"),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let publish_again = || {
+        let out = run(
+            "tlog-server",
+            &[
+                "publish",
+                "--data-dir",
+                data.to_str().expect("utf8"),
+                "--to",
+                again.to_str().expect("utf8"),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    publish_again();
     for t in new_tiles(0, n) {
         assert_eq!(
             std::fs::read(again.join(t.to_path())).expect("published by the command"),
@@ -260,21 +240,8 @@ fn published_tiles_behind_nginx_are_the_servers_tiles_and_verify() {
     }
     assert_eq!(published_size(&again), Some(n));
     // A second run has nothing to do.
-    let out = run(
-        "tlog-server",
-        &[
-            "publish",
-            "--data-dir",
-            data.to_str().expect("utf8"),
-            "--to",
-            again.to_str().expect("utf8"),
-        ],
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("published 0 files"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let said = publish_again();
+    assert!(said.contains("published 0 files"), "{said}");
     drop(web);
     assert!(s.stop());
 }

@@ -158,9 +158,18 @@ pub async fn serve<S: LogStore>(
 ) {
     let prefix: Arc<str> = Arc::from(prefix.trim_end_matches('/'));
     tokio::pin!(shutdown);
+    // Open connections hold the service; at shutdown they are closed (a
+    // tiles read is a GET a reader repeats), so that a keep-alive reader
+    // cannot hold the server up.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let (stream, peer) = tokio::select! {
-            _ = &mut shutdown => return,
+            _ = &mut shutdown => {
+                connections.abort_all();
+                while connections.join_next().await.is_some() {}
+                return;
+            }
             r = listener.accept() => match r {
                 Ok(s) => s,
                 Err(e) => {
@@ -172,7 +181,7 @@ pub async fn serve<S: LogStore>(
         };
         let _ = stream.set_nodelay(true);
         let (svc, prefix, tls) = (svc.clone(), prefix.clone(), tls.clone());
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let (svc, prefix) = (svc.clone(), prefix.clone());
                 async move { Ok::<_, std::convert::Infallible>(answer(&svc, &prefix, peer, req).await) }
