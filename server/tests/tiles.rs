@@ -60,6 +60,7 @@ async fn tiles_are_served_as_the_spec_says_and_an_independent_reader_verifies_th
         .into_inner()
         .checkpoint
         .expect("checkpoint");
+    let vkey = server.vkey.clone();
     let checks = tokio::task::spawn_blocking(move || {
         // The checkpoint: the signed note the log serves over gRPC, as
         // text, not to be cached for long.
@@ -68,6 +69,18 @@ async fn tiles_are_served_as_the_spec_says_and_an_independent_reader_verifies_th
         assert_eq!(h["content-type"], "text/plain; charset=utf-8");
         assert_eq!(h["cache-control"], "no-cache");
         assert_eq!(body, cp.note.as_bytes());
+        // signed_note (azul) opens the note with the log's verifier key:
+        // one verified Ed25519 signature, by the log's name.
+        let note = signed_note::Note::from_bytes(&body).expect("signed_note parses the note");
+        let verifier =
+            signed_note::StandardVerifier::new(&vkey).expect("signed_note takes the vkey");
+        let known = signed_note::VerifierList::new(vec![Box::new(verifier)]);
+        let (verified, others) = note
+            .verify(&known)
+            .expect("signed_note verifies the signature");
+        assert_eq!(verified.len(), 1);
+        assert_eq!(verified[0].name(), crate::common::ORIGIN);
+        assert!(others.is_empty());
         let text = String::from_utf8(body).expect("utf-8");
         let (signed, _) = text.split_once("\n\n").expect("note body");
         let parsed = tlog_tiles::Checkpoint::from_bytes(format!("{signed}\n").as_bytes())
