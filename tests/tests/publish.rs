@@ -90,7 +90,19 @@ impl Nginx {
 }
 
 impl Drop for Nginx {
+    /// SIGTERM: nginx's master stops its workers, then itself (SIGKILL
+    /// would leave the workers running, holding the port).
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
