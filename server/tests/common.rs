@@ -42,7 +42,10 @@ impl TestServer {
             ..Config::default()
         };
         tweak(&mut config);
-        let sp = spawn(config, "").await;
+        Self::running(spawn(config, "").await, dir, vkey)
+    }
+
+    fn running(sp: Spawned, dir: tempfile::TempDir, vkey: String) -> Self {
         TestServer {
             addr: sp.addr,
             vkey,
@@ -67,16 +70,7 @@ impl TestServer {
         tweak(&mut config);
         let sp = spawn(config, prefix).await;
         let http = sp.http_addr;
-        (
-            TestServer {
-                addr: sp.addr,
-                vkey,
-                dir,
-                stop: Some(sp.stop),
-                task: Some(sp.task),
-            },
-            http,
-        )
+        (Self::running(sp, dir, vkey), http)
     }
 
     pub async fn client(&self) -> LogClient<Channel> {

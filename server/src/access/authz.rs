@@ -361,33 +361,26 @@ impl Policy {
             .map(|id| name(&self.set, id))
             .collect();
         let allowed = response.decision() == CedarDecision::Allow;
+        let unmet_in = |set: &PolicySet, ids: &mut dyn Iterator<Item = &PolicyId>, forbids| {
+            ids.map(|id| Unmet {
+                policy: name(set, id),
+                hint: set.annotation(id, "hint").map(str::to_owned),
+                forbids,
+            })
+            .collect::<Vec<_>>()
+        };
         let unmet = if allowed {
             Vec::new()
         } else if response.diagnostics().reason().next().is_some() {
             // Forbids decided: each is in the way.
-            response
-                .diagnostics()
-                .reason()
-                .map(|id| Unmet {
-                    policy: name(&self.set, id),
-                    hint: self.set.annotation(id, "hint").map(str::to_owned),
-                    forbids: true,
-                })
-                .collect()
+            unmet_in(&self.set, &mut response.diagnostics().reason(), true)
         } else {
             // Default deny: which permits would have applied, but for
             // their conditions?
             let near = self
                 .authorizer
                 .is_authorized(&request, &self.scopes, &entities);
-            near.diagnostics()
-                .reason()
-                .map(|id| Unmet {
-                    policy: name(&self.scopes, id),
-                    hint: self.scopes.annotation(id, "hint").map(str::to_owned),
-                    forbids: false,
-                })
-                .collect()
+            unmet_in(&self.scopes, &mut near.diagnostics().reason(), false)
         };
         Ok(Decision {
             allowed,

@@ -913,17 +913,11 @@ async fn run(cli: Cli) -> Res {
             output::checkpoint(&cp, json);
         }
         Online::Entry { entry, detail } => {
-            let e = match entry {
-                EntryRef::Index(i) => client.prove_index(i).await?,
-                EntryRef::Hash(h) => client.prove_hash(&h).await?,
-            };
+            let e = proven_entry(&mut client, entry).await?;
             output::entry(&e, json, detail);
         }
         Online::TlogProof { entry, out } => {
-            let e = match entry {
-                EntryRef::Index(i) => client.prove_index(i).await?,
-                EntryRef::Hash(h) => client.prove_hash(&h).await?,
-            };
+            let e = proven_entry(&mut client, entry).await?;
             let text = tlog_proof(&e).to_text();
             match out {
                 Some(path) => {
@@ -986,6 +980,15 @@ async fn run(cli: Cli) -> Res {
         }
     }
     Ok(())
+}
+
+/// The entry named on the command line, with its verified inclusion
+/// proof.
+async fn proven_entry(client: &mut Client, entry: EntryRef) -> Res<tlog_client::VerifiedEntry> {
+    Ok(match entry {
+        EntryRef::Index(i) => client.prove_index(i).await?,
+        EntryRef::Hash(h) => client.prove_hash(&h).await?,
+    })
 }
 
 /// A c2sp.org/tlog-proof for a verified entry, carrying the leaf bytes in
