@@ -46,6 +46,41 @@ impl Cosigner {
         })
     }
 
+    /// Parses a cosigner key `PRIVATE+KEY+name+hexid+base64(0x04 || seed)`
+    /// (the signer-key text of c2sp.org/signed-note with the cosignature
+    /// type byte).
+    pub fn from_skey(text: &str) -> Result<Self, KeyError> {
+        let (name, given, alg, seed) = crate::note::parse_skey(text)?;
+        if alg != ALG_COSIGNATURE_V1 {
+            return Err(KeyError::Algorithm(alg));
+        }
+        let c = Self::from_seed(name, &seed)?;
+        if c.key_id != given {
+            return Err(KeyError::IdMismatch {
+                given,
+                computed: c.key_id,
+            });
+        }
+        Ok(c)
+    }
+
+    /// The key text for [`Cosigner::from_skey`]. This is secret.
+    pub fn to_skey(&self) -> String {
+        let mut raw = vec![ALG_COSIGNATURE_V1];
+        raw.extend_from_slice(self.key.as_bytes());
+        format!(
+            "PRIVATE+KEY+{}+{:08x}+{}",
+            self.name,
+            self.key_id,
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, raw)
+        )
+    }
+
+    /// The key's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The verifier for this cosigner's signatures (type 0x04).
     pub fn verifier(&self) -> Verifier {
         // The name was validated in from_seed, so this cannot fail.
@@ -105,5 +140,19 @@ mod tests {
         forged.sig[7] ^= 1;
         let bad = add_signatures(&note, &[forged]).expect("add");
         assert!(open(bad.as_bytes(), &vs).is_err());
+
+        // A timestamp above 2^63 - 1 is refused even when signed.
+        let huge = witness.cosign(1 << 63, text);
+        let bad = add_signatures(&note, &[huge]).expect("add");
+        assert!(open(bad.as_bytes(), &vs).is_err());
+
+        // The key text round-trips, and a note key is not a cosigner key.
+        let back = Cosigner::from_skey(&witness.to_skey()).expect("skey");
+        assert_eq!(back.verifier(), witness.verifier());
+        assert!(matches!(
+            Cosigner::from_skey(&log.to_skey()),
+            Err(KeyError::Algorithm(1))
+        ));
+        assert!(Signer::from_skey(&witness.to_skey()).is_err());
     }
 }

@@ -14,6 +14,8 @@
 //! - [`text`]: characters that spoof displays, refused and escaped.
 //! - [`tiles`]: C2SP tiled-log paths, the tiles of a tree, entry bundles.
 //! - [`tlog_proof`]: C2SP offline proofs (`.tlog-proof` files).
+//! - [`policy`]: C2SP trust policies (logs, witnesses, the quorum).
+//! - [`witness`]: the C2SP witness protocol's formats and checks.
 //!
 //! What this crate is not: no networking, no async runtime, no database. It
 //! has no tokio, tonic or RocksDB dependency, so clients, monitors and
@@ -28,8 +30,10 @@ pub mod json;
 pub mod leaf;
 pub mod merkle;
 pub mod note;
+pub mod policy;
 pub mod text;
 pub mod tiles;
 pub mod tlog_proof;
+pub mod witness;
 
 pub use hash::{Hash, empty_root, leaf_hash, node_hash};

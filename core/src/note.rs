@@ -198,6 +198,10 @@ impl Verifier {
                 let (ts, s) = sig.split_at(8);
                 let mut ts_bytes = [0u8; 8];
                 ts_bytes.copy_from_slice(ts);
+                // "It MUST NOT exceed 2^63 - 1" (c2sp.org/tlog-cosignature).
+                if ts_bytes[0] & 0x80 != 0 {
+                    return false;
+                }
                 let Ok(s) = ed25519_dalek::Signature::from_slice(s) else {
                     return false;
                 };
@@ -207,6 +211,36 @@ impl Verifier {
             _ => false,
         }
     }
+}
+
+/// Splits a signer-key text `PRIVATE+KEY+name+hexid+base64(type || seed)`
+/// into name, key ID, type and 32-byte seed, checking the name.
+pub(crate) fn parse_skey(text: &str) -> Result<(&str, u32, u8, [u8; 32]), KeyError> {
+    let rest = text
+        .strip_prefix("PRIVATE+KEY+")
+        .ok_or(KeyError::Malformed(
+            "signer key must start with PRIVATE+KEY+",
+        ))?;
+    let (name, rest) = rest
+        .split_once('+')
+        .ok_or(KeyError::Malformed("want PRIVATE+KEY+name+hexid+base64key"))?;
+    let (id_hex, key_b64) = rest
+        .split_once('+')
+        .ok_or(KeyError::Malformed("want PRIVATE+KEY+name+hexid+base64key"))?;
+    if !is_valid_name(name) {
+        return Err(KeyError::Name(name.to_owned()));
+    }
+    let given = parse_key_id(id_hex)?;
+    let raw = B64
+        .decode(key_b64.trim_end())
+        .map_err(|_| KeyError::Malformed("key is not valid base64"))?;
+    let Some((&alg, seed)) = raw.split_first() else {
+        return Err(KeyError::Malformed("empty key"));
+    };
+    let seed: [u8; 32] = seed
+        .try_into()
+        .map_err(|_| KeyError::Malformed("Ed25519 seed must be 32 bytes"))?;
+    Ok((name, given, alg, seed))
 }
 
 fn parse_key_id(id_hex: &str) -> Result<u32, KeyError> {
@@ -247,33 +281,10 @@ impl Signer {
 
     /// Parses a signer key `PRIVATE+KEY+name+hexid+base64(0x01 || seed)`.
     pub fn from_skey(text: &str) -> Result<Self, KeyError> {
-        let rest = text
-            .strip_prefix("PRIVATE+KEY+")
-            .ok_or(KeyError::Malformed(
-                "signer key must start with PRIVATE+KEY+",
-            ))?;
-        let (name, rest) = rest
-            .split_once('+')
-            .ok_or(KeyError::Malformed("want PRIVATE+KEY+name+hexid+base64key"))?;
-        let (id_hex, key_b64) = rest
-            .split_once('+')
-            .ok_or(KeyError::Malformed("want PRIVATE+KEY+name+hexid+base64key"))?;
-        if !is_valid_name(name) {
-            return Err(KeyError::Name(name.to_owned()));
-        }
-        let given = parse_key_id(id_hex)?;
-        let raw = B64
-            .decode(key_b64.trim_end())
-            .map_err(|_| KeyError::Malformed("key is not valid base64"))?;
-        let Some((&alg, seed)) = raw.split_first() else {
-            return Err(KeyError::Malformed("empty key"));
-        };
+        let (name, given, alg, seed) = parse_skey(text)?;
         if alg != ALG_ED25519 {
             return Err(KeyError::Algorithm(alg));
         }
-        let seed: [u8; 32] = seed
-            .try_into()
-            .map_err(|_| KeyError::Malformed("Ed25519 seed must be 32 bytes"))?;
         let signer = Self::from_seed(name, &seed)?;
         if signer.key_id != given {
             return Err(KeyError::IdMismatch {
