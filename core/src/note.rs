@@ -380,6 +380,11 @@ impl Verifiers {
         Verifiers(list.into_iter().collect())
     }
 
+    /// Every verifier in the set.
+    pub fn iter(&self) -> impl Iterator<Item = &Verifier> {
+        self.0.iter()
+    }
+
     /// The verifier with this name and ID, if trusted.
     pub fn get(&self, name: &str, key_id: u32) -> Option<&Verifier> {
         self.0.iter().find(|v| v.key_id == key_id && v.name == name)

@@ -83,6 +83,44 @@ pub struct Config {
     /// Where alerts go.
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// Run as a witness (c2sp.org/tlog-witness) too, or only.
+    #[serde(default)]
+    pub witness: Option<WitnessConfig>,
+}
+
+/// The `[witness]` section: the monitor cosigns the checkpoints of these
+/// logs when they are consistent with what it cosigned before.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessConfig {
+    /// The witness's name (the key's name), a schema-less URL.
+    pub name: String,
+    /// The key from `tlog-monitor witness keygen`.
+    pub key_file: PathBuf,
+    /// The HTTP address of the witness endpoints.
+    pub listen: String,
+    /// The submission and monitoring prefix (default: none, so the
+    /// endpoint is `/add-checkpoint`).
+    #[serde(default)]
+    pub prefix: String,
+    /// The logs witnessed.
+    #[serde(rename = "log", default)]
+    pub logs: Vec<WitnessedLog>,
+}
+
+/// One log a witness cosigns.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessedLog {
+    /// The log's verifier key (its name is the origin).
+    #[serde(default)]
+    pub vkey: Option<String>,
+    /// A file holding it.
+    #[serde(default)]
+    pub vkey_file: Option<PathBuf>,
+    /// The origin, if not the key's name.
+    #[serde(default)]
+    pub origin: Option<String>,
 }
 
 fn default_poll() -> Duration {
@@ -378,6 +416,14 @@ impl Config {
                 rel(p);
             }
         }
+        if let Some(w) = c.witness.as_mut() {
+            rel(&mut w.key_file);
+            for l in &mut w.logs {
+                if let Some(p) = l.vkey_file.as_mut() {
+                    rel(p);
+                }
+            }
+        }
         for w in &mut c.alerts.webhooks {
             for p in [&mut w.secret_file, &mut w.ca_file].into_iter().flatten() {
                 rel(p);
@@ -389,8 +435,30 @@ impl Config {
 
     /// Checks values that TOML types cannot.
     pub fn check(&self) -> Result<(), ConfigError> {
-        if self.logs.is_empty() {
-            return Err(invalid("log", "configure at least one [[log]]"));
+        if self.logs.is_empty() && self.witness.is_none() {
+            return Err(invalid(
+                "log",
+                "configure at least one [[log]] to watch, or a [witness]",
+            ));
+        }
+        if let Some(w) = &self.witness {
+            if w.logs.is_empty() {
+                return Err(invalid(
+                    "witness.log",
+                    "list at least one [[witness.log]] with the vkey of a log to cosign",
+                ));
+            }
+            for (i, l) in w.logs.iter().enumerate() {
+                if l.vkey.is_some() == l.vkey_file.is_some() {
+                    return Err(invalid(
+                        format!("witness.log[{i}].vkey"),
+                        "give exactly one of vkey and vkey_file",
+                    ));
+                }
+            }
+            if !w.prefix.is_empty() && !w.prefix.starts_with('/') {
+                return Err(invalid("witness.prefix", "must start with '/'"));
+            }
         }
         if self.poll_interval < Duration::from_millis(10) {
             return Err(invalid("poll_interval", "must be at least 10ms"));

@@ -13,6 +13,7 @@
 //! - [`state`]: the persisted trusted state per log.
 //! - [`sink`], [`alert`]: alerts and their delivery, each finding once.
 //! - [`http`], [`metrics`]: `/metrics`, `POST /gossip`, webhooks.
+//! - [`witness`]: the monitor as a C2SP witness (`add-checkpoint`).
 
 pub mod alert;
 pub mod audit;
@@ -22,6 +23,7 @@ pub mod metrics;
 pub mod rules;
 pub mod sink;
 pub mod state;
+pub mod witness;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -41,6 +43,7 @@ pub struct Monitor {
     alerter: Alerter,
     metrics: Arc<Metrics>,
     routes: Arc<Vec<(String, Verifiers, String, GossipQueue)>>,
+    witness: Option<Arc<witness::Witness>>,
 }
 
 /// What one pass found.
@@ -64,6 +67,11 @@ impl Monitor {
             .map(|l| Auditor::new(l, &cfg, rules.clone(), metrics.clone()))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let alerter = Alerter::new(&cfg.state_dir, &cfg.alerts, metrics.clone())?;
+        let witness = cfg
+            .witness
+            .as_ref()
+            .map(|w| witness::Witness::new(w, &cfg.state_dir, metrics.clone()).map(Arc::new))
+            .transpose()?;
         let routes = Arc::new(
             auditors
                 .iter()
@@ -79,6 +87,7 @@ impl Monitor {
             alerter,
             metrics,
             routes,
+            witness,
         })
     }
 
@@ -237,6 +246,19 @@ impl Monitor {
             ));
             tracing::info!(%addr, "serving /metrics and POST /gossip");
         }
+        let mut witness_addr = None;
+        if let (Some(w), Some(cfg)) = (&self.witness, &self.cfg.witness) {
+            let listener = tokio::net::TcpListener::bind(&cfg.listen)
+                .await
+                .with_context(|| format!("witness: listen on {}", cfg.listen))?;
+            let addr = listener.local_addr()?;
+            witness_addr = Some(addr);
+            let mut stop = stop_rx.clone();
+            tokio::spawn(witness::serve(listener, w.clone(), async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }));
+            tracing::info!(%addr, name = %cfg.name, vkey = %w.vkey(), "witnessing: POST {}/add-checkpoint", cfg.prefix);
+        }
         for a in &self.auditors {
             let (vkey, opts) = a.connect_options();
             tokio::spawn(follow(
@@ -248,8 +270,13 @@ impl Monitor {
             ));
         }
         if let Some(path) = ready_file {
-            let text = bound.map(|a| a.to_string()).unwrap_or_default();
-            state::write_atomic(path, format!("{text}\n").as_bytes())?;
+            // First line: the /metrics address (empty if none); then
+            // `witness=ADDR` when witnessing.
+            let mut text = format!("{}\n", bound.map(|a| a.to_string()).unwrap_or_default());
+            if let Some(a) = witness_addr {
+                text.push_str(&format!("witness={a}\n"));
+            }
+            state::write_atomic(path, text.as_bytes())?;
         }
         // SIGHUP re-reads credential files (it used to end the monitor).
         let hup = Arc::new(std::sync::atomic::AtomicBool::new(false));

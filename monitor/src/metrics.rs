@@ -26,6 +26,7 @@ pub struct Metrics {
     logs: Mutex<BTreeMap<String, LogFigures>>,
     deliveries_failed: Mutex<u64>,
     gossip: Mutex<BTreeMap<&'static str, u64>>,
+    witness: Mutex<BTreeMap<u16, u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -46,6 +47,11 @@ impl Metrics {
     /// Counts a gossiped checkpoint by outcome.
     pub fn gossip(&self, outcome: &'static str) {
         *lock(&self.gossip).entry(outcome).or_default() += 1;
+    }
+
+    /// Counts an `add-checkpoint` answer by HTTP status.
+    pub fn witness(&self, status: u16) {
+        *lock(&self.witness).entry(status).or_default() += 1;
     }
 
     /// Updates a log's figures.
@@ -132,6 +138,13 @@ impl Metrics {
         );
         for (o, n) in lock(&self.gossip).iter() {
             let _ = writeln!(s, "tlog_monitor_gossip_total{{outcome=\"{o}\"}} {n}");
+        }
+        let _ = writeln!(
+            s,
+            "# HELP tlog_monitor_witness_requests_total add-checkpoint requests answered by the witness, by HTTP status.\n# TYPE tlog_monitor_witness_requests_total counter"
+        );
+        for (c, n) in lock(&self.witness).iter() {
+            let _ = writeln!(s, "tlog_monitor_witness_requests_total{{code=\"{c}\"}} {n}");
         }
         s
     }

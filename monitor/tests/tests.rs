@@ -2,3 +2,4 @@
 //! benign histories.
 
 mod rules;
+mod witness;

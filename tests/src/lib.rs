@@ -102,6 +102,8 @@ pub struct MonitorProcess {
     pub err: PathBuf,
     /// The HTTP address (`/metrics`, `POST /gossip`), if configured.
     pub addr: String,
+    /// The witness's address, when it runs as one.
+    pub witness: Option<String>,
 }
 
 impl MonitorProcess {
@@ -128,13 +130,18 @@ impl MonitorProcess {
             out,
             err,
             addr: String::new(),
+            witness: None,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(text) = std::fs::read_to_string(&ready)
                 && text.ends_with('\n')
             {
-                m.addr = text.trim().to_owned();
+                let mut lines = text.lines();
+                m.addr = lines.next().unwrap_or_default().trim().to_owned();
+                m.witness = lines
+                    .find_map(|l| l.strip_prefix("witness="))
+                    .map(str::to_owned);
                 return m;
             }
             if let Some(c) = m.child.get()
@@ -764,14 +771,31 @@ pub fn http_request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, std::collections::HashMap<String, String>, Vec<u8>) {
+    http_send(addr, method, path, headers, None)
+}
+
+/// Like [`http_request`], with a request body (sent with its
+/// `Content-Length`), for the witness's `add-checkpoint`.
+pub fn http_send(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> (u16, std::collections::HashMap<String, String>, Vec<u8>) {
     use std::io::{Read as _, Write as _};
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: tiles\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
+    if let Some(b) = body {
+        req.push_str(&format!("Content-Length: {}\r\n", b.len()));
+    }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes()).expect("write");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body.unwrap_or_default());
+    s.write_all(&bytes).expect("write");
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).expect("read");
     let end = raw

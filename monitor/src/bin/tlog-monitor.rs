@@ -41,6 +41,24 @@ enum Command {
         #[arg(long, env = "TLOG_MONITOR_CONFIG")]
         config: PathBuf,
     },
+    /// Witness keys (c2sp.org/tlog-cosignature).
+    Witness {
+        #[command(subcommand)]
+        command: WitnessCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WitnessCommand {
+    /// Make a witness key; print its verifier key (for logs' policies).
+    Keygen {
+        /// The witness's name, a schema-less URL (witness.example.com/w1).
+        #[arg(long)]
+        name: String,
+        /// Where to write the private key (mode 0600; never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -61,6 +79,27 @@ fn main() -> ExitCode {
         .init();
     let path = match &cli.command {
         Command::Run { config, .. } | Command::Check { config } => config.clone(),
+        Command::Witness {
+            command: WitnessCommand::Keygen { name, out },
+        } => {
+            return match tlog_monitor::witness::keygen(name, out) {
+                Ok(vkey) => {
+                    println!("{vkey}");
+                    eprintln!(
+                        "tlog-monitor: wrote the witness key to {}; give the verifier key above to the logs you witness",
+                        out.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!(
+                        "tlog-monitor: {}",
+                        tlog_core::text::join_causes(e.chain().map(|c| c.to_string()))
+                    );
+                    ExitCode::from(2)
+                }
+            };
+        }
     };
     let cfg = match Config::load(&path) {
         Ok(c) => c,
@@ -116,6 +155,7 @@ fn main() -> ExitCode {
                     ExitCode::from(3)
                 }
             },
+            Command::Witness { .. } => ExitCode::SUCCESS,
             Command::Run { ready_file, .. } => {
                 let shutdown = async {
                     let mut term = match tokio::signal::unix::signal(
