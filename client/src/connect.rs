@@ -39,6 +39,9 @@ pub struct ConnectOptions {
     /// The trusted-state file (see [`crate::state`]); without one the client
     /// trusts per process only.
     pub state_file: Option<PathBuf>,
+    /// A witness policy (c2sp.org/tlog-policy) every checkpoint must
+    /// satisfy before it is trusted.
+    pub policy: Option<std::sync::Arc<tlog_core::policy::Policy>>,
 }
 
 /// Default per-call time limit.
@@ -168,6 +171,7 @@ impl Client {
             origin,
             vkey: vkey.trim().to_owned(),
             verifiers,
+            policy: opts.policy.clone(),
             trust: Arc::new(Mutex::new(trust)),
             timeout,
             retries: opts.retries.unwrap_or(DEFAULT_RETRIES),
@@ -183,6 +187,13 @@ impl Client {
         }
         match self.checkpoint().await {
             Ok(_) => {
+                self.key_checked = true;
+                Ok(())
+            }
+            // The log's signature verified; only the witnesses have not
+            // cosigned yet. The key is right: the append's answer is
+            // checked against the policy.
+            Err(ClientError::Unwitnessed(_)) => {
                 self.key_checked = true;
                 Ok(())
             }

@@ -50,6 +50,14 @@ pub enum ClientError {
     /// before. Carries both checkpoints as evidence.
     #[error("{0}")]
     Misbehavior(Box<Misbehavior>),
+    /// The checkpoint is the log's, but the witnesses' cosignatures on it
+    /// do not satisfy the trust policy (c2sp.org/tlog-policy): not trusted.
+    #[error(
+        "the checkpoint does not satisfy the witness policy: {0} (the log may not be witnessed \
+         yet, or its witnesses are down; a log in async witnessing mode cosigns shortly after \
+         an append)"
+    )]
+    Unwitnessed(String),
     /// The trusted-state file could not be read or written.
     #[error(transparent)]
     State(#[from] StateError),

@@ -77,6 +77,8 @@ pub struct Client {
     origin: String,
     vkey: String,
     verifiers: Verifiers,
+    /// The witness policy checkpoints must satisfy, if any.
+    policy: Option<Arc<tlog_core::policy::Policy>>,
     trust: Arc<Mutex<Trust>>,
     timeout: Duration,
     retries: u32,
@@ -154,13 +156,18 @@ impl Client {
         &self.origin
     }
 
-    /// Verifies a signed checkpoint from the wire.
+    /// Verifies a signed checkpoint from the wire: the log's signature,
+    /// and with a witness policy, the quorum of cosignatures.
     pub fn verify_checkpoint(
         &self,
         cp: &pb::SignedCheckpoint,
     ) -> Result<SignedCheckpoint, ClientError> {
         let opened = checkpoint::open(cp.note.as_bytes(), &self.verifiers, &self.origin)
             .map_err(|e| verification(format!("checkpoint: {e}")))?;
+        if let Some(p) = &self.policy {
+            p.check(cp.note.as_bytes(), self.verifiers.iter().next())
+                .map_err(|e| ClientError::Unwitnessed(e.to_string()))?;
+        }
         if opened.checkpoint.size != cp.size
             || opened.checkpoint.root.as_bytes()[..] != cp.root_hash[..]
         {
@@ -186,6 +193,10 @@ impl Client {
                 ClientError::Verification(reason) => {
                     ClientError::AppendedUnverified { indexes, reason }
                 }
+                e @ ClientError::Unwitnessed(_) => ClientError::AppendedUnverified {
+                    indexes,
+                    reason: e.to_string(),
+                },
                 other => other,
             })
     }

@@ -11,6 +11,7 @@
 //!   and ledger, rate limits, and the ingress layer before the service.
 //! - [`http`]: the HTTP listener serving the log as C2SP tiles.
 //! - [`publish`]: the same tiles written to a static target.
+//! - [`witnessing`]: witnesses asked to cosign every checkpoint.
 //! - [`ops`]: configuration, keys and `init`, metrics, recovery.
 //!
 //! Tests start a server in-process with [`run`] on a listener they bound
@@ -34,6 +35,7 @@ pub mod publish;
 pub mod sequencer;
 pub mod service;
 pub mod storage;
+pub mod witnessing;
 
 use access::{audit, auth, authz, ingress, ratelimit, tokens};
 use ops::{config, keys, metrics};
@@ -76,6 +78,9 @@ pub enum ServerError {
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] ingress::TlsSetupError),
+    /// The witness policy cannot be used.
+    #[error(transparent)]
+    Witnessing(#[from] witnessing::WitnessingError),
     /// The gRPC transport failed.
     #[error("gRPC transport: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -360,6 +365,11 @@ pub async fn serve_on(
         .map_err(|e| ServerError::Files(format!("access log {}: {e}", p.display())))?,
     };
     let tls = config.tls.as_ref().map(ingress::tls_acceptor).transpose()?;
+    let witnessing = config
+        .witnessing
+        .as_ref()
+        .map(|w| witnessing::Witnessing::load(w, &meta.vkey).map(Arc::new))
+        .transpose()?;
     // Everything that can fail to load is loaded: start the sequencer.
     let (seq, seq_task) = sequencer::start(
         store.clone(),
@@ -418,9 +428,11 @@ pub async fn serve_on(
         tokio::task::spawn_blocking(move || warm_tile_cache(&store, &tiles, size, &metrics, &stop));
     }
     let ingress_audit = audit.clone();
+    let seq_handle = seq.clone();
     let svc = Arc::new(LogService::new(service::Parts {
         store: store.clone(),
         seq,
+        witnessing: witnessing.clone(),
         origin: meta.origin,
         vkey: meta.vkey,
         limits: config.limits.clone(),
@@ -487,6 +499,21 @@ pub async fn serve_on(
     // signal: awaited before the sequencer, so that the store is closed
     // when this returns.
     let mut side_tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    if let Some(w) = &witnessing {
+        tracing::info!(
+            witnesses = w.witness_count(),
+            mode = ?w.mode(),
+            "asking witnesses to cosign every checkpoint"
+        );
+        side_tasks.extend(witnessing::spawn(
+            w.clone(),
+            seq_handle,
+            store.clone(),
+            tiles.clone(),
+            metrics.clone(),
+            stop_rx.clone(),
+        ));
+    }
     if let (Some(l), Some(h)) = (http_listener, &config.http) {
         let http_tls = match (&config.tls, h.tls) {
             (Some(t), true) => {

@@ -27,3 +27,6 @@ mod replay;
 /// Restart across a graceful stop: everything still proves, and the log
 /// only grew.
 mod restart;
+/// Three real witnesses, a 2-of-3 policy, sync and async modes, a witness
+/// stopped and restarted, a fork and a rolled-back store refused.
+mod witness;

@@ -182,6 +182,41 @@ fn default_publish_interval() -> Duration {
     Duration::from_secs(1)
 }
 
+/// `[witnessing]`: the witnesses asked to cosign every checkpoint
+/// ([`crate::witnessing`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessingSection {
+    /// A c2sp.org/tlog-policy file: the witnesses (with their submission
+    /// URLs) and the quorum.
+    pub policy_file: PathBuf,
+    /// `async` (appends answer at once; cosignatures follow) or `sync`
+    /// (appends answer with a checkpoint that satisfies the quorum).
+    #[serde(default)]
+    pub mode: WitnessMode,
+    /// Deadline of one request to a witness, and how long a `sync` append
+    /// waits for the quorum before `UNAVAILABLE`.
+    #[serde(default = "default_witness_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_witness_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// When appends are answered relative to witnessing.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WitnessMode {
+    /// Appends answer with the log's checkpoint; cosignatures are added to
+    /// the served checkpoint as they arrive.
+    #[default]
+    Async,
+    /// Appends answer only with a checkpoint that carries a quorum of
+    /// cosignatures.
+    Sync,
+}
+
 /// Authentication, authorization and the access log.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -304,6 +339,8 @@ pub struct Config {
     pub http: Option<HttpSection>,
     /// Publishing the tiles to a static target; none not to.
     pub publish: Option<PublishSection>,
+    /// Witnesses asked to cosign checkpoints; none not to.
+    pub witnessing: Option<WitnessingSection>,
     /// Access control.
     pub auth: AuthSection,
 }
@@ -327,6 +364,7 @@ impl Default for Config {
             tls: None,
             http: None,
             publish: None,
+            witnessing: None,
             auth: AuthSection::default(),
         }
     }
@@ -383,6 +421,11 @@ impl Config {
         };
         if self.data_dir.as_os_str().is_empty() {
             return bad("data_dir", "must not be empty");
+        }
+        if let Some(w) = &self.witnessing
+            && (w.timeout < Duration::from_millis(10) || w.timeout > Duration::from_secs(600))
+        {
+            return bad("witnessing.timeout", "must be between 10ms and 10m");
         }
         if let Some(p) = &self.publish {
             if p.to.as_os_str().is_empty() {

@@ -121,6 +121,8 @@ pub struct Metrics {
     pub corruption_detected: Counter,
     /// Responses by gRPC method and status code.
     responses: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Witness answers by witness (policy name) and outcome.
+    witness_answers: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
 
 impl Default for Metrics {
@@ -138,6 +140,7 @@ impl Default for Metrics {
             corruption_detected: Counter::default(),
             tile_cache_warmed: Gauge::default(),
             responses: Mutex::new(BTreeMap::new()),
+            witness_answers: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -149,6 +152,23 @@ impl Metrics {
         if let Ok(mut m) = self.responses.lock() {
             *m.entry((method, code)).or_insert(0) += 1;
         }
+    }
+
+    /// Counts one witness answer: `cosigned`, `conflict` (409, resent
+    /// from its size), `failed` (unreachable or refused) or `rollback`.
+    pub fn witness_answer(&self, witness: &str, outcome: &'static str) {
+        if let Ok(mut m) = self.witness_answers.lock() {
+            *m.entry((witness.to_owned(), outcome)).or_insert(0) += 1;
+        }
+    }
+
+    /// How many answers of this outcome a witness gave (for tests).
+    pub fn witness_answers(&self, witness: &str, outcome: &'static str) -> u64 {
+        self.witness_answers
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&(witness.to_owned(), outcome)).copied())
+            .unwrap_or(0)
     }
 
     /// The text exposition.
@@ -227,6 +247,25 @@ impl Metrics {
                 let _ = writeln!(
                     s,
                     "tlog_responses_total{{method=\"{method}\",code=\"{code}\"}} {n}"
+                );
+            }
+        }
+        if let Ok(m) = self.witness_answers.lock()
+            && !m.is_empty()
+        {
+            let _ = writeln!(
+                s,
+                "# HELP tlog_witness_answers_total Witness answers to add-checkpoint by witness and outcome.\n\
+                 # TYPE tlog_witness_answers_total counter"
+            );
+            for ((w, outcome), n) in m.iter() {
+                let w = w
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
+                let _ = writeln!(
+                    s,
+                    "tlog_witness_answers_total{{witness=\"{w}\",outcome=\"{outcome}\"}} {n}"
                 );
             }
         }

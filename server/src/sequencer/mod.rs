@@ -245,6 +245,17 @@ impl Sequencer {
         rx.await.unwrap_or(Err(AppendError::ShuttingDown))
     }
 
+    /// Stops appends for good (until restart): the store cannot be
+    /// trusted to extend what the log signed. The first reason stays.
+    pub fn halt(&self, why: String) {
+        let _ = self.halted.set(why);
+    }
+
+    /// Why appends stopped, if they did.
+    pub fn halted(&self) -> Option<String> {
+        self.halted.get().cloned()
+    }
+
     /// How long callers wait for room in the queue.
     pub fn enqueue_timeout(&self) -> Duration {
         self.enqueue_timeout

@@ -147,7 +147,31 @@ impl<S: LogStore> LogService<S> {
             )
         })?
         .map_err(|_| ServiceError::Unavailable("shutting down".into()))?;
-        let outcome = self.seq.append(events, who).await?;
+        let mut outcome = self.seq.append(events, who).await?;
+        if let Some(w) = &self.witnessing
+            && w.mode() == crate::ops::config::WitnessMode::Sync
+        {
+            // Cosigned zero merge delay: answer only with a checkpoint that
+            // carries the quorum (it may be a later one that covers these
+            // entries too).
+            let size = outcome.checkpoint.size;
+            match w.wait_cosigned(size).await {
+                Some(c) => outcome.checkpoint = c,
+                None => {
+                    let first = outcome.entries.first().map_or(0, |e| e.index);
+                    return Err(ServiceError::Unavailable(format!(
+                        "the events are logged (from index {first}) but the witnesses did not cosign a \
+                         checkpoint covering them within {:?}{}; retry the same events (an append \
+                         is idempotent) to get the cosigned checkpoint",
+                        w.timeout(),
+                        self.seq
+                            .halted()
+                            .map(|h| format!(" (appends stopped: {h})"))
+                            .unwrap_or_default()
+                    )));
+                }
+            }
+        }
         let answers = self.with_proofs(outcome).await?;
         self.metrics
             .append_seconds

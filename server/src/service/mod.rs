@@ -64,6 +64,8 @@ pub struct LogService<S> {
     sources: std::collections::HashMap<String, Vec<String>>,
     /// Full tiles and entry bundles already read: they never change.
     served_tiles: tiles::ServedTiles,
+    /// Witnesses cosigning the checkpoints, if configured.
+    witnessing: Option<Arc<crate::witnessing::Witnessing>>,
 }
 
 /// What the service is built from ([`LogService::new`]).
@@ -72,6 +74,8 @@ pub struct Parts<S> {
     pub store: Arc<S>,
     /// The sequencer's handle.
     pub seq: Sequencer,
+    /// Witnesses cosigning the checkpoints, if configured.
+    pub witnessing: Option<Arc<crate::witnessing::Witnessing>>,
     /// The log's origin line.
     pub origin: String,
     /// The log's verifier key.
@@ -135,6 +139,22 @@ impl<S: LogStore> LogService<S> {
             limiter: p.limiter,
             signers: p.signers,
             served_tiles: tiles::ServedTiles::default(),
+            witnessing: p.witnessing,
+        }
+    }
+
+    /// The checkpoint served as the latest: with witnesses, the newest
+    /// that satisfies the quorum (c2sp.org/tlog-witness), or until there is
+    /// one the newest with the cosignatures gathered so far; without, the
+    /// sequencer's latest.
+    fn served_latest(&self) -> Arc<crate::sequencer::Signed> {
+        let latest = self.seq.latest();
+        match &self.witnessing {
+            None => latest,
+            Some(w) => w
+                .published()
+                .or_else(|| w.at(latest.size))
+                .unwrap_or(latest),
         }
     }
 

@@ -27,8 +27,18 @@ impl<S: LogStore> LogService<S> {
         access: Arc<Access>,
     ) -> Result<pb::GetCheckpointResponse> {
         access.check(Ask::log("read-checkpoints"))?;
+        if r.size == 0 {
+            return Ok(pb::GetCheckpointResponse {
+                checkpoint: Some(convert::checkpoint(&self.served_latest())),
+            });
+        }
+        if let Some(c) = self.witnessing.as_ref().and_then(|w| w.at(r.size)) {
+            return Ok(pb::GetCheckpointResponse {
+                checkpoint: Some(convert::checkpoint(&c)),
+            });
+        }
         let latest = self.seq.latest();
-        if r.size == 0 || r.size == latest.size {
+        if r.size == latest.size {
             return Ok(pb::GetCheckpointResponse {
                 checkpoint: Some(convert::checkpoint(&latest)),
             });

@@ -92,7 +92,7 @@ impl<S: LogStore> LogService<S> {
             TileRead::Checkpoint => {
                 access.check(Ask::log("read-checkpoints"))?;
                 Ok(TileBody {
-                    bytes: bytes::Bytes::from(self.seq.latest().note.clone()),
+                    bytes: bytes::Bytes::from(self.served_latest().note.clone()),
                     immutable: false,
                 })
             }

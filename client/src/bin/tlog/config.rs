@@ -12,6 +12,7 @@
 //! key_file = "/etc/tlog/client.key"
 //! token_file = "~/.config/tlog/token"  # or token = "..."
 //! state = "/var/lib/tlog/state"
+//! policy = "/etc/tlog/witnesses.policy" # c2sp.org/tlog-policy
 //! timeout = "30s"
 //! retries = 4
 //! ```
@@ -41,6 +42,7 @@ struct File {
     token_file: Option<PathBuf>,
     justification: Option<String>,
     state: Option<PathBuf>,
+    policy: Option<PathBuf>,
     no_state: Option<bool>,
     #[serde(default, with = "humantime_serde")]
     timeout: Option<Duration>,
@@ -52,6 +54,8 @@ pub struct Settings {
     pub server: String,
     pub vkey: Option<String>,
     pub json: bool,
+    /// The witness policy every checkpoint must satisfy.
+    pub policy: Option<std::sync::Arc<tlog_core::policy::Policy>>,
     ca_file: Option<PathBuf>,
     tls_domain: Option<String>,
     cert_file: Option<PathBuf>,
@@ -81,6 +85,18 @@ fn read(path: &Path, what: &str) -> Res<String> {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_owned())
         .map_err(|e| Failure::usage(anyhow!("cannot read {what} {}: {e}", path.display())))
+}
+
+/// Reads a c2sp.org/tlog-policy file.
+pub fn load_policy(path: &Path) -> Res<tlog_core::policy::Policy> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Failure::usage(anyhow!("cannot read --policy {}: {e}", path.display())))?;
+    tlog_core::policy::Policy::parse(&bytes).map_err(|e| {
+        Failure::usage(anyhow!(
+            "--policy {}: {e} (the format is c2sp.org/tlog-policy)",
+            path.display()
+        ))
+    })
 }
 
 /// Merges flags and environment with the config file.
@@ -115,7 +131,13 @@ pub fn resolve(g: Global) -> Res<Settings> {
         (None, None, None, Some(p)) => Some(read(&p, "token_file")?),
         _ => None,
     };
+    let policy = g
+        .policy
+        .or(f.policy)
+        .map(|p| load_policy(&p).map(std::sync::Arc::new))
+        .transpose()?;
     Ok(Settings {
+        policy,
         server: g
             .server
             .or(f.server)
@@ -186,6 +208,7 @@ impl Settings {
             justification: self.justification.clone(),
             timeout: self.timeout,
             retries: self.retries,
+            policy: self.policy.clone(),
             state_file: if self.no_state {
                 None
             } else {

@@ -94,6 +94,11 @@ pub struct Global {
     /// `~/.local/state/tlog/<origin>-<keyid>.checkpoint`.
     #[arg(long, global = true, env = "TLOG_STATE")]
     state: Option<PathBuf>,
+    /// A witness policy (c2sp.org/tlog-policy): trust a checkpoint only
+    /// when the log signed it and the policy's quorum of witnesses
+    /// cosigned it, online and in verify-bundle and verify-proof.
+    #[arg(long, global = true, env = "TLOG_POLICY")]
+    policy: Option<PathBuf>,
     /// Keep no trusted state between runs.
     #[arg(long, global = true, env = "TLOG_NO_STATE", action = clap::ArgAction::SetTrue,
           value_parser = clap::builder::BoolishValueParser::new())]
@@ -1004,7 +1009,12 @@ fn tlog_proof(e: &tlog_client::VerifiedEntry) -> tlog_core::tlog_proof::TlogProo
 
 /// `tlog verify-proof`: the proof's checkpoint by the pinned key and its
 /// entry in that tree, offline.
-fn verify_proof(path: &Path, vkey: Option<&str>, json: bool) -> Res {
+fn verify_proof(
+    path: &Path,
+    vkey: Option<&str>,
+    policy: Option<&tlog_core::policy::Policy>,
+    json: bool,
+) -> Res {
     let Some(vkey) = vkey else {
         return Err(Failure::usage(anyhow::anyhow!(
             "verify-proof needs the log's verifier key: give it with --vkey, --vkey-file, \
@@ -1018,16 +1028,23 @@ fn verify_proof(path: &Path, vkey: Option<&str>, json: bool) -> Res {
         .map_err(|e| Failure::usage(anyhow::anyhow!("cannot read {}: {e}", path.display())))?;
     let proof = tlog_core::tlog_proof::TlogProof::parse(&text)
         .map_err(|e| Failure::usage(anyhow::anyhow!("{}: {e}", path.display())))?;
-    let known = tlog_core::note::Verifiers::new([verifier]);
-    let (cp, leaf) = proof.verify_carried(&known, &origin).map_err(|e| {
+    let known = tlog_core::note::Verifiers::new([verifier.clone()]);
+    let failed = |e: String| {
         if json {
             println!(
                 "{}",
-                serde_json::json!({"file": path.display().to_string(), "verified": false, "error": e.to_string()})
+                serde_json::json!({"file": path.display().to_string(), "verified": false, "error": e})
             );
         }
-        Failure::verification(anyhow::anyhow!("{}: verification FAILED: {e}", path.display()))
-    })?;
+        Failure::verification(anyhow::anyhow!(
+            "{}: verification FAILED: {e}",
+            path.display()
+        ))
+    };
+    let (cp, leaf) = proof
+        .verify_carried(&known, &origin)
+        .map_err(|e| failed(e.to_string()))?;
+    let cosigners = witnessed(policy, &proof.checkpoint, &verifier).map_err(failed)?;
     let summary = tlog_core::leaf::decode_any(leaf)
         .map(|l| output::summary(&l))
         .unwrap_or_else(|e| format!("(not a leaf of this log's kinds: {e})"));
@@ -1041,6 +1058,7 @@ fn verify_proof(path: &Path, vkey: Option<&str>, json: bool) -> Res {
                 "leaf_hash": tlog_core::leaf_hash(leaf).to_hex(),
                 "checkpoint": {"origin": cp.checkpoint.origin, "size": cp.checkpoint.size, "root": cp.checkpoint.root.to_hex()},
                 "entry": summary,
+                "witnesses": cosigners.as_deref().map(output::witnesses_json),
             })
         );
     } else {
@@ -1053,6 +1071,9 @@ fn verify_proof(path: &Path, vkey: Option<&str>, json: bool) -> Res {
             cp.checkpoint.origin
         );
         println!("{:>8}  {summary}", proof.index);
+        if let Some(c) = &cosigners {
+            println!("{}", output::witnesses_line(c));
+        }
     }
     Ok(())
 }
@@ -1060,9 +1081,13 @@ fn verify_proof(path: &Path, vkey: Option<&str>, json: bool) -> Res {
 /// Runs a command that reads local files only.
 fn offline(work: Offline, g: &config::Settings) -> Res {
     match work {
-        Offline::VerifyProof { file } => verify_proof(&file, g.vkey.as_deref(), g.json),
+        Offline::VerifyProof { file } => {
+            verify_proof(&file, g.vkey.as_deref(), g.policy.as_deref(), g.json)
+        }
         Offline::Keygen { name, out } => keygen(&name, &out, g.json),
-        Offline::VerifyBundle { file } => verify_bundle(&file, g.vkey.as_deref(), g.json),
+        Offline::VerifyBundle { file } => {
+            verify_bundle(&file, g.vkey.as_deref(), g.policy.as_deref(), g.json)
+        }
         Offline::ReportBundle {
             bundle,
             description,
@@ -1092,7 +1117,27 @@ fn read_bundle(path: &Path) -> Res<Bundle> {
     Bundle::parse(&bytes).map_err(|e| Failure::usage(anyhow::anyhow!("{}: {e}", path.display())))
 }
 
-fn verify_bundle(path: &Path, vkey: Option<&str>, json: bool) -> Res {
+/// With a policy, checks that `note` satisfies it and returns the
+/// witnesses whose cosignatures verified; the error says why not.
+fn witnessed(
+    policy: Option<&tlog_core::policy::Policy>,
+    note: &str,
+    log: &tlog_core::note::Verifier,
+) -> Result<Option<Vec<(String, u64)>>, String> {
+    let Some(p) = policy else {
+        return Ok(None);
+    };
+    p.check(note.as_bytes(), Some(log))
+        .map(|s| Some(s.cosigners))
+        .map_err(|e| format!("the checkpoint does not satisfy the witness policy: {e}"))
+}
+
+fn verify_bundle(
+    path: &Path,
+    vkey: Option<&str>,
+    policy: Option<&tlog_core::policy::Policy>,
+    json: bool,
+) -> Res {
     // The bundle carries a key too, but a bundle that brings its own key
     // proves only that it agrees with itself: anyone can make one.
     let Some(vkey) = vkey else {
@@ -1103,9 +1148,16 @@ fn verify_bundle(path: &Path, vkey: Option<&str>, json: bool) -> Res {
         )));
     };
     let bundle = read_bundle(path)?;
-    match bundle.verify(Some(vkey)) {
-        Ok(v) => {
-            output::bundle_ok(path, &v, json);
+    let checked = bundle
+        .verify(Some(vkey))
+        .map_err(|e| e.to_string())
+        .and_then(|v| {
+            let log = tlog_core::note::Verifier::from_vkey(vkey).map_err(|e| e.to_string())?;
+            witnessed(policy, &bundle.checkpoint, &log).map(|c| (v, c))
+        });
+    match checked {
+        Ok((v, cosigners)) => {
+            output::bundle_ok(path, &v, cosigners.as_deref(), json);
             Ok(())
         }
         Err(e) => {

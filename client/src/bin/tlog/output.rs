@@ -251,8 +251,28 @@ pub fn exported(path: &Path, n: usize, cp: &SignedCheckpoint, vkey: &str, json: 
     }
 }
 
-/// Prints a verified bundle.
-pub fn bundle_ok(path: &Path, v: &VerifiedBundle, json: bool) {
+/// The witnesses that cosigned a checkpoint, as JSON.
+pub fn witnesses_json(c: &[(String, u64)]) -> serde_json::Value {
+    c.iter()
+        .map(|(n, t)| json!({"name": n, "timestamp": t}))
+        .collect()
+}
+
+/// The witnesses that cosigned a checkpoint, as a line of text.
+pub fn witnesses_line(c: &[(String, u64)]) -> String {
+    let names: Vec<&str> = c.iter().map(|(n, _)| n.as_str()).collect();
+    format!(
+        "the witness policy is satisfied: cosigned by {}",
+        if names.is_empty() {
+            "no witness (the policy needs none)".to_owned()
+        } else {
+            names.join(", ")
+        }
+    )
+}
+
+/// Prints a verified bundle (and the witnesses, with a policy).
+pub fn bundle_ok(path: &Path, v: &VerifiedBundle, cosigners: Option<&[(String, u64)]>, json: bool) {
     if json {
         println!(
             "{}",
@@ -260,6 +280,7 @@ pub fn bundle_ok(path: &Path, v: &VerifiedBundle, json: bool) {
                 "file": path.display().to_string(),
                 "verified": true,
                 "key_pinned": v.pinned,
+                "witnesses": cosigners.map(witnesses_json),
                 "checkpoint": checkpoint_json(&v.checkpoint),
                 "entries": v.entries.iter().map(|(i, h, _)| json!({"index": i, "leaf_hash": h.to_hex()})).collect::<Vec<_>>(),
             })
@@ -276,6 +297,9 @@ pub fn bundle_ok(path: &Path, v: &VerifiedBundle, json: bool) {
     );
     for (i, _, l) in &v.entries {
         println!("{i:>8}  {}", summary(l));
+    }
+    if let Some(c) = cosigners {
+        println!("{}", witnesses_line(c));
     }
     if !v.pinned {
         eprintln!(

@@ -1,0 +1,473 @@
+//! Witnessing with the real binaries (c2sp.org/tlog-witness): three
+//! `tlog-monitor` witnesses, a `tlog-server` that asks them with a 2-of-3
+//! policy (c2sp.org/tlog-policy), and the `tlog` CLI enforcing the policy
+//! online and offline. A witness stopped, restarted, a forked log refused,
+//! and a rolled-back store detected through the witnesses.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tlog_core::policy::Policy;
+use tlog_e2e::{MonitorProcess, Server, copy_dir, http_request, init, run, run_with_stdin};
+
+struct Witness {
+    proc: Option<MonitorProcess>,
+    dir: PathBuf,
+    config: PathBuf,
+    vkey: String,
+    addr: String,
+    name: String,
+}
+
+impl Witness {
+    /// A witness of `log_vkey` named `w<i>.example`, in `dir/w<i>`.
+    fn start(dir: &Path, i: u32, log_vkey: &str) -> Witness {
+        let dir = dir.join(format!("w{i}"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let name = format!("w{i}.witness.example");
+        let key = dir.join("witness.key");
+        let out = run(
+            "tlog-monitor",
+            &[
+                "witness",
+                "keygen",
+                "--name",
+                &name,
+                "--out",
+                key.to_str().expect("utf8"),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let vkey = String::from_utf8(out.stdout)
+            .expect("utf8")
+            .trim()
+            .to_owned();
+        let mut w = Witness {
+            proc: None,
+            config: dir.join("monitor.toml"),
+            dir,
+            vkey,
+            addr: "127.0.0.1:0".into(),
+            name,
+        };
+        w.write_config(log_vkey);
+        w.restart();
+        w
+    }
+
+    fn write_config(&self, log_vkey: &str) {
+        std::fs::write(
+            &self.config,
+            format!(
+                "state_dir = \"{}\"\n\n[witness]\nname = \"{}\"\nkey_file = \"witness.key\"\nlisten = \"{}\"\n\n[[witness.log]]\nvkey = \"{log_vkey}\"\n",
+                self.dir.join("state").display(),
+                self.name,
+                self.addr,
+            ),
+        )
+        .expect("config");
+    }
+
+    /// Starts it again at the same address (its state is on disk).
+    fn restart(&mut self) {
+        let m = MonitorProcess::start(&self.config, &self.dir, "witness");
+        self.addr = m.witness.clone().expect("the ready file names the witness");
+        self.proc = Some(m);
+        let text = std::fs::read_to_string(&self.config).expect("config");
+        let fixed = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("listen") {
+                    format!("listen = \"{}\"", self.addr)
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&self.config, fixed + "\n").expect("config");
+    }
+
+    fn stop(&mut self) {
+        if let Some(m) = self.proc.take() {
+            assert!(m.stop(), "the witness stops cleanly");
+        }
+    }
+
+    /// The checkpoint it last cosigned (its monitoring endpoint).
+    fn held(&self, origin: &str) -> Option<String> {
+        use sha2::Digest as _;
+        let hash = hex::encode(sha2::Sha256::digest(origin.as_bytes()));
+        let addr: SocketAddr = self.addr.parse().expect("addr");
+        let (st, _, body) = http_request(addr, "GET", &format!("/{hash}/checkpoint"), &[]);
+        (st == 200).then(|| String::from_utf8(body).expect("utf8"))
+    }
+}
+
+fn policy_text(log_vkey: &str, ws: &[&Witness]) -> String {
+    let mut p = format!("log {log_vkey}\n");
+    for (i, w) in ws.iter().enumerate() {
+        p += &format!("witness W{} {} http://{}\n", i + 1, w.vkey, w.addr);
+    }
+    p += "group G 2 W1 W2 W3\nquorum G\n";
+    p
+}
+
+fn server_config(dir: &Path, policy: &Path, mode: &str) -> PathBuf {
+    let config = dir.join(format!("server-{mode}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n\n[witnessing]\npolicy_file = \"{}\"\nmode = \"{mode}\"\ntimeout = \"2s\"\n",
+            policy.display()
+        ),
+    )
+    .expect("config");
+    config
+}
+
+fn event(id: &str) -> String {
+    format!(
+        r#"{{"source":"wit","event_id":"{id}","action":"upload","artifact":{{"name":"team-w/m","version":"1.0.{}","digests":["sha256:{}"]}},"actor":"ci","interface":"ci-pipeline"}}"#,
+        id.len(),
+        "cd".repeat(32)
+    )
+}
+
+/// `tlog submit` of one event; the output.
+fn submit(s: &Server, vkey: &str, policy: Option<&Path>, id: &str) -> std::process::Output {
+    let mut args = vec![
+        "--server",
+        &s.url,
+        "--vkey",
+        vkey,
+        "--no-state",
+        "--timeout",
+        "10s",
+    ];
+    let p;
+    if let Some(pol) = policy {
+        p = pol.to_str().expect("utf8").to_owned();
+        args.extend(["--policy", &p]);
+    }
+    args.extend(["submit", "--jsonl"]);
+    run_with_stdin("tlog", &args, event(id).as_bytes())
+}
+
+fn http_addr(data: &Path) -> SocketAddr {
+    std::fs::read_to_string(data.join("ready"))
+        .expect("ready")
+        .lines()
+        .find_map(|l| l.strip_prefix("http="))
+        .expect("http listener")
+        .parse()
+        .expect("addr")
+}
+
+fn wait(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn sync_witnessing_with_two_of_three() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let origin = "witnessed.e2e.example/log";
+    let vkey = init(&data, origin);
+    let mut ws: Vec<Witness> = (1..=3)
+        .map(|i| Witness::start(dir.path(), i, &vkey))
+        .collect();
+    let policy = dir.path().join("witnesses.policy");
+    std::fs::write(&policy, policy_text(&vkey, &ws.iter().collect::<Vec<_>>())).expect("policy");
+    let parsed = Policy::parse(&std::fs::read(&policy).expect("read")).expect("policy parses");
+    let config = server_config(dir.path(), &policy, "sync");
+    let s = Server::start_with(&data, &["--config", config.to_str().expect("utf8")]);
+    let http = http_addr(&data);
+
+    // A sync append answers with a checkpoint that satisfies the quorum:
+    // the CLI with --policy accepts it.
+    ok(&submit(&s, &vkey, Some(&policy), "a1"));
+    let (st, _, cp) = http_request(http, "GET", "/checkpoint", &[]);
+    assert_eq!(st, 200);
+    let sat = parsed
+        .check(&cp, None)
+        .expect("the served checkpoint satisfies 2 of 3");
+    assert!(sat.cosigners.len() >= 2, "{:?}", sat.cosigners);
+    assert_eq!(sat.checkpoint.checkpoint.size, 1);
+
+    // An offline proof carries the cosigned checkpoint; verify-proof with
+    // the policy and no server.
+    let proof = dir.path().join("0.tlog-proof");
+    let p = policy.to_str().expect("utf8");
+    ok(&run(
+        "tlog",
+        &[
+            "--server",
+            &s.url,
+            "--vkey",
+            &vkey,
+            "--no-state",
+            "--policy",
+            p,
+            "prove",
+            "0",
+            "--format",
+            "tlog-proof",
+            "-o",
+            proof.to_str().expect("utf8"),
+        ],
+    ));
+    let out = ok(&run(
+        "tlog",
+        &[
+            "--vkey",
+            &vkey,
+            "--policy",
+            p,
+            "verify-proof",
+            proof.to_str().expect("utf8"),
+        ],
+    ));
+    assert!(
+        out.contains("the witness policy is satisfied: cosigned by"),
+        "{out}"
+    );
+    // The same file against a policy that needs all three and a witness
+    // the log never asked fails offline.
+    let stranger =
+        tlog_core::cosignature::Cosigner::from_seed("stranger.example", &[9; 32]).expect("c");
+    let strict = dir.path().join("strict.policy");
+    std::fs::write(
+        &strict,
+        format!("witness S {}\nquorum S\n", stranger.verifier().to_vkey()),
+    )
+    .expect("strict");
+    let out = run(
+        "tlog",
+        &[
+            "--vkey",
+            &vkey,
+            "--policy",
+            strict.to_str().expect("utf8"),
+            "verify-proof",
+            proof.to_str().expect("utf8"),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not satisfy the witness policy"));
+
+    // An evidence bundle carries it too: verify-bundle --policy.
+    let bundle = dir.path().join("b.json");
+    ok(&run(
+        "tlog",
+        &[
+            "--server",
+            &s.url,
+            "--vkey",
+            &vkey,
+            "--no-state",
+            "export",
+            "--artifact",
+            "team-w/m",
+            "-o",
+            bundle.to_str().expect("utf8"),
+        ],
+    ));
+    let out = ok(&run(
+        "tlog",
+        &[
+            "--vkey",
+            &vkey,
+            "--policy",
+            p,
+            "verify-bundle",
+            bundle.to_str().expect("utf8"),
+        ],
+    ));
+    assert!(out.contains("cosigned by"), "{out}");
+
+    // One witness stopped: two of three still cosign.
+    ws[2].stop();
+    ok(&submit(&s, &vkey, Some(&policy), "a2"));
+    // Two stopped: a sync append waits for its deadline, then UNAVAILABLE,
+    // saying the event is logged.
+    ws[1].stop();
+    let started = Instant::now();
+    let out = submit(&s, &vkey, Some(&policy), "a3");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("witnesses did not cosign"), "{err}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "waited for the deadline"
+    );
+
+    // The second witness restarted mid-stream, at its address with its
+    // state: the retried event is cosigned, and the witness caught up from
+    // the size it held.
+    ws[1].restart();
+    ok(&submit(&s, &vkey, Some(&policy), "a3"));
+    let held = ws[1].held(origin).expect("w2 holds a checkpoint");
+    assert_eq!(held.lines().nth(1), Some("3"), "{held}");
+    // The first witness saw everything.
+    assert_eq!(ws[0].held(origin).expect("w1").lines().nth(1), Some("3"));
+    drop(s);
+    for w in &mut ws {
+        w.stop();
+    }
+}
+
+#[test]
+fn async_witnessing_continues_without_witnesses() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let origin = "async.e2e.example/log";
+    let vkey = init(&data, origin);
+    let mut ws: Vec<Witness> = (1..=3)
+        .map(|i| Witness::start(dir.path(), i, &vkey))
+        .collect();
+    let policy = dir.path().join("witnesses.policy");
+    std::fs::write(&policy, policy_text(&vkey, &ws.iter().collect::<Vec<_>>())).expect("policy");
+    let parsed = Policy::parse(&std::fs::read(&policy).expect("read")).expect("parse");
+    let config = server_config(dir.path(), &policy, "async");
+    let s = Server::start_with(&data, &["--config", config.to_str().expect("utf8")]);
+    let http = http_addr(&data);
+    ok(&submit(&s, &vkey, None, "b1"));
+    // Cosignatures arrive after the answer.
+    wait(20, "a cosigned checkpoint of size 1", || {
+        let (_, _, cp) = http_request(http, "GET", "/checkpoint", &[]);
+        parsed
+            .check(&cp, None)
+            .is_ok_and(|s| s.checkpoint.checkpoint.size == 1)
+    });
+    // Every witness down: appends still answer at once.
+    for w in &mut ws {
+        w.stop();
+    }
+    ok(&submit(&s, &vkey, None, "b2"));
+    ok(&submit(&s, &vkey, None, "b3"));
+    // The served checkpoint stays the newest cosigned one (size 1), which
+    // the CLI with the policy trusts.
+    let (_, _, cp) = http_request(http, "GET", "/checkpoint", &[]);
+    assert_eq!(
+        parsed
+            .check(&cp, None)
+            .expect("cosigned")
+            .checkpoint
+            .checkpoint
+            .size,
+        1
+    );
+    // Witnesses back: the log catches them up to size 3.
+    for w in &mut ws {
+        w.restart();
+    }
+    wait(20, "a cosigned checkpoint of size 3", || {
+        let (_, _, cp) = http_request(http, "GET", "/checkpoint", &[]);
+        parsed
+            .check(&cp, None)
+            .is_ok_and(|s| s.checkpoint.checkpoint.size == 3)
+    });
+    drop(s);
+    for w in &mut ws {
+        w.stop();
+    }
+}
+
+#[test]
+fn a_forked_log_and_a_rolled_back_store_are_refused_by_the_witnesses() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let origin = "fork.e2e.example/log";
+    let vkey = init(&data, origin);
+    // The fork: a copy of the new log, same key, that will grow
+    // differently.
+    let fork = dir.path().join("fork");
+    copy_dir(&data, &fork);
+    let mut ws: Vec<Witness> = (1..=3)
+        .map(|i| Witness::start(dir.path(), i, &vkey))
+        .collect();
+    let policy = dir.path().join("witnesses.policy");
+    std::fs::write(&policy, policy_text(&vkey, &ws.iter().collect::<Vec<_>>())).expect("policy");
+    let config = server_config(dir.path(), &policy, "sync");
+    let cfg = ["--config", config.to_str().expect("utf8")];
+
+    let a = Server::start_with(&data, &cfg);
+    for id in ["c1", "c2", "c3"] {
+        ok(&submit(&a, &vkey, Some(&policy), id));
+    }
+    let honest = ws[0].held(origin).expect("cosigned");
+    assert_eq!(honest.lines().nth(1), Some("3"));
+
+    // The fork appends other events with the same key: the witnesses
+    // refuse it (409, then 422 on its proof), and it stops appending.
+    let b = Server::start_with(&fork, &cfg);
+    for id in ["x1", "x2", "x3", "x4"] {
+        let _ = submit(&b, &vkey, None, id);
+    }
+    wait(20, "the fork halts", || {
+        b.log_text().contains("rolled back or replaced")
+    });
+    let out = submit(&b, &vkey, None, "x5");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("appends are stopped"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for w in &ws {
+        let held = w.held(origin).expect("held");
+        assert_eq!(
+            held.lines().take(3).collect::<Vec<_>>(),
+            honest.lines().take(3).collect::<Vec<_>>(),
+            "no witness cosigned the fork"
+        );
+    }
+    drop(b);
+
+    // A rolled-back store: stop the honest log, keep a copy at size 3,
+    // grow it to 5, then put the old copy back. The checkpoint lock moves
+    // with the copy, so only the witnesses can tell.
+    assert!(a.stop());
+    let old = dir.path().join("old");
+    copy_dir(&data, &old);
+    let a = Server::start_with(&data, &cfg);
+    for id in ["c4", "c5"] {
+        ok(&submit(&a, &vkey, Some(&policy), id));
+    }
+    assert!(a.stop());
+    std::fs::remove_dir_all(&data).expect("rm");
+    copy_dir(&old, &data);
+    let a = Server::start_with(&data, &cfg);
+    wait(20, "the rollback is detected", || {
+        a.log_text()
+            .contains("cosigned size 5 but the store holds 3 entries")
+    });
+    let out = submit(&a, &vkey, None, "c6");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rolled back or replaced"), "{err}");
+    drop(a);
+    for w in &mut ws {
+        w.stop();
+    }
+}
