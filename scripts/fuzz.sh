@@ -20,7 +20,7 @@ CASES="${2:-20000}"
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
 cd fuzz
-for t in ${TARGETS:-note checkpoint vkey proof leaf event_json bundle tiles tlog_proof}; do
+for t in ${TARGETS:-note checkpoint vkey proof leaf event_json bundle tiles tlog_proof policy witness}; do
   echo "== fuzz $t ($SECS s)"
   # Crashes of earlier runs are fixed and kept in regressions/: start clean.
   rm -rf "artifacts/$t"

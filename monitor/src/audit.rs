@@ -75,6 +75,11 @@ pub struct Auditor {
     token_mtime: Option<std::time::SystemTime>,
     /// Why every endpoint refused the credentials in the last round.
     refused_credentials: Option<String>,
+    /// The witness policy checkpoints must satisfy before they are
+    /// trusted (c2sp.org/tlog-policy), if configured.
+    policy: Option<tlog_core::policy::Policy>,
+    /// Why the last checkpoint was not trusted: not witnessed enough.
+    unwitnessed: Option<String>,
     gossip: GossipQueue,
     save_interval: Duration,
     last_save: std::time::Instant,
@@ -149,6 +154,18 @@ impl Auditor {
             retries: Some(0),
             ..ConnectOptions::default()
         };
+        let policy = log
+            .policy_file
+            .as_ref()
+            .map(|p| {
+                let bytes = std::fs::read(p).with_context(|| {
+                    format!("log {}: read policy_file {}", log.name, p.display())
+                })?;
+                tlog_core::policy::Policy::parse(&bytes).map_err(|e| {
+                    anyhow::anyhow!("log {}: policy_file {}: {e}", log.name, p.display())
+                })
+            })
+            .transpose()?;
         let dir = LogDir::new(&cfg.state_dir, &log.name);
         let mut state = dir.load()?;
         if state.checkpoint.is_empty() {
@@ -201,6 +218,8 @@ impl Auditor {
                 .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok()),
             token_file: log.token_file.clone(),
             refused_credentials: None,
+            policy,
+            unwitnessed: None,
             gossip: Arc::new(Mutex::new(VecDeque::new())),
             save_interval: cfg.save_interval,
             last_save: std::time::Instant::now(),
@@ -359,6 +378,16 @@ impl Auditor {
                 if cp.checkpoint.size == note.size
                     && cp.checkpoint.root.as_bytes()[..] == note.root_hash[..] =>
             {
+                // With a witness policy, a checkpoint the witnesses have
+                // not cosigned enough is not trusted (not audited from)
+                // yet: not a finding, and not an outage.
+                if let Some(p) = &self.policy
+                    && let Err(e) = p.check(note.note.as_bytes(), self.verifiers.iter().next())
+                {
+                    tracing::info!(log = %self.name, endpoint = %url, size = note.size, reason = %e, "checkpoint not witnessed by the policy's quorum; not trusted yet");
+                    self.unwitnessed = Some(e.to_string());
+                    return None;
+                }
                 Some(cp)
             }
             result => {
@@ -387,6 +416,7 @@ impl Auditor {
         let mut primary = None;
         self.refresh_credentials(false);
         self.refused_credentials = None;
+        self.unwitnessed = None;
         for i in 0..self.endpoints.len() {
             if let Some(cp) = self.fetch(i, &mut findings).await {
                 primary = Some((i, cp));
@@ -424,6 +454,12 @@ impl Auditor {
                     format!("token {}", expiry.unwrap_or(0)),
                 ));
                 self.metrics.log(&self.name, |f| f.failed_rounds += 1);
+                return Ok(findings);
+            }
+            if self.unwitnessed.take().is_some() {
+                // The log answered with its own checkpoint; the witnesses
+                // have not caught up. Try again next round.
+                self.stale(now, &mut findings);
                 return Ok(findings);
             }
             self.failures += 1;

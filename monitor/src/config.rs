@@ -167,6 +167,10 @@ pub struct LogConfig {
     /// Overrides the global `max_checkpoint_age` for this log.
     #[serde(default, with = "humantime_serde")]
     pub max_checkpoint_age: Option<Duration>,
+    /// A witness policy (c2sp.org/tlog-policy): only checkpoints its
+    /// quorum cosigned are trusted and audited.
+    #[serde(default)]
+    pub policy_file: Option<PathBuf>,
 }
 
 fn default_timeout() -> Duration {
@@ -409,9 +413,14 @@ impl Config {
             rel(g);
         }
         for l in &mut c.logs {
-            for p in [&mut l.vkey_file, &mut l.ca_file, &mut l.token_file]
-                .into_iter()
-                .flatten()
+            for p in [
+                &mut l.vkey_file,
+                &mut l.ca_file,
+                &mut l.token_file,
+                &mut l.policy_file,
+            ]
+            .into_iter()
+            .flatten()
             {
                 rel(p);
             }

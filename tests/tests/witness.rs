@@ -351,6 +351,36 @@ fn async_witnessing_continues_without_witnesses() {
     let config = server_config(dir.path(), &policy, "async");
     let s = Server::start_with(&data, &["--config", config.to_str().expect("utf8")]);
     let http = http_addr(&data);
+    // A monitor that trusts only checkpoints the policy's quorum cosigned.
+    let mon_dir = dir.path().join("monitor");
+    std::fs::create_dir_all(&mon_dir).expect("mkdir");
+    let mon_cfg = mon_dir.join("monitor.toml");
+    let all_three = mon_dir.join("all-three.policy");
+    std::fs::write(
+        &all_three,
+        policy_text(&vkey, &ws.iter().collect::<Vec<_>>()).replace("group G 2 ", "group G all "),
+    )
+    .expect("policy");
+    std::fs::write(
+        &mon_cfg,
+        format!(
+            "state_dir = \"state\"\nlisten = \"127.0.0.1:0\"\npoll_interval = \"100ms\"\n\n[[log]]\nname = \"l\"\nvkey = \"{vkey}\"\nendpoints = [\"{}\"]\npolicy_file = \"{}\"\n",
+            s.url,
+            all_three.display()
+        ),
+    )
+    .expect("monitor config");
+    let monitor = MonitorProcess::start(&mon_cfg, &mon_dir, "policy");
+    let verified = || -> Option<u64> {
+        let addr: SocketAddr = monitor.addr.parse().ok()?;
+        let (_, _, body) = http_request(addr, "GET", "/metrics", &[]);
+        String::from_utf8(body)
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("tlog_monitor_verified_size{log=\"l\"} "))?
+            .parse()
+            .ok()
+    };
     ok(&submit(&s, &vkey, None, "b1"));
     // Cosignatures arrive after the answer.
     wait(20, "a cosigned checkpoint of size 1", || {
@@ -359,14 +389,29 @@ fn async_witnessing_continues_without_witnesses() {
             .check(&cp, None)
             .is_ok_and(|s| s.checkpoint.checkpoint.size == 1)
     });
+    wait(20, "the monitor audits size 1", || verified() == Some(1));
+    // One witness down: the log's 2-of-3 quorum still cosigns size 2, but
+    // the monitor's policy wants all three and does not trust it.
+    ws[2].stop();
+    ok(&submit(&s, &vkey, None, "b2"));
+    wait(20, "a cosigned checkpoint of size 2", || {
+        let (_, _, cp) = http_request(http, "GET", "/checkpoint", &[]);
+        parsed
+            .check(&cp, None)
+            .is_ok_and(|s| s.checkpoint.checkpoint.size == 2)
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        verified(),
+        Some(1),
+        "the monitor trusts only what all three cosigned"
+    );
     // Every witness down: appends still answer at once.
     for w in &mut ws {
         w.stop();
     }
-    ok(&submit(&s, &vkey, None, "b2"));
     ok(&submit(&s, &vkey, None, "b3"));
-    // The served checkpoint stays the newest cosigned one (size 1), which
-    // the CLI with the policy trusts.
+    // The served checkpoint stays the newest cosigned one (size 2).
     let (_, _, cp) = http_request(http, "GET", "/checkpoint", &[]);
     assert_eq!(
         parsed
@@ -375,7 +420,7 @@ fn async_witnessing_continues_without_witnesses() {
             .checkpoint
             .checkpoint
             .size,
-        1
+        2
     );
     // Witnesses back: the log catches them up to size 3.
     for w in &mut ws {
@@ -387,6 +432,9 @@ fn async_witnessing_continues_without_witnesses() {
             .check(&cp, None)
             .is_ok_and(|s| s.checkpoint.checkpoint.size == 3)
     });
+    wait(20, "the monitor audits size 3", || verified() == Some(3));
+    assert!(monitor.alerts().is_empty(), "{:?}", monitor.alerts());
+    drop(monitor);
     drop(s);
     for w in &mut ws {
         w.stop();
