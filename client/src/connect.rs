@@ -125,6 +125,46 @@ impl Client {
                 "a client certificate needs TLS: use an https:// address".into(),
             ));
         }
+        let (creds, trust) = Self::prepare(&verifier, opts)?;
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|source| ClientError::Connect {
+                url: url.to_owned(),
+                source,
+            })?;
+        Ok(Self::assemble(channel, creds, trust, verifier, vkey, opts))
+    }
+
+    /// Reads the log from its C2SP tiles under `url` (the server's
+    /// `[http]` listener or a published mirror, see [`crate::tiles`])
+    /// instead of the gRPC API; verifies exactly as [`Client::connect_with`].
+    /// Appends and artifact queries are refused: tiles cannot answer them.
+    pub async fn connect_tiles(
+        url: &str,
+        vkey: &str,
+        opts: &ConnectOptions,
+    ) -> Result<Self, ClientError> {
+        let verifier = Verifier::from_vkey(vkey.trim())
+            .map_err(|e| ClientError::Usage(format!("verifier key: {e}")))?;
+        let log = crate::tiles::TilesLog::new(
+            url,
+            &crate::tiles::TilesOptions {
+                token: opts.token.clone(),
+                ca_pem: opts.ca_pem.clone(),
+                timeout: opts.timeout,
+            },
+        )?;
+        let (creds, trust) = Self::prepare(&verifier, opts)?;
+        let channel = crate::tiles::channel(log).await?;
+        Ok(Self::assemble(channel, creds, trust, verifier, vkey, opts))
+    }
+
+    /// The credentials and the trusted state of a new client.
+    fn prepare(
+        verifier: &Verifier,
+        opts: &ConnectOptions,
+    ) -> Result<(Credentials, Trust), ClientError> {
         let header = |what: &str, v: String| {
             v.parse()
                 .map_err(|_| ClientError::Usage(format!("{what} is not valid header text")))
@@ -142,7 +182,7 @@ impl Client {
                 .transpose()?,
         };
         let origin = verifier.name().to_owned();
-        let verifiers = Verifiers::new([verifier]);
+        let verifiers = Verifiers::new([verifier.clone()]);
         let mut trust = Trust::default();
         if let Some(path) = &opts.state_file {
             let file = StateFile::new(path);
@@ -158,25 +198,29 @@ impl Client {
             }
             trust.file = Some(file);
         }
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|source| ClientError::Connect {
-                url: url.to_owned(),
-                source,
-            })?;
-        Ok(Client {
+        Ok((creds, trust))
+    }
+
+    fn assemble(
+        channel: Channel,
+        creds: Credentials,
+        trust: Trust,
+        verifier: Verifier,
+        vkey: &str,
+        opts: &ConnectOptions,
+    ) -> Client {
+        Client {
             rpc: pb::log_client::LogClient::with_interceptor(channel, creds)
                 .max_decoding_message_size(64 << 20),
-            origin,
+            origin: verifier.name().to_owned(),
             vkey: vkey.trim().to_owned(),
-            verifiers,
+            verifiers: Verifiers::new([verifier]),
             policy: opts.policy.clone(),
             trust: Arc::new(Mutex::new(trust)),
-            timeout,
+            timeout: opts.timeout.unwrap_or(DEFAULT_TIMEOUT),
             retries: opts.retries.unwrap_or(DEFAULT_RETRIES),
             key_checked: false,
-        })
+        }
     }
 
     /// Before the first append: the log's latest checkpoint must verify

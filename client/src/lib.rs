@@ -26,6 +26,7 @@ pub mod convert;
 mod error;
 mod queries;
 pub mod state;
+pub mod tiles;
 pub mod trust;
 
 pub use connect::{ConnectOptions, Credentials, DEFAULT_RETRIES, DEFAULT_TIMEOUT};

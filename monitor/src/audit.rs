@@ -107,6 +107,18 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// How a tiles endpoint is named among a log's endpoints.
+pub const TILES_SCHEME: &str = "tiles+";
+
+/// Connects to an endpoint: the gRPC API, or for `tiles+URL` the log's
+/// C2SP tiles under URL ([`tlog_client::tiles`]).
+pub async fn connect(url: &str, vkey: &str, opts: &ConnectOptions) -> Result<Client, ClientError> {
+    match url.strip_prefix(TILES_SCHEME) {
+        Some(tiles) => Client::connect_tiles(tiles, vkey, opts).await,
+        None => Client::connect_with(url, vkey, opts).await,
+    }
+}
+
 impl Auditor {
     /// Sets up the auditor of `log` and loads its state.
     pub fn new(
@@ -198,10 +210,9 @@ impl Auditor {
             endpoints: log
                 .endpoints
                 .iter()
-                .map(|u| Endpoint {
-                    url: u.clone(),
-                    client: None,
-                })
+                .cloned()
+                .chain(log.tiles.iter().map(|t| format!("{TILES_SCHEME}{t}")))
+                .map(|url| Endpoint { url, client: None })
                 .collect(),
             opts,
             dir,
@@ -312,7 +323,7 @@ impl Auditor {
     async fn client(&mut self, i: usize) -> Result<&mut Client, ClientError> {
         let ep = &mut self.endpoints[i];
         if ep.client.is_none() {
-            ep.client = Some(Client::connect_with(&ep.url, &self.vkey, &self.opts).await?);
+            ep.client = Some(connect(&ep.url, &self.vkey, &self.opts).await?);
         }
         ep.client
             .as_mut()

@@ -154,7 +154,13 @@ pub struct LogConfig {
     /// The log reached through one or more addresses (replicas, proxies,
     /// other networks). The first that answers is audited in full; the
     /// others are vantage points compared with it.
+    #[serde(default)]
     pub endpoints: Vec<String>,
+    /// The log's C2SP tiles (`http://host:port[/prefix]`: the server's
+    /// `[http]` listener, or a published mirror behind any web server),
+    /// audited like an endpoint; after the gRPC endpoints.
+    #[serde(default)]
+    pub tiles: Option<String>,
     /// CA certificate (PEM) for `https://` endpoints.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
@@ -486,8 +492,16 @@ impl Config {
             if !names.insert(&l.name) {
                 return Err(invalid(key("name"), format!("{:?} is used twice", l.name)));
             }
-            if l.endpoints.is_empty() {
-                return Err(invalid(key("endpoints"), "give at least one address"));
+            if l.endpoints.is_empty() && l.tiles.is_none() {
+                return Err(invalid(
+                    key("endpoints"),
+                    "give at least one address (or a tiles URL)",
+                ));
+            }
+            if let Some(t) = &l.tiles
+                && !(t.starts_with("http://") || t.starts_with("https://"))
+            {
+                return Err(invalid(key("tiles"), "must start with http:// or https://"));
             }
             if l.vkey.is_some() == l.vkey_file.is_some() {
                 return Err(invalid(

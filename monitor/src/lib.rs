@@ -335,7 +335,7 @@ async fn follow(
     let mut delay = Duration::from_millis(500);
     loop {
         let attempt = async {
-            let mut c = tlog_client::Client::connect_with(&url, &vkey, &opts).await?;
+            let mut c = audit::connect(&url, &vkey, &opts).await?;
             let mut s = c.fetch_checkpoint_stream().await?;
             while let Some(_cp) = s.message().await? {
                 wake.notify_one();

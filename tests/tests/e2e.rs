@@ -27,6 +27,9 @@ mod replay;
 /// Restart across a graceful stop: everything still proves, and the log
 /// only grew.
 mod restart;
+/// The CLI and the monitor reading a log from its tiles alone (the
+/// server's HTTP listener and an nginx mirror); a tampered mirror caught.
+mod tiles_reader;
 /// Three real witnesses, a 2-of-3 policy, sync and async modes, a witness
 /// stopped and restarted, a fork and a rolled-back store refused.
 mod witness;

@@ -27,13 +27,13 @@ fn free_port() -> u16 {
 }
 
 /// nginx serving `root` on 127.0.0.1, stopped when dropped.
-struct Nginx {
+pub(crate) struct Nginx {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Nginx {
-    fn start(root: &Path, work: &Path) -> Nginx {
+    pub(crate) fn start(root: &Path, work: &Path) -> Nginx {
         let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
             .into_iter()
             .find(|p| Path::new(p).is_file())

@@ -13,6 +13,7 @@
 //! token_file = "~/.config/tlog/token"  # or token = "..."
 //! state = "/var/lib/tlog/state"
 //! policy = "/etc/tlog/witnesses.policy" # c2sp.org/tlog-policy
+//! tiles = "https://mirror.example.com/log" # read from tiles instead
 //! timeout = "30s"
 //! retries = 4
 //! ```
@@ -43,6 +44,7 @@ struct File {
     justification: Option<String>,
     state: Option<PathBuf>,
     policy: Option<PathBuf>,
+    tiles: Option<String>,
     no_state: Option<bool>,
     #[serde(default, with = "humantime_serde")]
     timeout: Option<Duration>,
@@ -54,6 +56,8 @@ pub struct Settings {
     pub server: String,
     pub vkey: Option<String>,
     pub json: bool,
+    /// A tiles URL to read from instead of the server.
+    pub tiles: Option<String>,
     /// The witness policy every checkpoint must satisfy.
     pub policy: Option<std::sync::Arc<tlog_core::policy::Policy>>,
     ca_file: Option<PathBuf>,
@@ -138,6 +142,7 @@ pub fn resolve(g: Global) -> Res<Settings> {
         .transpose()?;
     Ok(Settings {
         policy,
+        tiles: g.tiles.or(f.tiles),
         server: g
             .server
             .or(f.server)

@@ -99,6 +99,12 @@ pub struct Global {
     /// cosigned it, online and in verify-bundle and verify-proof.
     #[arg(long, global = true, env = "TLOG_POLICY")]
     policy: Option<PathBuf>,
+    /// Read the log from its C2SP tiles under this URL (the server's
+    /// [http] listener, or a static mirror behind any web server) instead
+    /// of --server: checkpoints, entries and proofs, verified the same way.
+    /// Appends and artifact queries need --server.
+    #[arg(long, global = true, env = "TLOG_TILES")]
+    tiles: Option<String>,
     /// Keep no trusted state between runs.
     #[arg(long, global = true, env = "TLOG_NO_STATE", action = clap::ArgAction::SetTrue,
           value_parser = clap::builder::BoolishValueParser::new())]
@@ -896,6 +902,13 @@ async fn run(cli: Cli) -> Res {
             "give the log's verifier key with --vkey, --vkey-file, TLOG_VKEY or the config file"
         ))
     })?;
+    let opts = g.connect_options(&vkey)?;
+    if let Some(tiles) = &g.tiles {
+        // Read the log from its C2SP tiles alone (the server's [http]
+        // listener or a published mirror): verified the same way.
+        let mut client = Client::connect_tiles(tiles, &vkey, &opts).await?;
+        return online_with(&mut client, online, g.json).await;
+    }
     if !g.server.contains("://") {
         return Err(Failure::usage(anyhow::anyhow!(
             "--server {:?} has no scheme: write http://{} (or https://{} for TLS)",
@@ -904,25 +917,28 @@ async fn run(cli: Cli) -> Res {
             g.server
         )));
     }
-    let opts = g.connect_options(&vkey)?;
     let mut client = Client::connect_with(&g.server, &vkey, &opts).await?;
-    let json = g.json;
+    online_with(&mut client, online, g.json).await
+}
+
+/// Runs an online command over a connected client (gRPC or tiles).
+async fn online_with(client: &mut Client, online: Online, json: bool) -> Res {
     match online {
         Online::Submit {
             events,
             batch,
             verbose,
-        } => submit(&mut client, events, batch, json, verbose).await?,
+        } => submit(client, events, batch, json, verbose).await?,
         Online::Checkpoint => {
             let cp = client.checkpoint().await?;
             output::checkpoint(&cp, json);
         }
         Online::Entry { entry, detail } => {
-            let e = proven_entry(&mut client, entry).await?;
+            let e = proven_entry(client, entry).await?;
             output::entry(&e, json, detail);
         }
         Online::TlogProof { entry, out } => {
-            let e = proven_entry(&mut client, entry).await?;
+            let e = proven_entry(client, entry).await?;
             let text = tlog_proof(&e).to_text();
             match out {
                 Some(path) => {
@@ -943,7 +959,7 @@ async fn run(cli: Cli) -> Res {
             let (old, new, proof) = client.consistency(size1, size2).await?;
             output::consistency(&old, &new, &proof, json);
         }
-        Online::Watch { count, interval } => watch(&mut client, count, interval, json).await?,
+        Online::Watch { count, interval } => watch(client, count, interval, json).await?,
         Online::Query {
             query,
             description,
