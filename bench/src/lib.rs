@@ -8,8 +8,10 @@
 //! - [`run`]: `tlog-bench run`, concurrent clients against a running log.
 //! - [`load`]: `tlog-bench load` and `tlog-bench limits`.
 //! - [`tiles`]: `tlog-bench tiles`, HTTP clients fetching hot tiles.
+//! - [`proofs`]: `tlog-bench proofs`, verified proofs over gRPC or tiles.
 
 pub mod load;
+pub mod proofs;
 pub mod run;
 pub mod tiles;
 pub mod workload;

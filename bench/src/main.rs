@@ -33,6 +33,9 @@ enum Command {
     /// Fetch hot tiles over HTTP from a tiles listener with concurrent
     /// keep-alive clients, every answer checked; report requests/s.
     Tiles(tlog_bench::tiles::TilesArgs),
+    /// Verified inclusion proofs as a client makes them, over gRPC or from
+    /// tiles; report proofs/s and latency.
+    Proofs(tlog_bench::proofs::ProofsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -48,6 +51,7 @@ fn main() -> std::process::ExitCode {
         Command::Load(a) => runtime().and_then(|rt| rt.block_on(tlog_bench::load::load(a))),
         Command::Limits(a) => tlog_bench::load::limits(a),
         Command::Tiles(a) => runtime().and_then(|rt| rt.block_on(tlog_bench::tiles::tiles(a))),
+        Command::Proofs(a) => runtime().and_then(|rt| rt.block_on(tlog_bench::proofs::proofs(a))),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
