@@ -55,12 +55,17 @@ impl Client {
             .checked_add(1)
             .ok_or_else(|| ClientError::Usage(format!("index {index} is too large")))?;
         let mut stream = self.fetch_entries(index, end).await?;
-        stream
+        let leaf = stream
             .next_page()
             .await?
             .and_then(|page| page.into_iter().next())
             .map(|(_, leaf)| leaf)
-            .ok_or_else(|| verification(format!("entry {index} was not served")))
+            .ok_or_else(|| verification(format!("entry {index} was not served")))?;
+        // Read the stream's end too: a stream dropped before its trailers
+        // is reset, and a connection that resets thousands of streams is
+        // closed by the server's HTTP/2 layer as abusive.
+        stream.finish().await;
+        Ok(leaf)
     }
 
     /// Proves `leaf` is entry `index` of the tree of `checkpoint`
@@ -326,6 +331,13 @@ pub struct EntryStream {
 }
 
 impl EntryStream {
+    /// Reads what is left of the stream after the last page (its end and
+    /// trailers), so that it ends cleanly instead of being reset.
+    pub async fn finish(&mut self) {
+        while let Ok(Ok(Some(_))) = tokio::time::timeout(self.timeout, self.inner.message()).await {
+        }
+    }
+
     /// The next page of `(index, leaf)`, or `None` when the range is done.
     pub async fn next_page(&mut self) -> Result<Option<Vec<(u64, Vec<u8>)>>, ClientError> {
         if self.next >= self.end {

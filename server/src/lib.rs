@@ -92,14 +92,13 @@ pub enum ServerError {
 /// failed round is logged and tried again.
 fn spawn_publisher<S: storage::LogStore>(
     store: Arc<S>,
-    target: publish::DirTarget,
+    target: Arc<dyn publish::Target>,
     known: tlog_core::note::Verifiers,
     origin: String,
     metrics: Arc<Metrics>,
     interval: std::time::Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    let target = Arc::new(target);
     let known = Arc::new(known);
     tokio::spawn(async move {
         let mut last_error = String::new();
@@ -370,6 +369,12 @@ pub async fn serve_on(
         .as_ref()
         .map(|w| witnessing::Witnessing::load(w, &meta.vkey).map(Arc::new))
         .transpose()?;
+    let publish_target = config
+        .publish
+        .as_ref()
+        .map(|p| publish::target_for(&p.to, &p.s3))
+        .transpose()
+        .map_err(|e| ServerError::Files(e.to_string()))?;
     // Everything that can fail to load is loaded: start the sequencer.
     let (seq, seq_task) = sequencer::start(
         store.clone(),
@@ -542,10 +547,10 @@ pub async fn serve_on(
             },
         )));
     }
-    if let Some(p) = &config.publish {
+    if let (Some(p), Some(target)) = (&config.publish, publish_target) {
         side_tasks.push(spawn_publisher(
             store.clone(),
-            publish::DirTarget::new(&p.to),
+            target,
             svc.verifiers(),
             svc.origin().to_owned(),
             metrics.clone(),

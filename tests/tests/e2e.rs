@@ -20,7 +20,8 @@ mod monitor;
 /// The promise against the disk: a damaged WAL after SIGKILL, a store
 /// rolled back, a refused start; each refused, and recovered from a copy.
 mod promise;
-/// Published tiles behind nginx, checked against the server and `tlog_tiles`.
+/// Published tiles behind nginx and in a Garage (S3) bucket, checked against
+/// the server and `tlog_tiles`.
 mod publish;
 /// The deploy recipes replayed with their users, modes and mounts.
 mod replay;

@@ -4,7 +4,8 @@
 //! listener serves, byte for byte; an independent tiles reader
 //! (`tlog_tiles`) verifies it against the signed checkpoint. The
 //! `tlog-server publish` command, run beside the serving server, writes
-//! the same files.
+//! the same files. The same again into an S3 bucket of a real
+//! S3-compatible store (Garage), read back from its website endpoint.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -256,4 +257,308 @@ fn published_tiles_behind_nginx_are_the_servers_tiles_and_verify() {
     assert!(said.contains("published 0 files"), "{said}");
     drop(web);
     assert!(s.stop());
+}
+
+/// Garage (an S3-compatible object store, built from the crate registry by
+/// `scripts/setup.sh`), one node on 127.0.0.1 in a temporary folder, with
+/// a bucket, a key allowed to write it, and its website endpoint on.
+struct Garage {
+    child: Child,
+    config: std::path::PathBuf,
+    s3: SocketAddr,
+    web: SocketAddr,
+    key_id: String,
+    secret: String,
+}
+
+fn garage_bin() -> std::path::PathBuf {
+    let tools = std::env::var_os("TLOG_TOOLS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/var/tmp/tlog-tools".into());
+    let built = tools.join("bin/garage");
+    if built.is_file() {
+        return built;
+    }
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join("garage"))
+        .find(|p| p.is_file())
+        .expect("garage is installed (scripts/setup.sh builds it into /var/tmp/tlog-tools)")
+}
+
+impl Garage {
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(garage_bin())
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run garage");
+        assert!(
+            out.status.success(),
+            "garage {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn start(work: &Path) -> Garage {
+        std::fs::create_dir_all(work).expect("mkdir");
+        let (rpc, s3, web) = (free_port(), free_port(), free_port());
+        let config = work.join("garage.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "metadata_dir = \"{w}/meta\"\ndata_dir = \"{w}/data\"\ndb_engine = \"lmdb\"\n\
+                 replication_factor = 1\nrpc_bind_addr = \"127.0.0.1:{rpc}\"\n\
+                 rpc_public_addr = \"127.0.0.1:{rpc}\"\nrpc_secret = \"{secret}\"\n\n\
+                 [s3_api]\ns3_region = \"garage\"\napi_bind_addr = \"127.0.0.1:{s3}\"\n\
+                 root_domain = \".s3.garage.localhost\"\n\n\
+                 [s3_web]\nbind_addr = \"127.0.0.1:{web}\"\nroot_domain = \".web.garage.localhost\"\n\
+                 index = \"index.html\"\n",
+                w = work.display(),
+                secret = "5e".repeat(32),
+            ),
+        )
+        .expect("garage.toml");
+        let child = Command::new(garage_bin())
+            .arg("-c")
+            .arg(&config)
+            .arg("server")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(work.join("garage.log")).expect("log"))
+            .spawn()
+            .expect("start garage");
+        let mut g = Garage {
+            child,
+            config,
+            s3: format!("127.0.0.1:{s3}").parse().expect("addr"),
+            web: format!("127.0.0.1:{web}").parse().expect("addr"),
+            key_id: String::new(),
+            secret: String::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let node = loop {
+            let out = Command::new(garage_bin())
+                .arg("-c")
+                .arg(&g.config)
+                .args(["node", "id", "-q"])
+                .env("RUST_LOG", "warn")
+                .output()
+                .expect("garage node id");
+            if out.status.success() {
+                break String::from_utf8_lossy(&out.stdout)
+                    .trim()
+                    .split('@')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "garage did not start: {}",
+                std::fs::read_to_string(work.join("garage.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        g.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &node]);
+        g.cli(&["layout", "apply", "--version", "1"]);
+        g.cli(&["bucket", "create", "tiles"]);
+        let key = g.cli(&["key", "create", "tlog-publisher"]);
+        let field = |name: &str| {
+            key.lines()
+                .find_map(|l| l.trim().strip_prefix(name))
+                .map(|v| v.trim().trim_start_matches(':').trim().to_owned())
+                .unwrap_or_else(|| panic!("no {name} in {key}"))
+        };
+        g.key_id = field("Key ID");
+        g.secret = field("Secret key");
+        g.cli(&[
+            "bucket",
+            "allow",
+            "--read",
+            "--write",
+            "tiles",
+            "--key",
+            "tlog-publisher",
+        ]);
+        g.cli(&["bucket", "website", "--allow", "tiles"]);
+        g
+    }
+
+    /// GET from the bucket's website endpoint (anonymous, as a CDN would).
+    fn get(&self, path: &str) -> (u16, std::collections::HashMap<String, String>, Vec<u8>) {
+        http_request(
+            self.web,
+            "GET",
+            path,
+            &[("Host", "tiles.web.garage.localhost")],
+        )
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn published_tiles_in_an_s3_bucket_are_the_servers_tiles() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let g = Garage::start(&dir.path().join("garage"));
+    let data = dir.path().join("data");
+    let vkey = init(&data, "publish.s3.example/log");
+    let (id_file, secret_file) = (dir.path().join("key-id"), dir.path().join("secret"));
+    std::fs::write(&id_file, &g.key_id).expect("id");
+    std::fs::write(&secret_file, &g.secret).expect("secret");
+    let config = dir.path().join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n\n[publish]\nto = \"s3://tiles/log\"\ninterval = \"50ms\"\n\n\
+             [publish.s3]\nendpoint = \"http://{}\"\nregion = \"garage\"\naccess_key_id_file = \"{}\"\n\
+             secret_access_key_file = \"{}\"\n",
+            g.s3,
+            id_file.display(),
+            secret_file.display()
+        ),
+    )
+    .expect("config");
+    let s = Server::start_with(&data, &["--config", config.to_str().expect("utf8")]);
+    let http: SocketAddr = std::fs::read_to_string(data.join("ready"))
+        .expect("ready")
+        .lines()
+        .find_map(|l| l.strip_prefix("http="))
+        .expect("http")
+        .parse()
+        .expect("addr");
+    let n = 300u64;
+    let events: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"source":"s3","event_id":"e{i}","action":"upload","artifact":{{"name":"team-s/m","version":"1.{i}","digests":["sha256:{}"]}},"actor":"ci","interface":"ci-pipeline"}}"#,
+                "ab".repeat(32)
+            )
+        })
+        .collect();
+    let out = run_with_stdin(
+        "tlog",
+        &[
+            "--server",
+            &s.url,
+            "--vkey",
+            &vkey,
+            "--no-state",
+            "submit",
+            "--jsonl",
+            "--batch",
+            "64",
+        ],
+        events.join("\n").as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let size_in_bucket = || -> Option<u64> {
+        let (st, _, body) = g.get("/log/checkpoint");
+        (st == 200).then_some(())?;
+        String::from_utf8(body).ok()?.lines().nth(1)?.parse().ok()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while size_in_bucket() != Some(n) {
+        assert!(
+            Instant::now() < deadline,
+            "not published to the bucket: {}",
+            s.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The checkpoint and every tile: the server's bytes, with the spec's
+    // content types and cache headers, from the bucket's web endpoint.
+    let (st, h, cp) = g.get("/log/checkpoint");
+    assert_eq!(st, 200);
+    assert_eq!(h["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(h.get("cache-control").map(String::as_str), Some("no-cache"));
+    assert_eq!(cp, http_request(http, "GET", "/checkpoint", &[]).2);
+    for t in new_tiles(0, n) {
+        let path = format!("/{}", t.to_path());
+        let (st, h, body) = g.get(&format!("/log{path}"));
+        assert_eq!(st, 200, "{path}");
+        assert_eq!(h["content-type"], "application/octet-stream", "{path}");
+        assert_eq!(
+            h.get("cache-control").map(String::as_str),
+            Some("public, max-age=31536000, immutable")
+        );
+        assert_eq!(body, http_request(http, "GET", &path, &[]).2, "{path}");
+    }
+    drop(s);
+
+    // `tlog-server publish` writes the same to another prefix in one round,
+    // with the credentials from the environment.
+    let out = tlog_e2e::cmd("tlog-server")
+        .args(["publish", "--data-dir"])
+        .arg(&data)
+        .args([
+            "--to",
+            "s3://tiles/cli",
+            "--s3-endpoint",
+            &format!("http://{}", g.s3),
+            "--s3-region",
+            "garage",
+        ])
+        .env("AWS_ACCESS_KEY_ID", &g.key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &g.secret)
+        .stdin(Stdio::null())
+        .output()
+        .expect("publish");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(g.get("/cli/checkpoint").2, cp);
+    assert_eq!(
+        g.get("/cli/tile/entries/000").2,
+        g.get("/log/tile/entries/000").2
+    );
+    // Wrong credentials: refused with the store's reason, nothing written.
+    let out = tlog_e2e::cmd("tlog-server")
+        .args(["publish", "--data-dir"])
+        .arg(&data)
+        .args([
+            "--to",
+            "s3://tiles/bad",
+            "--s3-endpoint",
+            &format!("http://{}", g.s3),
+            "--s3-region",
+            "garage",
+        ])
+        .env("AWS_ACCESS_KEY_ID", &g.key_id)
+        .env("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+        .stdin(Stdio::null())
+        .output()
+        .expect("publish");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("publish target object"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(g.get("/bad/checkpoint").0, 404);
 }

@@ -176,6 +176,24 @@ pub struct PublishSection {
     /// How often to publish what the log has grown.
     #[serde(default = "default_publish_interval", with = "humantime_serde")]
     pub interval: Duration,
+    /// For `to = "s3://..."`: the object store (credentials may also come
+    /// from `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`).
+    #[serde(default)]
+    pub s3: S3Section,
+}
+
+/// `[publish.s3]`: an S3-compatible object store.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Section {
+    /// The store's endpoint, e.g. `http://127.0.0.1:3900` (default: AWS).
+    pub endpoint: Option<String>,
+    /// The region (Garage's default is `garage`).
+    pub region: Option<String>,
+    /// A file holding the access key ID.
+    pub access_key_id_file: Option<PathBuf>,
+    /// A file holding the secret access key.
+    pub secret_access_key_file: Option<PathBuf>,
 }
 
 fn default_publish_interval() -> Duration {
@@ -431,12 +449,22 @@ impl Config {
             if p.to.as_os_str().is_empty() {
                 return bad("publish.to", "must name a directory");
             }
-            if p.to.to_string_lossy().contains("://") {
+            let to = p.to.to_string_lossy();
+            if to.contains("://") && !to.starts_with("s3://") {
                 return bad(
                     "publish.to",
-                    "must be a directory; object-store URLs are not supported (publish to a \
-                     directory and sync it to the store)",
+                    "must be a directory or an s3://BUCKET[/PREFIX] URL",
                 );
+            }
+            if to.starts_with("s3://")
+                && to.trim_start_matches("s3://").split('/').next() == Some("")
+            {
+                return bad("publish.to", "s3:// needs a bucket: s3://BUCKET[/PREFIX]");
+            }
+            if let Some(e) = &p.s3.endpoint
+                && !(e.starts_with("http://") || e.starts_with("https://"))
+            {
+                return bad("publish.s3.endpoint", "must start with http:// or https://");
             }
             if p.interval < Duration::from_millis(10) {
                 return bad("publish.interval", "must be at least 10ms");

@@ -12,7 +12,10 @@
 //! this log's, is ahead of the store, or shows another root at the same
 //! size is refused, never overwritten.
 //!
-//! Targets: a directory ([`DirTarget`]).
+//! Targets: a directory ([`DirTarget`]) and an S3-compatible object store
+//! ([`s3::S3Target`]).
+
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +40,17 @@ pub enum PublishError {
         /// Why.
         source: std::io::Error,
     },
+    /// The object store refused or failed.
+    #[error("publish target object {key}: {source}")]
+    Store {
+        /// The object's key.
+        key: String,
+        /// Why.
+        source: object_store::Error,
+    },
+    /// The target is configured wrongly.
+    #[error("publish target: {0}")]
+    Config(String),
     /// The log could not be read (or its data is damaged).
     #[error("reading the log: {0}")]
     Log(#[from] ServiceError),
@@ -75,6 +89,20 @@ pub trait Target: Send + Sync {
     fn write(&self, path: &str, bytes: &[u8]) -> Result<(), PublishError>;
     /// The file at `path`, or `None` if there is none.
     fn read(&self, path: &str) -> Result<Option<Vec<u8>>, PublishError>;
+}
+
+/// The target a `to` setting names: `s3://BUCKET[/PREFIX]` for an object
+/// store, anything else a directory.
+pub fn target_for(
+    to: &Path,
+    s3: &crate::ops::config::S3Section,
+) -> Result<std::sync::Arc<dyn Target>, PublishError> {
+    let text = to.to_string_lossy();
+    if text.starts_with("s3://") {
+        Ok(std::sync::Arc::new(s3::S3Target::new(&text, s3)?))
+    } else {
+        Ok(std::sync::Arc::new(DirTarget::new(to)))
+    }
 }
 
 /// A directory: each file written beside its place, synced, then renamed

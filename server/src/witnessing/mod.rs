@@ -474,3 +474,122 @@ async fn submit<S: LogStore>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tlog_core::checkpoint::Checkpoint;
+    use tlog_core::cosignature::Cosigner;
+    use tlog_core::note::Signer;
+
+    fn section(dir: &std::path::Path, policy: &str, mode: WitnessMode) -> WitnessingSection {
+        let path = dir.join("w.policy");
+        std::fs::write(&path, policy).expect("write");
+        WitnessingSection {
+            policy_file: path,
+            mode,
+            timeout: Duration::from_millis(200),
+        }
+    }
+
+    fn w(i: u8) -> Cosigner {
+        Cosigner::from_seed(&format!("w{i}.example"), &[i; 32]).expect("w")
+    }
+
+    #[test]
+    fn unusable_policies_are_refused_with_the_reason() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let log = Signer::from_seed("log.example/x", &[1; 32]).expect("s");
+        let vkey = log.verifier().to_vkey();
+        let other = Signer::from_seed("log.example/y", &[2; 32]).expect("s");
+        let cases = [
+            ("quorum none\n".to_owned(), "lists no witness"),
+            (
+                format!("witness A {}\nquorum A\n", w(1).verifier().to_vkey()),
+                "http:// or https://",
+            ),
+            (
+                format!(
+                    "witness A {} ftp://x/\nquorum A\n",
+                    w(1).verifier().to_vkey()
+                ),
+                "http:// or https://",
+            ),
+            (
+                format!(
+                    "log {}\nwitness A {} http://127.0.0.1:1\nquorum A\n",
+                    other.verifier().to_vkey(),
+                    w(1).verifier().to_vkey()
+                ),
+                "but not this one",
+            ),
+            ("witness A\n".to_owned(), "policy line 1"),
+        ];
+        for (text, want) in cases {
+            let e = Witnessing::load(&section(dir.path(), &text, WitnessMode::Async), &vkey)
+                .err()
+                .unwrap_or_else(|| panic!("accepted {text}"));
+            assert!(e.to_string().contains(want), "{text}: {e}");
+        }
+        let ok = format!(
+            "log {vkey}\nwitness A {} http://127.0.0.1:1/w\nwitness B {} https://w.example\ngroup G any A B\nquorum G\n",
+            w(1).verifier().to_vkey(),
+            w(2).verifier().to_vkey()
+        );
+        let ws = Witnessing::load(&section(dir.path(), &ok, WitnessMode::Sync), &vkey).expect("ok");
+        assert_eq!((ws.witness_count(), ws.mode()), (2, WitnessMode::Sync));
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_is_published_once_the_quorum_cosigned_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let log = Signer::from_seed("log.example/x", &[1; 32]).expect("s");
+        let vkey = log.verifier().to_vkey();
+        let text = format!(
+            "witness A {} http://127.0.0.1:1\nwitness B {} http://127.0.0.1:2\nwitness C {} http://127.0.0.1:3\ngroup G 2 A B C\nquorum G\n",
+            w(1).verifier().to_vkey(),
+            w(2).verifier().to_vkey(),
+            w(3).verifier().to_vkey()
+        );
+        let ws =
+            Witnessing::load(&section(dir.path(), &text, WitnessMode::Sync), &vkey).expect("ok");
+        let signed = |n: u64| {
+            let cp = Checkpoint::new("log.example/x", n, tlog_core::Hash([n as u8; 32]));
+            Arc::new(Signed {
+                size: n,
+                root: cp.root,
+                note: cp.sign(&log).expect("sign"),
+            })
+        };
+        let cosig = |i: u8, s: &Signed| {
+            let body = s
+                .note
+                .split_once("\n\n")
+                .map(|(t, _)| format!("{t}\n"))
+                .expect("text");
+            w(i).cosign(1_700_000_000, &body)
+        };
+        let five = signed(5);
+        ws.add(0, &five, cosig(1, &five));
+        assert!(ws.published().is_none(), "one of three is not a quorum");
+        // A sync append waiting for size 5 times out without the quorum.
+        assert!(ws.wait_cosigned(5).await.is_none());
+        ws.add(2, &five, cosig(3, &five));
+        let p = ws.published().expect("two of three");
+        assert_eq!(p.size, 5);
+        let policy = Policy::parse(text.as_bytes()).expect("policy");
+        let sat = policy
+            .check(p.note.as_bytes(), Some(&log.verifier()))
+            .expect("quorum");
+        assert_eq!(sat.cosigners.len(), 2);
+        // An older checkpoint reaching its quorum later does not replace it.
+        let four = signed(4);
+        ws.add(0, &four, cosig(1, &four));
+        ws.add(1, &four, cosig(2, &four));
+        assert_eq!(ws.published().expect("p").size, 5);
+        // The cosigned note of an exact size is served on request.
+        assert!(ws.at(4).expect("kept").note.contains("w2.example"));
+        // A waiter for a size already covered returns at once.
+        assert_eq!(ws.wait_cosigned(3).await.expect("covered").size, 5);
+    }
+}

@@ -117,7 +117,9 @@ enum Command {
         json: bool,
     },
     /// Write the log as static C2SP tiles (c2sp.org/tlog-tiles) into a
-    /// directory any web server can serve: every tile and entry bundle the
+    /// directory any web server can serve, or an S3-compatible bucket
+    /// (`--to s3://BUCKET[/PREFIX]`; credentials from AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY): every tile and entry bundle the
     /// tree has grown since the directory's checkpoint, then the new
     /// checkpoint last. Reads the store without locking it, so it runs
     /// beside a serving server (or set `[publish]` to have `serve` do it).
@@ -125,9 +127,16 @@ enum Command {
         /// Data directory of the log.
         #[arg(long, env = "TLOG_DATA_DIR")]
         data_dir: PathBuf,
-        /// The directory to write (created if missing).
+        /// The directory to write (created if missing), or
+        /// s3://BUCKET[/PREFIX].
         #[arg(long)]
         to: PathBuf,
+        /// The S3 endpoint, e.g. http://127.0.0.1:3900 (default: AWS).
+        #[arg(long, env = "AWS_ENDPOINT")]
+        s3_endpoint: Option<String>,
+        /// The S3 region.
+        #[arg(long, env = "AWS_REGION")]
+        s3_region: Option<String>,
         /// Keep publishing, this often (e.g. 2s); default: once.
         #[arg(long, value_parser = humantime::parse_duration)]
         watch: Option<std::time::Duration>,
@@ -628,10 +637,21 @@ fn publish(
     data_dir: &std::path::Path,
     to: &std::path::Path,
     watch: Option<std::time::Duration>,
+    s3: tlog_server::ops::config::S3Section,
 ) -> anyhow::Result<()> {
     use anyhow::Context as _;
     use tlog_server::storage::LogStore as _;
-    let target = tlog_server::publish::DirTarget::new(to);
+    // An object store is written through the async runtime; this thread
+    // blocks on each write.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let target = {
+        let _guard = rt.enter();
+        tlog_server::publish::target_for(to, &s3)?
+    };
     let metrics = tlog_server::ops::metrics::Metrics::default();
     let path = tlog_server::ops::keys::db_path(data_dir);
     loop {
@@ -645,7 +665,8 @@ fn publish(
         let verifier = tlog_core::note::Verifier::from_vkey(&meta.vkey)
             .map_err(|e| anyhow::anyhow!("the store's verifier key: {e}"))?;
         let known = tlog_core::note::Verifiers::new([verifier]);
-        let p = tlog_server::publish::publish(&store, &target, &known, &meta.origin, &metrics)?;
+        let p =
+            tlog_server::publish::publish(&store, target.as_ref(), &known, &meta.origin, &metrics)?;
         if p.files > 0 || watch.is_none() {
             eprintln!(
                 "published {} files to {}: size {} -> {}",
@@ -782,7 +803,18 @@ fn main() -> std::process::ExitCode {
             data_dir,
             to,
             watch,
-        } => publish(&data_dir, &to, watch),
+            s3_endpoint,
+            s3_region,
+        } => publish(
+            &data_dir,
+            &to,
+            watch,
+            tlog_server::ops::config::S3Section {
+                endpoint: s3_endpoint,
+                region: s3_region,
+                ..Default::default()
+            },
+        ),
         Command::Recover {
             data_dir,
             from,
