@@ -97,6 +97,7 @@ fn spawn_publisher<S: storage::LogStore>(
     origin: String,
     metrics: Arc<Metrics>,
     interval: std::time::Duration,
+    witnessing: Option<Arc<witnessing::Witnessing>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let known = Arc::new(known);
@@ -110,10 +111,23 @@ fn spawn_publisher<S: storage::LogStore>(
                 origin.clone(),
                 metrics.clone(),
             );
-            let round = tokio::task::spawn_blocking(move || {
-                publish::publish(s.as_ref(), t.as_ref(), &k, &o, &m)
-            })
-            .await;
+            // A witnessed log publishes only what its quorum cosigned.
+            let at = witnessing
+                .as_ref()
+                .map(|w| w.published().map(|c| (c.size, c.note.clone())));
+            let round = match at {
+                Some(None) => Ok(Ok(publish::Published {
+                    from: 0,
+                    to: 0,
+                    files: 0,
+                })),
+                at => {
+                    tokio::task::spawn_blocking(move || {
+                        publish::publish_at(s.as_ref(), t.as_ref(), &k, &o, &m, at.flatten())
+                    })
+                    .await
+                }
+            };
             match round {
                 Ok(Ok(p)) => {
                     last_error.clear();
@@ -555,6 +569,7 @@ pub async fn serve_on(
             svc.origin().to_owned(),
             metrics.clone(),
             p.interval,
+            witnessing.clone(),
             stop_rx.clone(),
         ));
         tracing::info!(to = %p.to.display(), "publishing tiles");

@@ -123,8 +123,9 @@ fn server_config(dir: &Path, policy: &Path, mode: &str) -> PathBuf {
     std::fs::write(
         &config,
         format!(
-            "[http]\nlisten = \"127.0.0.1:0\"\n\n[witnessing]\npolicy_file = \"{}\"\nmode = \"{mode}\"\ntimeout = \"2s\"\n",
-            policy.display()
+            "[http]\nlisten = \"127.0.0.1:0\"\n\n[witnessing]\npolicy_file = \"{}\"\nmode = \"{mode}\"\ntimeout = \"2s\"\n\n[publish]\nto = \"{}\"\ninterval = \"50ms\"\n",
+            policy.display(),
+            dir.join(format!("site-{mode}")).display()
         ),
     )
     .expect("config");
@@ -433,6 +434,16 @@ fn async_witnessing_continues_without_witnesses() {
             .is_ok_and(|s| s.checkpoint.checkpoint.size == 3)
     });
     wait(20, "the monitor audits size 3", || verified() == Some(3));
+    // The published mirror shows only what the quorum cosigned, with the
+    // cosignatures.
+    let site = dir.path().join("site-async").join("checkpoint");
+    wait(20, "the mirror shows the cosigned size 3", || {
+        std::fs::read(&site).is_ok_and(|cp| {
+            parsed
+                .check(&cp, None)
+                .is_ok_and(|s| s.checkpoint.checkpoint.size == 3)
+        })
+    });
     assert!(monitor.alerts().is_empty(), "{:?}", monitor.alerts());
     drop(monitor);
     drop(s);

@@ -187,19 +187,40 @@ pub fn publish<S: LogStore>(
     origin: &str,
     metrics: &Metrics,
 ) -> Result<Published, PublishError> {
-    let size = store
-        .meta()
-        .map_err(|e| PublishError::Log(e.into()))?
-        .ok_or(PublishError::NoLog)?
-        .size;
-    let note = store
-        .checkpoint(size)
-        .map_err(|e| PublishError::Log(e.into()))?
-        .ok_or_else(|| {
-            PublishError::Log(ServiceError::DataLoss(format!(
-                "no checkpoint stored at the log's size {size}"
-            )))
-        })?;
+    publish_at(store, target, known, origin, metrics, None)
+}
+
+/// Like [`publish`], to the checkpoint `at` (size and signed note) instead
+/// of the store's latest: a witnessed log publishes the newest checkpoint
+/// its witnesses' quorum cosigned, with their cosignatures. The same size
+/// with a different note (more cosignatures) rewrites only the checkpoint.
+pub fn publish_at<S: LogStore>(
+    store: &S,
+    target: &dyn Target,
+    known: &Verifiers,
+    origin: &str,
+    metrics: &Metrics,
+    at: Option<(u64, String)>,
+) -> Result<Published, PublishError> {
+    let (size, note) = match at {
+        Some(a) => a,
+        None => {
+            let size = store
+                .meta()
+                .map_err(|e| PublishError::Log(e.into()))?
+                .ok_or(PublishError::NoLog)?
+                .size;
+            let note = store
+                .checkpoint(size)
+                .map_err(|e| PublishError::Log(e.into()))?
+                .ok_or_else(|| {
+                    PublishError::Log(ServiceError::DataLoss(format!(
+                        "no checkpoint stored at the log's size {size}"
+                    )))
+                })?;
+            (size, note)
+        }
+    };
     let latest = checkpoint::open_stored(&note, known, origin, size)
         .map_err(|e| PublishError::Log(ServiceError::DataLoss(e.to_string())))?;
     let from = match target.read("checkpoint")? {
@@ -223,6 +244,9 @@ pub fn publish<S: LogStore>(
                 return Err(PublishError::Fork { size: published });
             }
             if published == size {
+                if bytes != note.as_bytes() {
+                    target.write("checkpoint", note.as_bytes())?;
+                }
                 return Ok(Published {
                     from: size,
                     to: size,
