@@ -8,6 +8,7 @@
 # interoperability test.
 # protoc is not needed: .proto files are compiled by protox (pure Rust).
 # Idempotent: does nothing when everything is present.
+# Usage: scripts/setup.sh [--tests]
 set -euo pipefail
 
 need=()
@@ -48,9 +49,11 @@ fi
 # Published tiles in an S3-compatible object store (tests/tests/publish.rs):
 # Garage, from the crate registry, built once per machine into
 # /var/tmp/tlog-tools (TLOG_TOOLS), beside the shared build folder. A clean
-# build takes about 12 minutes on 2 cores; afterwards this is a no-op.
+# build took about 25 minutes on 2 cores beside other builds; then a no-op.
+# Only for the tests (`setup.sh --tests`, as test.sh and .ci/run call it):
+# the demo does not wait for it.
 TOOLS="${TLOG_TOOLS:-/var/tmp/tlog-tools}"
-if [ ! -x "$TOOLS/bin/garage" ]; then
+if [ "${1:-}" = "--tests" ] && [ ! -x "$TOOLS/bin/garage" ]; then
   echo "setup: building Garage 2.5.0 (S3-compatible store) into $TOOLS for the object-store publish test" >&2
   CARGO_TARGET_DIR="$TOOLS/target" cargo install --locked --quiet garage --version 2.5.0 \
     --no-default-features --features lmdb,bundled-libs --root "$TOOLS"

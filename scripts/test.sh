@@ -4,7 +4,7 @@
 # after installing what a fresh machine lacks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+./scripts/setup.sh --tests
 . scripts/env.sh
 # The end-to-end tests start the real binaries: build them first.
 cargo build --workspace --bins --locked

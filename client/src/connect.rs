@@ -156,8 +156,10 @@ impl Client {
             },
         )?;
         let (creds, trust) = Self::prepare(&verifier, opts)?;
-        let channel = crate::tiles::channel(log).await?;
-        Ok(Self::assemble(channel, creds, trust, verifier, vkey, opts))
+        let channel = crate::tiles::channel(log.clone()).await?;
+        let mut c = Self::assemble(channel, creds, trust, verifier, vkey, opts);
+        c.tiles = Some(log);
+        Ok(c)
     }
 
     /// The credentials and the trusted state of a new client.
@@ -215,6 +217,7 @@ impl Client {
             origin: verifier.name().to_owned(),
             vkey: vkey.trim().to_owned(),
             verifiers: Verifiers::new([verifier]),
+            tiles: None,
             policy: opts.policy.clone(),
             trust: Arc::new(Mutex::new(trust)),
             timeout: opts.timeout.unwrap_or(DEFAULT_TIMEOUT),

@@ -78,6 +78,9 @@ pub struct Client {
     origin: String,
     vkey: String,
     verifiers: Verifiers,
+    /// With [`Client::connect_tiles`]: the tiles, read directly for entry
+    /// streams.
+    tiles: Option<tiles::TilesLog>,
     /// The witness policy checkpoints must satisfy, if any.
     policy: Option<Arc<tlog_core::policy::Policy>>,
     trust: Arc<Mutex<Trust>>,

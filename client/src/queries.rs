@@ -210,14 +210,21 @@ impl Client {
         start: u64,
         end: u64,
     ) -> Result<EntryStream, ClientError> {
-        let s = timed(
-            self.timeout,
-            "GetEntries",
-            self.rpc.get_entries(pb::GetEntriesRequest { start, end }),
-        )
-        .await?;
+        let inner = match &self.tiles {
+            // From tiles, pages go straight to the reader.
+            Some(t) => Pages::Tiles(timed(self.timeout, "GetEntries", t.pages(start, end)).await?),
+            None => Pages::Grpc(Box::new(
+                timed(
+                    self.timeout,
+                    "GetEntries",
+                    self.rpc.get_entries(pb::GetEntriesRequest { start, end }),
+                )
+                .await?
+                .into_inner(),
+            )),
+        };
         Ok(EntryStream {
-            inner: s.into_inner(),
+            inner,
             next: start,
             end,
             timeout: self.timeout,
@@ -324,10 +331,27 @@ impl Client {
 /// with no gap.
 #[derive(Debug)]
 pub struct EntryStream {
-    inner: tonic::Streaming<pb::GetEntriesResponse>,
+    inner: Pages,
     next: u64,
     end: u64,
     timeout: Duration,
+}
+
+/// Where pages come from: the gRPC stream, or straight from tiles (no
+/// encoding in between).
+#[derive(Debug)]
+enum Pages {
+    Grpc(Box<tonic::Streaming<pb::GetEntriesResponse>>),
+    Tiles(tokio::sync::mpsc::Receiver<Result<pb::GetEntriesResponse, tonic::Status>>),
+}
+
+impl Pages {
+    async fn message(&mut self) -> Result<Option<pb::GetEntriesResponse>, tonic::Status> {
+        match self {
+            Pages::Grpc(s) => s.message().await,
+            Pages::Tiles(rx) => rx.recv().await.transpose(),
+        }
+    }
 }
 
 impl EntryStream {

@@ -213,6 +213,17 @@ pub struct TilesLog {
     hashes: Arc<Mutex<TileMap>>,
 }
 
+impl std::fmt::Debug for TilesLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is never printed.
+        write!(
+            f,
+            "TilesLog({}{})",
+            self.http.base.authority, self.http.base.prefix
+        )
+    }
+}
+
 /// How to reach a tiles URL.
 #[derive(Debug, Clone, Default)]
 pub struct TilesOptions {
@@ -380,6 +391,70 @@ impl TilesLog {
         f(&Prover::new(&fetched)).map_err(|e| Status::data_loss(format!("tiles: {e}")))
     }
 
+    /// Pages of entries `[start, end)` (one per bundle, fetched ahead
+    /// concurrently), for the `GetEntries` stream and for a client reading
+    /// tiles directly ([`crate::EntryStream`]).
+    pub async fn pages(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<tokio::sync::mpsc::Receiver<Result<pb::GetEntriesResponse, Status>>, Status> {
+        let size = self.latest_size().await?;
+        if start > end || end > size {
+            return Err(Status::out_of_range(format!(
+                "entries [{start}, {end}) are not in the tree of size {size}"
+            )));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(AHEAD);
+        let me = self.clone();
+        tokio::spawn(async move {
+            let first = start / TILE_WIDTH;
+            let last = end.div_ceil(TILE_WIDTH);
+            let mut next = first;
+            let mut ahead = VecDeque::new();
+            for n in first..last {
+                while ahead.len() < AHEAD && next < last {
+                    let me = me.clone();
+                    let i = next;
+                    ahead.push_back(tokio::spawn(async move { me.bundle(i, size).await }));
+                    next += 1;
+                }
+                let Some(job) = ahead.pop_front() else { break };
+                let leaves = match job.await {
+                    Ok(r) => r,
+                    Err(e) => Err(Status::internal(format!("tiles: {e}"))),
+                };
+                let page = leaves.map(|leaves| {
+                    let base = n * TILE_WIDTH;
+                    pb::GetEntriesResponse {
+                        entries: leaves
+                            .into_iter()
+                            .enumerate()
+                            .map(|(k, leaf)| (base + k as u64, leaf))
+                            .filter(|(i, _)| *i >= start && *i < end)
+                            // The leaf hash is left empty: every reader
+                            // hashes the leaf itself (a monitor into its
+                            // tree, the CLI before its proof).
+                            .map(|(index, leaf)| pb::Entry {
+                                index,
+                                leaf_hash: Vec::new(),
+                                leaf,
+                            })
+                            .collect(),
+                    }
+                });
+                let failed = page.is_err();
+                if tx.send(page).await.is_err() || failed {
+                    for j in ahead {
+                        j.abort();
+                    }
+                    return;
+                }
+            }
+        });
+        Ok(rx)
+    }
+
     /// The leaves of entry bundle `index` in the tree of `size`.
     async fn bundle(&self, index: u64, size: u64) -> Result<Vec<Vec<u8>>, Status> {
         let width = (size.saturating_sub(index * TILE_WIDTH)).min(TILE_WIDTH);
@@ -497,59 +572,7 @@ impl pb::log_server::Log for TilesLog {
         req: Request<pb::GetEntriesRequest>,
     ) -> Result<Response<Self::GetEntriesStream>, Status> {
         let pb::GetEntriesRequest { start, end } = req.into_inner();
-        let size = self.latest_size().await?;
-        if start > end || end > size {
-            return Err(Status::out_of_range(format!(
-                "entries [{start}, {end}) are not in the tree of size {size}"
-            )));
-        }
-        let (tx, rx) = tokio::sync::mpsc::channel(AHEAD);
-        let me = self.clone();
-        tokio::spawn(async move {
-            let first = start / TILE_WIDTH;
-            let last = end.div_ceil(TILE_WIDTH);
-            let mut next = first;
-            let mut ahead = VecDeque::new();
-            for n in first..last {
-                while ahead.len() < AHEAD && next < last {
-                    let me = me.clone();
-                    let i = next;
-                    ahead.push_back(tokio::spawn(async move { me.bundle(i, size).await }));
-                    next += 1;
-                }
-                let Some(job) = ahead.pop_front() else { break };
-                let leaves = match job.await {
-                    Ok(r) => r,
-                    Err(e) => Err(Status::internal(format!("tiles: {e}"))),
-                };
-                let page = leaves.map(|leaves| {
-                    let base = n * TILE_WIDTH;
-                    pb::GetEntriesResponse {
-                        entries: leaves
-                            .into_iter()
-                            .enumerate()
-                            .map(|(k, leaf)| (base + k as u64, leaf))
-                            .filter(|(i, _)| *i >= start && *i < end)
-                            // The leaf hash is left empty: every reader
-                            // hashes the leaf itself (a monitor into its
-                            // tree, the CLI before its proof).
-                            .map(|(index, leaf)| pb::Entry {
-                                index,
-                                leaf_hash: Vec::new(),
-                                leaf,
-                            })
-                            .collect(),
-                    }
-                });
-                let failed = page.is_err();
-                if tx.send(page).await.is_err() || failed {
-                    for j in ahead {
-                        j.abort();
-                    }
-                    return;
-                }
-            }
-        });
+        let rx = self.pages(start, end).await?;
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))

@@ -90,6 +90,9 @@ pub enum ServerError {
 /// and the one in force stays.
 /// Publishes the tiles to `target` every `interval` until shutdown; a
 /// failed round is logged and tried again.
+// Each argument is a distinct part the task owns; a struct for one call
+// site would only rename them.
+#[allow(clippy::too_many_arguments)]
 fn spawn_publisher<S: storage::LogStore>(
     store: Arc<S>,
     target: Arc<dyn publish::Target>,

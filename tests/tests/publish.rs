@@ -282,7 +282,7 @@ fn garage_bin() -> std::path::PathBuf {
     std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
         .map(|d| d.join("garage"))
         .find(|p| p.is_file())
-        .expect("garage is installed (scripts/setup.sh builds it into /var/tmp/tlog-tools)")
+        .expect("garage is installed (scripts/setup.sh --tests builds it into /var/tmp/tlog-tools)")
 }
 
 impl Garage {
