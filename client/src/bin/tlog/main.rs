@@ -100,7 +100,7 @@ pub struct Global {
     #[arg(long, global = true, env = "TLOG_POLICY")]
     policy: Option<PathBuf>,
     /// Read the log from its C2SP tiles under this URL (the server's
-    /// [http] listener, or a static mirror behind any web server) instead
+    /// `[http]` listener, or a static mirror behind any web server) instead
     /// of --server: checkpoints, entries and proofs, verified the same way.
     /// Appends and artifact queries need --server.
     #[arg(long, global = true, env = "TLOG_TILES")]
