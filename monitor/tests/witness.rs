@@ -151,7 +151,8 @@ impl signed_note::Verifier for OracleCosigVerifier {
 
 fn oracle(vkey: &str) -> OracleCosigVerifier {
     use base64::Engine as _;
-    let parts: Vec<&str> = vkey.split('+').collect();
+    // name+id+key: the base64 key may itself hold '+'.
+    let parts: Vec<&str> = vkey.splitn(3, '+').collect();
     let raw = base64::engine::general_purpose::STANDARD
         .decode(parts[2])
         .expect("b64");

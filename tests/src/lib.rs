@@ -43,8 +43,9 @@ pub fn cmd(name: &str) -> Command {
 }
 
 /// Sends SIGTERM and waits up to 20 s (then SIGKILL); returns whether the
-/// process exited with status 0.
-fn terminate(child: &mut Child) -> bool {
+/// process exited with status 0. For servers whose master must stop its
+/// workers (nginx, Garage) too.
+pub fn terminate(child: &mut Child) -> bool {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -878,4 +879,38 @@ impl tlog_tiles::TileReader for HttpTiles {
     }
 
     fn save_tiles(&self, _: &[tlog_tiles::Tile], _: &[Vec<u8>]) {}
+}
+
+/// `n` upload events of artifact `name` (versions `1.0` .. `1.{n-1}`), one
+/// JSON object each, from `source` (for `tlog submit --jsonl`).
+pub fn upload_events(source: &str, name: &str, n: u64) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"source":"{source}","event_id":"e{i}","action":"upload","artifact":{{"name":"{name}","version":"1.{i}","digests":["sha256:{}"]}},"actor":"ci","interface":"ci-pipeline"}}"#,
+                "ab".repeat(32)
+            )
+        })
+        .collect()
+}
+
+/// The tiles listener a server wrote in its ready file (`http=ADDR`).
+pub fn ready_http(data_dir: &Path) -> std::net::SocketAddr {
+    std::fs::read_to_string(data_dir.join("ready"))
+        .expect("ready file")
+        .lines()
+        .find_map(|l| l.strip_prefix("http="))
+        .expect("the ready file names the HTTP listener")
+        .parse()
+        .expect("addr")
+}
+
+/// The size the checkpoint file in a published folder shows, if any.
+pub fn published_size(dir: &Path) -> Option<u64> {
+    std::fs::read_to_string(dir.join("checkpoint"))
+        .ok()?
+        .lines()
+        .nth(1)?
+        .parse()
+        .ok()
 }

@@ -13,7 +13,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tlog_core::tiles::new_tiles;
-use tlog_e2e::{Server, http_request, init, run, run_with_stdin};
+use tlog_e2e::{
+    Server, http_request, init, published_size, ready_http, run, run_with_stdin, terminate,
+    upload_events,
+};
 
 fn get(addr: SocketAddr, path: &str) -> (u16, std::collections::HashMap<String, String>, Vec<u8>) {
     http_request(addr, "GET", path, &[])
@@ -91,32 +94,9 @@ impl Nginx {
 }
 
 impl Drop for Nginx {
-    /// SIGTERM: nginx's master stops its workers, then itself (SIGKILL
-    /// would leave the workers running, holding the port).
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = terminate(&mut self.child);
     }
-}
-
-/// The size the checkpoint file in `dir` shows, if any.
-fn published_size(dir: &Path) -> Option<u64> {
-    std::fs::read_to_string(dir.join("checkpoint"))
-        .ok()?
-        .lines()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 #[test]
@@ -138,22 +118,9 @@ fn published_tiles_behind_nginx_are_the_servers_tiles_and_verify() {
     )
     .expect("config");
     let s = Server::start_with(&data, &["--config", config.to_str().expect("utf8")]);
-    let http: SocketAddr = std::fs::read_to_string(data.join("ready"))
-        .expect("ready file")
-        .lines()
-        .find_map(|l| l.strip_prefix("http="))
-        .expect("the ready file names the HTTP listener")
-        .parse()
-        .expect("addr");
+    let http = ready_http(&data);
     let n = 700u64;
-    let events: Vec<String> = (0..n)
-        .map(|i| {
-            format!(
-                r#"{{"source":"pub","event_id":"e{i}","action":"upload","artifact":{{"name":"team-a/m","version":"1.{i}","digests":["sha256:{}"]}},"actor":"ci","interface":"ci-pipeline"}}"#,
-                "ab".repeat(32)
-            )
-        })
-        .collect();
+    let events = upload_events("pub", "team-a/m", n);
     let state = dir.path().join("state");
     let out = run_with_stdin(
         "tlog",
@@ -401,18 +368,7 @@ impl Garage {
 
 impl Drop for Garage {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = terminate(&mut self.child);
     }
 }
 
@@ -439,22 +395,9 @@ fn published_tiles_in_an_s3_bucket_are_the_servers_tiles() {
     )
     .expect("config");
     let s = Server::start_with(&data, &["--config", config.to_str().expect("utf8")]);
-    let http: SocketAddr = std::fs::read_to_string(data.join("ready"))
-        .expect("ready")
-        .lines()
-        .find_map(|l| l.strip_prefix("http="))
-        .expect("http")
-        .parse()
-        .expect("addr");
+    let http = ready_http(&data);
     let n = 300u64;
-    let events: Vec<String> = (0..n)
-        .map(|i| {
-            format!(
-                r#"{{"source":"s3","event_id":"e{i}","action":"upload","artifact":{{"name":"team-s/m","version":"1.{i}","digests":["sha256:{}"]}},"actor":"ci","interface":"ci-pipeline"}}"#,
-                "ab".repeat(32)
-            )
-        })
-        .collect();
+    let events = upload_events("s3", "team-s/m", n);
     let out = run_with_stdin(
         "tlog",
         &[

@@ -3,20 +3,10 @@
 //! against a published mirror behind nginx; a tampered mirror is caught by
 //! both.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::publish::Nginx;
-use tlog_e2e::{Server, init, run, run_with_stdin};
-
-fn published_size(dir: &Path) -> Option<u64> {
-    std::fs::read_to_string(dir.join("checkpoint"))
-        .ok()?
-        .lines()
-        .nth(1)?
-        .parse()
-        .ok()
-}
+use tlog_e2e::{Server, init, published_size, ready_http, run, run_with_stdin, upload_events};
 
 fn tlog(args: &[&str]) -> (bool, String, String) {
     let out = run("tlog", args);
@@ -45,20 +35,9 @@ fn the_cli_and_the_monitor_read_a_log_from_tiles_alone() {
     )
     .expect("config");
     let s = Server::start_with(&data, &["--config", config.to_str().expect("utf8")]);
-    let http = std::fs::read_to_string(data.join("ready"))
-        .expect("ready")
-        .lines()
-        .find_map(|l| l.strip_prefix("http=").map(str::to_owned))
-        .expect("http");
+    let http = ready_http(&data);
     let n = 600u64;
-    let events: Vec<String> = (0..n)
-        .map(|i| {
-            format!(
-                r#"{{"source":"tr","event_id":"e{i}","action":"upload","artifact":{{"name":"team-t/m","version":"1.{i}","digests":["sha256:{}"]}},"actor":"ci","interface":"ci-pipeline"}}"#,
-                "ef".repeat(32)
-            )
-        })
-        .collect();
+    let events = upload_events("tr", "team-t/m", n);
     let out = run_with_stdin(
         "tlog",
         &[

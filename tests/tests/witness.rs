@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tlog_core::policy::Policy;
-use tlog_e2e::{MonitorProcess, Server, copy_dir, http_request, init, run, run_with_stdin};
+use tlog_e2e::{
+    MonitorProcess, Server, copy_dir, http_request, init, ready_http, run, run_with_stdin,
+};
 
 struct Witness {
     proc: Option<MonitorProcess>,
@@ -132,6 +134,37 @@ fn server_config(dir: &Path, policy: &Path, mode: &str) -> PathBuf {
     config
 }
 
+/// A new log in `dir/data`, three witnesses of it, their 2-of-3 policy
+/// file, and the log's server asking them in `mode`.
+struct Witnessed {
+    vkey: String,
+    ws: Vec<Witness>,
+    policy: PathBuf,
+    parsed: Policy,
+    server: Server,
+    http: SocketAddr,
+}
+
+fn witnessed_log(dir: &Path, origin: &str, mode: &str) -> Witnessed {
+    let data = dir.join("data");
+    let vkey = init(&data, origin);
+    let ws: Vec<Witness> = (1..=3).map(|i| Witness::start(dir, i, &vkey)).collect();
+    let policy = dir.join("witnesses.policy");
+    std::fs::write(&policy, policy_text(&vkey, &ws.iter().collect::<Vec<_>>())).expect("policy");
+    let parsed = Policy::parse(&std::fs::read(&policy).expect("read")).expect("policy parses");
+    let config = server_config(dir, &policy, mode);
+    let server = Server::start_with(&data, &["--config", config.to_str().expect("utf8")]);
+    let http = ready_http(&data);
+    Witnessed {
+        vkey,
+        ws,
+        policy,
+        parsed,
+        server,
+        http,
+    }
+}
+
 fn event(id: &str) -> String {
     format!(
         r#"{{"source":"wit","event_id":"{id}","action":"upload","artifact":{{"name":"team-w/m","version":"1.0.{}","digests":["sha256:{}"]}},"actor":"ci","interface":"ci-pipeline"}}"#,
@@ -160,16 +193,6 @@ fn submit(s: &Server, vkey: &str, policy: Option<&Path>, id: &str) -> std::proce
     run_with_stdin("tlog", &args, event(id).as_bytes())
 }
 
-fn http_addr(data: &Path) -> SocketAddr {
-    std::fs::read_to_string(data.join("ready"))
-        .expect("ready")
-        .lines()
-        .find_map(|l| l.strip_prefix("http="))
-        .expect("http listener")
-        .parse()
-        .expect("addr")
-}
-
 fn wait(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !f() {
@@ -191,18 +214,15 @@ fn ok(out: &std::process::Output) -> String {
 #[test]
 fn sync_witnessing_with_two_of_three() {
     let dir = tempfile::tempdir().expect("tmp");
-    let data = dir.path().join("data");
     let origin = "witnessed.e2e.example/log";
-    let vkey = init(&data, origin);
-    let mut ws: Vec<Witness> = (1..=3)
-        .map(|i| Witness::start(dir.path(), i, &vkey))
-        .collect();
-    let policy = dir.path().join("witnesses.policy");
-    std::fs::write(&policy, policy_text(&vkey, &ws.iter().collect::<Vec<_>>())).expect("policy");
-    let parsed = Policy::parse(&std::fs::read(&policy).expect("read")).expect("policy parses");
-    let config = server_config(dir.path(), &policy, "sync");
-    let s = Server::start_with(&data, &["--config", config.to_str().expect("utf8")]);
-    let http = http_addr(&data);
+    let Witnessed {
+        vkey,
+        mut ws,
+        policy,
+        parsed,
+        server: s,
+        http,
+    } = witnessed_log(dir.path(), origin, "sync");
 
     // A sync append answers with a checkpoint that satisfies the quorum:
     // the CLI with --policy accepts it.
@@ -340,18 +360,15 @@ fn sync_witnessing_with_two_of_three() {
 #[test]
 fn async_witnessing_continues_without_witnesses() {
     let dir = tempfile::tempdir().expect("tmp");
-    let data = dir.path().join("data");
     let origin = "async.e2e.example/log";
-    let vkey = init(&data, origin);
-    let mut ws: Vec<Witness> = (1..=3)
-        .map(|i| Witness::start(dir.path(), i, &vkey))
-        .collect();
-    let policy = dir.path().join("witnesses.policy");
-    std::fs::write(&policy, policy_text(&vkey, &ws.iter().collect::<Vec<_>>())).expect("policy");
-    let parsed = Policy::parse(&std::fs::read(&policy).expect("read")).expect("parse");
-    let config = server_config(dir.path(), &policy, "async");
-    let s = Server::start_with(&data, &["--config", config.to_str().expect("utf8")]);
-    let http = http_addr(&data);
+    let Witnessed {
+        vkey,
+        mut ws,
+        policy: _,
+        parsed,
+        server: s,
+        http,
+    } = witnessed_log(dir.path(), origin, "async");
     // A monitor that trusts only checkpoints the policy's quorum cosigned.
     let mon_dir = dir.path().join("monitor");
     std::fs::create_dir_all(&mon_dir).expect("mkdir");
