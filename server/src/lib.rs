@@ -450,7 +450,9 @@ pub async fn serve_on(
         tokio::task::spawn_blocking(move || warm_tile_cache(&store, &tiles, size, &metrics, &stop));
     }
     let ingress_audit = audit.clone();
-    let seq_handle = seq.clone();
+    // Only the witness workers need a handle of their own: a handle kept
+    // here would keep the sequencer's queue open.
+    let seq_handle = witnessing.as_ref().map(|_| seq.clone());
     let svc = Arc::new(LogService::new(service::Parts {
         store: store.clone(),
         seq,
@@ -521,7 +523,7 @@ pub async fn serve_on(
     // signal: awaited before the sequencer, so that the store is closed
     // when this returns.
     let mut side_tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
-    if let Some(w) = &witnessing {
+    if let (Some(w), Some(seq_handle)) = (&witnessing, seq_handle) {
         tracing::info!(
             witnesses = w.witness_count(),
             mode = ?w.mode(),

@@ -477,3 +477,31 @@ async fn a_crash_while_signing_keeps_every_acknowledged_append() {
     drop(seq);
     let _ = task.await;
 }
+
+/// A stop that lands while the sequencer is busy with a job or a finished
+/// write still ends it, though a handle is held elsewhere (the server's
+/// witness workers hold one): the queue is closed on the next turn. The
+/// loop used to arm its stop branch only when no stop had been seen, so a
+/// stop during a turn left it waiting on a queue that a live handle kept
+/// open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_during_a_batch_ends_the_sequencer_while_a_handle_lives() {
+    for round in 0..12u64 {
+        let dir = tempfile::tempdir().expect("tmp");
+        tlog_server::ops::keys::init(dir.path(), ORIGIN, None).expect("init");
+        let (_store, run) = faulty(dir.path(), |_| Fault::None, |_| SignFault::None);
+        let tasks = forty_appends(&run.seq);
+        // Stop at a different point of the stream of batches each round.
+        tokio::time::sleep(Duration::from_millis(3 * round)).await;
+        let _ = run.stop.send(true);
+        let held = run.seq.clone();
+        tokio::time::timeout(Duration::from_secs(20), run.task)
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: the sequencer did not stop"))
+            .expect("join");
+        for t in tasks {
+            let _ = t.await;
+        }
+        drop(held);
+    }
+}

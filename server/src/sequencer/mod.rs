@@ -595,6 +595,12 @@ async fn run<S: LogStore>(
         if !open && building.is_none() {
             break;
         }
+        // A stop that came while a job was being handled (the branch
+        // below was not armed then) still closes the queue: otherwise a
+        // handle kept elsewhere would hold the loop open for good.
+        if open && *stop.borrow() {
+            rx.close();
+        }
         let room = building.as_ref().is_none_or(|b| b.events < cfg.max_events);
         let linger = building
             .as_ref()
