@@ -364,7 +364,9 @@ fn skip(buf: &mut &[u8], field: u32, wt: u8, depth: u32) -> Result<(), WireError
                 if buf.is_empty() {
                     return Err(WireError::Group);
                 }
-                let key = varint(buf)?;
+                // prost refuses a key above u32::MAX (a field number above
+                // 2^29 - 1), so the scanner does too.
+                let key = u64::from(u32::try_from(varint(buf)?).map_err(|_| WireError::Tag)?);
                 let (f, w) = (
                     u32::try_from(key >> 3).map_err(|_| WireError::Tag)?,
                     (key & 7) as u8,
@@ -469,7 +471,8 @@ impl Schema {
         let fields = self.messages.get(ty).unwrap_or(&empty);
         let mut total = MESSAGE_COST + FIELD_COST * fields.len() as u64;
         while !buf.is_empty() {
-            let key = varint(&mut buf)?;
+            // A key above u32::MAX is refused, as prost refuses it.
+            let key = u64::from(u32::try_from(varint(&mut buf)?).map_err(|_| WireError::Tag)?);
             let field = u32::try_from(key >> 3).map_err(|_| WireError::Tag)?;
             let wt = (key & 7) as u8;
             if field == 0 {
@@ -828,6 +831,10 @@ mod tests {
         assert!(matches!(e.error, WireError::Utf8(_)));
         assert_eq!(e.path, "event.event_id");
         assert!(s.cost(&ty, &[]).is_ok());
+        // A key above u32::MAX inside a group (found by the property
+        // test below): prost refuses it, so the scanner must.
+        let big_key = [88, 0, 205, 128, 128, 128, 16, 0, 0, 0, 0];
+        assert_eq!(err(&big_key), WireError::Tag);
     }
 
     proptest::proptest! {
