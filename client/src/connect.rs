@@ -82,6 +82,11 @@ impl tonic::service::Interceptor for Credentials {
     }
 }
 
+/// The verifier key a client pins.
+fn pinned(vkey: &str) -> Result<Verifier, ClientError> {
+    Verifier::from_vkey(vkey.trim()).map_err(|e| ClientError::Usage(format!("verifier key: {e}")))
+}
+
 impl Client {
     /// Connects to `url` (e.g. `http://127.0.0.1:7400`) and pins `vkey`
     /// (`name+hexid+base64key`); the key's name is the log's origin.
@@ -96,8 +101,7 @@ impl Client {
         vkey: &str,
         opts: &ConnectOptions,
     ) -> Result<Self, ClientError> {
-        let verifier = Verifier::from_vkey(vkey.trim())
-            .map_err(|e| ClientError::Usage(format!("verifier key: {e}")))?;
+        let verifier = pinned(vkey)?;
         let timeout = opts.timeout.unwrap_or(DEFAULT_TIMEOUT);
         let mut endpoint = Channel::from_shared(url.to_owned())
             .map_err(|e| ClientError::Usage(format!("server address {url:?}: {e}")))?
@@ -145,8 +149,7 @@ impl Client {
         vkey: &str,
         opts: &ConnectOptions,
     ) -> Result<Self, ClientError> {
-        let verifier = Verifier::from_vkey(vkey.trim())
-            .map_err(|e| ClientError::Usage(format!("verifier key: {e}")))?;
+        let verifier = pinned(vkey)?;
         let log = crate::tiles::TilesLog::new(
             url,
             &crate::tiles::TilesOptions {

@@ -363,7 +363,7 @@ impl TilesLog {
         &self,
         size: u64,
         f: impl Fn(&Prover<&Fetched>) -> Result<T, tlog_core::merkle::prove::ProofError>,
-    ) -> Result<T, Status> {
+    ) -> Result<(T, Fetched), Status> {
         let mut fetched = Fetched::default();
         for _ in 0..2 {
             let wanted = {
@@ -388,7 +388,9 @@ impl TilesLog {
                 fetched.tiles.insert((level, index), t?);
             }
         }
-        f(&Prover::new(&fetched)).map_err(|e| Status::data_loss(format!("tiles: {e}")))
+        let made =
+            f(&Prover::new(&fetched)).map_err(|e| Status::data_loss(format!("tiles: {e}")))?;
+        Ok((made, fetched))
     }
 
     /// Pages of entries `[start, end)` (one per bundle, fetched ahead
@@ -609,14 +611,19 @@ impl pb::log_server::Log for TilesLog {
                 latest.size
             )));
         }
-        let hashes = self
+        let (hashes, fetched) = self
             .with_tiles(size, |p| p.inclusion_proof(index, size))
             .await?;
-        // The leaf hash from its level-0 tile (the proof verified against
-        // the signed root authenticates it).
-        let tile = self.hash_tile(0, index / TILE_WIDTH, size).await?;
-        let leaf_hash = tile
-            .get((index % TILE_WIDTH) as usize)
+        // The leaf hash from its level-0 tile, which the proof has read
+        // unless the tree is that one leaf (the proof verified against the
+        // signed root authenticates it).
+        let mut leaf = Vec::new();
+        if fetched.read_hashes(0, index, 1, &mut leaf).is_err() {
+            let tile = self.hash_tile(0, index / TILE_WIDTH, size).await?;
+            leaf.extend(tile.get((index % TILE_WIDTH) as usize));
+        }
+        let leaf_hash = leaf
+            .first()
             .copied()
             .ok_or_else(|| Status::data_loss("tiles: the leaf's tile is short"))?;
         Ok(Response::new(pb::InclusionProof {
@@ -640,7 +647,7 @@ impl pb::log_server::Log for TilesLog {
                 "sizes {size1} -> {size2} (the tiles' checkpoint has size {latest})"
             )));
         }
-        let hashes = self
+        let (hashes, _) = self
             .with_tiles(size2, |p| p.consistency_proof(size1, size2))
             .await?;
         Ok(Response::new(pb::ConsistencyProof {

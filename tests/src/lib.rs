@@ -914,3 +914,29 @@ pub fn published_size(dir: &Path) -> Option<u64> {
         .parse()
         .ok()
 }
+
+/// `tlog submit --jsonl --batch BATCH` of `events` to the server at `url`
+/// with no trusted state; panics with its stderr unless it succeeds.
+pub fn submit_jsonl(url: &str, vkey: &str, events: &[String], batch: usize) {
+    let batch = batch.to_string();
+    let out = run_with_stdin(
+        "tlog",
+        &[
+            "--server",
+            url,
+            "--vkey",
+            vkey,
+            "--no-state",
+            "submit",
+            "--jsonl",
+            "--batch",
+            &batch,
+        ],
+        events.join("\n").as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

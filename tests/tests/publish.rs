@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use tlog_core::tiles::new_tiles;
 use tlog_e2e::{
-    Server, http_request, init, published_size, ready_http, run, run_with_stdin, terminate,
-    upload_events,
+    Server, http_request, init, published_size, ready_http, run, run_with_stdin, submit_jsonl,
+    terminate, upload_events,
 };
 
 fn get(addr: SocketAddr, path: &str) -> (u16, std::collections::HashMap<String, String>, Vec<u8>) {
@@ -398,26 +398,7 @@ fn published_tiles_in_an_s3_bucket_are_the_servers_tiles() {
     let http = ready_http(&data);
     let n = 300u64;
     let events = upload_events("s3", "team-s/m", n);
-    let out = run_with_stdin(
-        "tlog",
-        &[
-            "--server",
-            &s.url,
-            "--vkey",
-            &vkey,
-            "--no-state",
-            "submit",
-            "--jsonl",
-            "--batch",
-            "64",
-        ],
-        events.join("\n").as_bytes(),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    submit_jsonl(&s.url, &vkey, &events, 64);
     let size_in_bucket = || -> Option<u64> {
         let (st, _, body) = g.get("/log/checkpoint");
         (st == 200).then_some(())?;
@@ -454,22 +435,25 @@ fn published_tiles_in_an_s3_bucket_are_the_servers_tiles() {
 
     // `tlog-server publish` writes the same to another prefix in one round,
     // with the credentials from the environment.
-    let out = tlog_e2e::cmd("tlog-server")
-        .args(["publish", "--data-dir"])
-        .arg(&data)
-        .args([
-            "--to",
-            "s3://tiles/cli",
-            "--s3-endpoint",
-            &format!("http://{}", g.s3),
-            "--s3-region",
-            "garage",
-        ])
-        .env("AWS_ACCESS_KEY_ID", &g.key_id)
-        .env("AWS_SECRET_ACCESS_KEY", &g.secret)
-        .stdin(Stdio::null())
-        .output()
-        .expect("publish");
+    let publish_cli = |to: &str, secret: &str| {
+        tlog_e2e::cmd("tlog-server")
+            .args(["publish", "--data-dir"])
+            .arg(&data)
+            .args([
+                "--to",
+                to,
+                "--s3-endpoint",
+                &format!("http://{}", g.s3),
+                "--s3-region",
+                "garage",
+            ])
+            .env("AWS_ACCESS_KEY_ID", &g.key_id)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .stdin(Stdio::null())
+            .output()
+            .expect("publish")
+    };
+    let out = publish_cli("s3://tiles/cli", &g.secret);
     assert!(
         out.status.success(),
         "{}",
@@ -481,22 +465,7 @@ fn published_tiles_in_an_s3_bucket_are_the_servers_tiles() {
         g.get("/log/tile/entries/000").2
     );
     // Wrong credentials: refused with the store's reason, nothing written.
-    let out = tlog_e2e::cmd("tlog-server")
-        .args(["publish", "--data-dir"])
-        .arg(&data)
-        .args([
-            "--to",
-            "s3://tiles/bad",
-            "--s3-endpoint",
-            &format!("http://{}", g.s3),
-            "--s3-region",
-            "garage",
-        ])
-        .env("AWS_ACCESS_KEY_ID", &g.key_id)
-        .env("AWS_SECRET_ACCESS_KEY", "not-the-secret")
-        .stdin(Stdio::null())
-        .output()
-        .expect("publish");
+    let out = publish_cli("s3://tiles/bad", "not-the-secret");
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("publish target object"),

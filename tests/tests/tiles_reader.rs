@@ -6,7 +6,9 @@
 use std::time::{Duration, Instant};
 
 use super::publish::Nginx;
-use tlog_e2e::{Server, init, published_size, ready_http, run, run_with_stdin, upload_events};
+use tlog_e2e::{
+    Server, init, published_size, ready_http, run, run_with_stdin, submit_jsonl, upload_events,
+};
 
 fn tlog(args: &[&str]) -> (bool, String, String) {
     let out = run("tlog", args);
@@ -38,26 +40,7 @@ fn the_cli_and_the_monitor_read_a_log_from_tiles_alone() {
     let http = ready_http(&data);
     let n = 600u64;
     let events = upload_events("tr", "team-t/m", n);
-    let out = run_with_stdin(
-        "tlog",
-        &[
-            "--server",
-            &s.url,
-            "--vkey",
-            &vkey,
-            "--no-state",
-            "submit",
-            "--jsonl",
-            "--batch",
-            "50",
-        ],
-        events.join("\n").as_bytes(),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    submit_jsonl(&s.url, &vkey, &events, 50);
     let deadline = Instant::now() + Duration::from_secs(30);
     while published_size(&site) != Some(n) {
         assert!(Instant::now() < deadline, "not published");
