@@ -22,6 +22,7 @@ pub mod http;
 pub mod metrics;
 pub mod rules;
 pub mod sink;
+pub mod slots;
 pub mod state;
 pub mod witness;
 

@@ -5,10 +5,11 @@
 //! ("Monitor Retrieval Mechanism").
 //!
 //! The per-log state is one file per origin (the cosigned checkpoint note,
-//! the log's verified signatures and the witness's own), replaced
-//! atomically and synced before the answer leaves. The check against the
-//! held size and the write happen under one lock, so two requests cannot
-//! roll the state back (the race the specification describes).
+//! the log's verified signatures and the witness's own), kept in a
+//! [`crate::slots`] file and synced before the answer leaves: one data
+//! flush per cosignature. The check against the held size and the write
+//! happen under one lock, so two requests cannot roll the state back (the
+//! race the specification describes).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,12 +28,16 @@ use tlog_core::witness::{
 
 use crate::config::WitnessConfig;
 use crate::metrics::Metrics;
-use crate::state::{StateError, write_atomic};
+use crate::slots::{Opened, SlotFile};
+use crate::state::StateError;
 
 /// One witnessed log: its keys and what was last cosigned.
 struct Held {
     keys: Verifiers,
     latest: Option<(Witnessed, String)>,
+    /// The state file, once it is a slot file (`None` before the first
+    /// cosignature, or while it still holds an older plain note).
+    file: Option<SlotFile>,
 }
 
 /// A running witness's state.
@@ -141,7 +146,7 @@ impl Witness {
             });
         }
         let dir = state_dir.join("witness");
-        let mut logs: HashMap<String, Held> = HashMap::new();
+        let mut keys: Vec<(String, Vec<Verifier>)> = Vec::new();
         for (index, l) in cfg.logs.iter().enumerate() {
             let bad = |reason: String| WitnessError::Log { index, reason };
             let text = match (&l.vkey, &l.vkey_file) {
@@ -152,27 +157,17 @@ impl Witness {
             };
             let v = Verifier::from_vkey(text.trim()).map_err(|e| bad(e.to_string()))?;
             let origin = l.origin.clone().unwrap_or_else(|| v.name().to_owned());
-            let latest = load_state(&dir, &origin, &v)?;
-            match logs.get_mut(&origin) {
-                // Several keys may sign one origin (key rotation).
-                Some(h) => {
-                    let mut all: Vec<Verifier> = h.keys.iter().cloned().collect();
-                    all.push(v);
-                    h.keys = Verifiers::new(all);
-                    if h.latest.is_none() {
-                        h.latest = latest;
-                    }
-                }
-                None => {
-                    logs.insert(
-                        origin,
-                        Held {
-                            keys: Verifiers::new([v]),
-                            latest,
-                        },
-                    );
-                }
+            // Several keys may sign one origin (key rotation).
+            match keys.iter_mut().find(|(o, _)| *o == origin) {
+                Some((_, all)) => all.push(v),
+                None => keys.push((origin, vec![v])),
             }
+        }
+        let mut logs: HashMap<String, Held> = HashMap::new();
+        for (origin, all) in keys {
+            let keys = Verifiers::new(all);
+            let (latest, file) = load_state(&dir, &origin, &keys)?;
+            logs.insert(origin, Held { keys, latest, file });
         }
         Ok(Witness {
             cosigner,
@@ -244,8 +239,14 @@ impl Witness {
             note.push_str(&s.to_line());
             note.push('\n');
         }
-        let path = self.dir.join(origin_hash(&origin));
-        if let Err(e) = write_atomic(&path, note.as_bytes()) {
+        let written = match &mut held.file {
+            Some(f) => f.write(note.as_bytes()),
+            None => {
+                let path = self.dir.join(origin_hash(&origin));
+                SlotFile::create(&path, note.as_bytes(), 0).map(|f| held.file = Some(f))
+            }
+        };
+        if let Err(e) = written {
             tracing::error!(error = %e, "cannot persist the witness state; not cosigning");
             return (503, TEXT, "the witness cannot persist its state\n".into());
         }
@@ -268,40 +269,37 @@ impl Witness {
 }
 
 /// Reads what was cosigned for `origin`, checking it is a checkpoint of
-/// that log carrying this witness's signature.
+/// that log (signed by one of `keys`), and the slot file it is kept in.
+#[allow(clippy::type_complexity)]
 fn load_state(
     dir: &Path,
     origin: &str,
-    key: &Verifier,
-) -> Result<Option<(Witnessed, String)>, StateError> {
+    keys: &Verifiers,
+) -> Result<(Option<(Witnessed, String)>, Option<SlotFile>), StateError> {
     let path = dir.join(origin_hash(origin));
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(StateError::Io {
-                path,
-                what: "read",
-                source,
-            });
-        }
+    let (bytes, file) = match SlotFile::open(&path)? {
+        Opened::Absent => return Ok((None, None)),
+        Opened::Plain(b) => (b, None),
+        Opened::Slots(f, b) => (b, Some(f)),
     };
-    match tlog_core::checkpoint::open(text.as_bytes(), &Verifiers::new([key.clone()]), origin) {
-        Ok(cp) => Ok(Some((
-            Witnessed {
-                size: cp.checkpoint.size,
-                root: cp.checkpoint.root,
-            },
-            text,
-        ))),
-        // Another key of the same origin may have signed it.
-        Err(tlog_core::checkpoint::CheckpointError::Note(
-            tlog_core::note::NoteError::NoKnownSignature { .. },
-        )) => Ok(None),
-        Err(e) => Err(StateError::Corrupt {
-            path,
-            reason: format!("not a checkpoint of {origin}: {e}"),
-        }),
+    let corrupt = |reason: String| StateError::Corrupt {
+        path: path.clone(),
+        reason,
+    };
+    let text = String::from_utf8(bytes)
+        .map_err(|_| corrupt(format!("not a checkpoint of {origin}: not UTF-8")))?;
+    match tlog_core::checkpoint::open(text.as_bytes(), keys, origin) {
+        Ok(cp) => Ok((
+            Some((
+                Witnessed {
+                    size: cp.checkpoint.size,
+                    root: cp.checkpoint.root,
+                },
+                text,
+            )),
+            file,
+        )),
+        Err(e) => Err(corrupt(format!("not a checkpoint of {origin}: {e}"))),
     }
 }
 

@@ -281,6 +281,60 @@ fn the_state_survives_a_restart() {
 }
 
 #[test]
+fn a_state_written_before_slot_files_is_read_and_replaced() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // The earlier format: the cosigned note is the whole file.
+    let state = dir.path().join("witness").join(origin_hash(ORIGIN));
+    std::fs::create_dir_all(state.parent().expect("parent")).expect("mkdir");
+    let cp = Checkpoint::new(ORIGIN, 5, reference::root(&leaves(5, false)));
+    std::fs::write(&state, cp.sign(&log()).expect("sign")).expect("write");
+    {
+        let w = start(dir.path());
+        let (s, _, b) = add(&w, &body(0, 6, false));
+        assert_eq!((s, b.as_str()), (409, "5\n"), "the plain note was not read");
+        assert_eq!(add(&w, &body(5, 6, true)).0, 422);
+        assert_eq!(add(&w, &body(5, 6, false)).0, 200);
+    }
+    let bytes = std::fs::read(&state).expect("read");
+    assert!(
+        bytes.starts_with(tlog_monitor::slots::MAGIC),
+        "the first cosignature did not make a slot file"
+    );
+    let w = start(dir.path());
+    let (s, _, b) = add(&w, &body(5, 7, false));
+    assert_eq!((s, b.as_str()), (409, "6\n"));
+    drop(w);
+    // A state file that is neither a note of this log nor a whole slot
+    // record stops the witness from starting, rather than forgetting what
+    // it cosigned.
+    let mut broken = bytes.clone();
+    for b in &mut broken[4096..] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&state, &broken).expect("write");
+    let key = dir.path().join("w.key");
+    let cfg = WitnessConfig {
+        name: "witness.example/w1".into(),
+        key_file: key,
+        listen: "127.0.0.1:0".into(),
+        prefix: "/w".into(),
+        logs: vec![WitnessedLog {
+            vkey: Some(log().verifier().to_vkey()),
+            vkey_file: None,
+            origin: None,
+        }],
+    };
+    let e = Witness::new(&cfg, dir.path(), Arc::new(Metrics::default()))
+        .err()
+        .expect("a broken state file must be refused");
+    assert!(e.to_string().contains("checksum"), "{e}");
+    // So does a note of this origin signed by a key no longer configured.
+    let other = Signer::from_seed(ORIGIN, &[32; 32]).expect("signer");
+    std::fs::write(&state, cp.sign(&other).expect("sign")).expect("write");
+    assert!(Witness::new(&cfg, dir.path(), Arc::new(Metrics::default())).is_err());
+}
+
+#[test]
 fn concurrent_requests_cannot_roll_the_state_back() {
     let dir = tempfile::tempdir().expect("tmp");
     let w = start(dir.path());
