@@ -3,11 +3,14 @@
 //!
 //! The witnesses and the quorum come from a c2sp.org/tlog-policy file
 //! whose `witness` lines carry each witness's submission prefix. One task
-//! per witness follows the sequencer's checkpoints: it submits the newest
-//! with a consistency proof from the size that witness last cosigned (a 409
-//! tells it that size), so checkpoints signed while a request was in flight
-//! are covered by the next one, and a slow witness never holds up the
-//! others.
+//! per witness submits checkpoints with a consistency proof from the size
+//! that witness last cosigned (a 409 tells it that size). The workers
+//! submit in rounds: every worker asks for the same checkpoint, the
+//! round's, so that cosignatures meet on one tree; once the quorum is met
+//! on it, the next round takes the sequencer's newest checkpoint, which
+//! covers every one signed while the round was in flight. A slow witness
+//! never holds up a round its quorum does not need: it joins the current
+//! round when it is done.
 //!
 //! A checkpoint whose cosignatures satisfy the quorum becomes the
 //! published checkpoint (`/checkpoint`, `GetCheckpoint`). In `sync` mode an
@@ -83,6 +86,8 @@ pub struct Witnessing {
     mode: WitnessMode,
     timeout: Duration,
     recent: Mutex<BTreeMap<u64, Gathered>>,
+    /// The checkpoint of the current round (see [`Witnessing::round`]).
+    target: Mutex<Option<Arc<Signed>>>,
     /// The newest checkpoint that satisfies the quorum, with every
     /// cosignature gathered for it; `None` until one does.
     published: watch::Sender<Option<Arc<Signed>>>,
@@ -146,6 +151,7 @@ impl Witnessing {
             mode: cfg.mode,
             timeout: cfg.timeout,
             recent: Mutex::new(BTreeMap::new()),
+            target: Mutex::new(None),
             published,
         })
     }
@@ -237,6 +243,24 @@ impl Witnessing {
         }
     }
 
+    /// The checkpoint every worker submits now: the current round's
+    /// while its quorum is not met, else `newest` (the sequencer's
+    /// newest), which starts the next round. Witnesses that each took the
+    /// newest checkpoint when they were free would cosign different trees
+    /// under a steady load, and a quorum would form only when they happened
+    /// to agree.
+    fn round(&self, newest: &Arc<Signed>) -> Arc<Signed> {
+        let mut target = lock(&self.target);
+        let done = self.published.borrow().as_ref().map_or(0, |p| p.size);
+        match &*target {
+            Some(t) if t.size >= newest.size || done < t.size => t.clone(),
+            _ => {
+                *target = Some(newest.clone());
+                newest.clone()
+            }
+        }
+    }
+
     /// The size witness `i` last cosigned (0 before its first answer).
     pub fn witness_size(&self, i: usize) -> u64 {
         self.sizes
@@ -316,6 +340,7 @@ async fn worker<S: LogStore>(
     };
     let mut conn = client::Conn::new(endpoint, w.timeout);
     let mut latest = seq.subscribe();
+    let mut published = w.published.subscribe();
     // The size this witness holds, as far as we know (None: ask it).
     let mut known: Option<u64> = None;
     let mut cosigned_size: Option<u64> = None;
@@ -324,10 +349,21 @@ async fn worker<S: LogStore>(
         if *stop.borrow() {
             return;
         }
-        let signed = latest.borrow_and_update().clone();
-        if cosigned_size == Some(signed.size) {
+        let newest = latest.borrow_and_update().clone();
+        published.borrow_and_update();
+        let round = w.round(&newest);
+        // A witness already past the round (it holds a newer tree, from
+        // before a restart) is asked for the newest checkpoint instead.
+        let signed = match known {
+            Some(k) if k > round.size => newest,
+            _ => round,
+        };
+        if cosigned_size.is_some_and(|c| c >= signed.size) {
+            // Done with this round: wait for a newer checkpoint, or for
+            // the quorum that closes the round.
             tokio::select! {
                 r = latest.changed() => if r.is_err() { return },
+                r = published.changed() => if r.is_err() { return },
                 _ = stop.wait_for(|s| *s) => return,
             }
             continue;
@@ -591,5 +627,49 @@ mod tests {
         assert!(ws.at(4).expect("kept").note.contains("w2.example"));
         // A waiter for a size already covered returns at once.
         assert_eq!(ws.wait_cosigned(3).await.expect("covered").size, 5);
+    }
+
+    #[test]
+    fn every_witness_is_asked_for_the_rounds_checkpoint_until_its_quorum() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let log = Signer::from_seed("log.example/x", &[1; 32]).expect("s");
+        let vkey = log.verifier().to_vkey();
+        let text = format!(
+            "witness A {} http://127.0.0.1:1\nwitness B {} http://127.0.0.1:2\nwitness C {} http://127.0.0.1:3\ngroup G 2 A B C\nquorum G\n",
+            w(1).verifier().to_vkey(),
+            w(2).verifier().to_vkey(),
+            w(3).verifier().to_vkey()
+        );
+        let ws =
+            Witnessing::load(&section(dir.path(), &text, WitnessMode::Sync), &vkey).expect("ok");
+        let signed = |n: u64| {
+            let cp = Checkpoint::new("log.example/x", n, tlog_core::Hash([n as u8; 32]));
+            Arc::new(Signed {
+                size: n,
+                root: cp.root,
+                note: cp.sign(&log).expect("sign"),
+            })
+        };
+        let cosig = |i: u8, s: &Signed| {
+            let body = s
+                .note
+                .split_once("\n\n")
+                .map(|(t, _)| format!("{t}\n"))
+                .expect("text");
+            w(i).cosign(1_700_000_000, &body)
+        };
+        let (five, six, seven) = (signed(5), signed(6), signed(7));
+        assert_eq!(ws.round(&five).size, 5, "the first round takes the newest");
+        ws.add(0, &five, cosig(1, &five));
+        // The sequencer signed 6 while the round was open: a witness that
+        // is free is still asked for 5, so that the quorum meets on it.
+        assert_eq!(ws.round(&six).size, 5);
+        ws.add(2, &five, cosig(3, &five));
+        assert_eq!(ws.published().expect("quorum").size, 5);
+        // The quorum closed the round: the next one takes the newest.
+        assert_eq!(ws.round(&seven).size, 7);
+        assert_eq!(ws.round(&seven).size, 7);
+        // A checkpoint older than the round never becomes it.
+        assert_eq!(ws.round(&six).size, 7);
     }
 }
