@@ -109,8 +109,8 @@ impl Identity<'_> {
 pub struct Ended<'a> {
     /// The gRPC method.
     pub method: &'a str,
-    /// When it arrived, RFC 3339.
-    pub time: String,
+    /// When it arrived (written as RFC 3339 only when it is recorded).
+    pub time: std::time::SystemTime,
     /// When it arrived, for the latency.
     pub start: std::time::Instant,
     /// The network peer.
@@ -135,7 +135,7 @@ impl Ended<'_> {
         let decision = self.decided.decision();
         AccessRecord {
             leaf: AccessLeaf {
-                time: self.time,
+                time: rfc3339(self.time),
                 principal: self.who.principal.to_owned(),
                 auth_method: self.who.auth_method.to_owned(),
                 issuer: self.who.issuer.to_owned(),
@@ -529,7 +529,12 @@ pub async fn ledger_writer(
 
 /// The current time as RFC 3339 UTC with microseconds.
 pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
+    rfc3339(std::time::SystemTime::now())
+}
+
+/// `t` as RFC 3339 with microseconds, as access records carry it.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_micros(t).to_string()
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 use tonic::Status;
 
-use crate::access::audit::{AuditSink, Decided, Ended, Identity, Refusal, now_rfc3339};
+use crate::access::audit::{AuditSink, Decided, Ended, Identity, Refusal};
 
 /// Most TLS handshakes in progress at once; further connections wait to
 /// be accepted.
@@ -159,7 +159,7 @@ pub fn record_refusal(
         a.record(
             Ended {
                 method,
-                time: now_rfc3339(),
+                time: std::time::SystemTime::now(),
                 start: started,
                 peer,
                 who: Identity::UNAUTHENTICATED,

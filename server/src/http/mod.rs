@@ -81,8 +81,9 @@ pub async fn answer<S: LogStore, B>(
     peer: SocketAddr,
     req: Request<B>,
 ) -> Response<Full<Bytes>> {
-    let head = req.method() == Method::HEAD;
-    if req.method() != Method::GET && !head {
+    let (parts, _body) = req.into_parts();
+    let head = parts.method == Method::HEAD;
+    if parts.method != Method::GET && !head {
         let mut r = text(
             StatusCode::METHOD_NOT_ALLOWED,
             "only GET and HEAD are served here".into(),
@@ -93,17 +94,16 @@ pub async fn answer<S: LogStore, B>(
         );
         return r;
     }
-    let what = match route(prefix, req.uri().path()) {
+    let what = match route(prefix, parts.uri.path()) {
         Ok(w) => w,
         Err(why) => {
             return text(
                 StatusCode::NOT_FOUND,
-                format!("{}: {why}", req.uri().path()),
+                format!("{}: {why}", parts.uri.path()),
             );
         }
     };
-    let headers = req.headers().clone();
-    match svc.http_tile(what, peer, headers).await {
+    match svc.http_tile(what, peer, parts.headers).await {
         Ok(TileBody { bytes, immutable }) => {
             let (content_type, cache) = match what {
                 TileRead::Checkpoint => ("text/plain; charset=utf-8", CHECKPOINT_CACHE),

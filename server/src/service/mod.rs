@@ -26,7 +26,7 @@ use tracing::Instrument as _;
 
 use tlog_core::leaf::Rpc;
 
-use crate::access::audit::{AuditSink, Decided, Ended, Identity, Refusal, now_rfc3339};
+use crate::access::audit::{AuditSink, Decided, Ended, Identity, Refusal};
 use crate::access::auth::{Authenticator, Caller, RequestFacts};
 use crate::access::authz::{PolicyHandle, Who};
 use crate::ops::config::Limits;
@@ -173,7 +173,7 @@ impl<S: LogStore> LogService<S> {
         Fut: std::future::Future<Output = Result<T>>,
     {
         let start = Instant::now();
-        let time = now_rfc3339();
+        let time = std::time::SystemTime::now();
         let facts = RequestFacts {
             peer: req.remote_addr(),
             metadata: req.metadata(),
@@ -198,7 +198,7 @@ impl<S: LogStore> LogService<S> {
                 method,
                 Ended {
                     method,
-                    time: time.clone(),
+                    time,
                     start,
                     peer,
                     who,
@@ -267,12 +267,25 @@ impl<S: LogStore> LogService<S> {
                 why,
             ));
         }
-        let span = tracing::info_span!(
-            "rpc",
-            method,
-            peer = %caller.submitter.peer,
-            principal = %caller.submitter.principal,
-        );
+        // Tiles reads are many and static, like a web server's: their span
+        // and their line are at debug level (the access log still records
+        // each), so that at the default level they cost no formatting.
+        let http = method.starts_with("http:");
+        let span = if http {
+            tracing::debug_span!(
+                "rpc",
+                method,
+                peer = %caller.submitter.peer,
+                principal = %caller.submitter.principal,
+            )
+        } else {
+            tracing::info_span!(
+                "rpc",
+                method,
+                peer = %caller.submitter.peer,
+                principal = %caller.submitter.principal,
+            )
+        };
         let policy = self.policy.as_ref().and_then(PolicyHandle::get);
         let access = Arc::new(Access::new(caller, method, justification, policy));
         let result = f(req.into_inner(), access.clone())
@@ -288,9 +301,7 @@ impl<S: LogStore> LogService<S> {
             }
         };
         let latency_ms = start.elapsed().as_secs_f64() * 1e3;
-        // Tiles reads are many and static, like a web server's: their
-        // line is at debug level (the access log still records each).
-        if method.starts_with("http:") {
+        if http {
             tracing::debug!(latency_ms, code = ?code, message, "request");
         } else {
             tracing::info!(latency_ms, code = ?code, message, "request");
