@@ -5,7 +5,8 @@
 #     events as JSON, evidence bundles, tile paths and entry bundles,
 #     tlog-proof files. SECONDS per target (default 60).
 #  2. The property tests that feed hostile input to the other parsers
-#     (server and monitor configuration, Cedar policy), with many more
+#     (server and monitor configuration, Cedar policy, the witness's
+#     state file), with many more
 #     cases than the normal test run (PROPTEST_CASES, default 20000).
 # Findings are kept in fuzz/artifacts/<target>/ (a crash fails the script);
 # fixed ones are kept in fuzz/regressions/<target>/ and replayed every run.
@@ -38,3 +39,5 @@ echo "== property tests with PROPTEST_CASES=$CASES"
 PROPTEST_CASES="$CASES" cargo test --locked -p tlog-core --test tests -- properties
 PROPTEST_CASES="$CASES" cargo test --locked -p tlog-server --test tests -- parsers
 PROPTEST_CASES="$CASES" cargo test --locked -p tlog-monitor --lib -- config
+# The witness's slot-file reader (monitor/src/slots.rs): any bytes on disk.
+PROPTEST_CASES="$CASES" cargo test --locked -p tlog-monitor --lib -- slots
