@@ -10,6 +10,9 @@
 #   3. batched throughput (16 clients x AppendBatch(64)), with and without.
 #
 # Usage: scripts/bench-witness.sh [SECONDS]
+# WITNESS_TMPDIR=DIR puts the witnesses' folders (their synced state) on
+# another file system than the log's (TMPDIR), to tell their syncs apart
+# from the log's; BENCHMARKS.md shows a run with them on tmpfs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -18,9 +21,10 @@ SECS="${1:-10}"
 cargo build --release --locked --quiet -p tlog-server -p tlog-monitor -p tlog-bench --bins
 BIN="$CARGO_TARGET_DIR/release"
 W="$(mktemp -d "${TMPDIR:-/var/tmp}/tlog-witness.XXXXXX")"
+WD="$(mktemp -d "${WITNESS_TMPDIR:-$W}/tlog-witnesses.XXXXXX")"
 PIDS=()
 stop_all() { for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=(); }
-trap 'stop_all; rm -rf "$W"' EXIT
+trap 'stop_all; rm -rf "$W" "${WD:-}"' EXIT
 
 wait_ready() { for _ in $(seq 1 600); do [ -s "$1" ] && return 0; sleep 0.1; done; echo "not ready: $1"; exit 1; }
 
@@ -28,7 +32,7 @@ VKEY="$("$BIN/tlog-server" init --data-dir "$W/data" --origin bench.witness.exam
 POLICY="$W/witnesses.policy"
 echo "log $VKEY" >"$POLICY"
 for i in 1 2 3; do
-  d="$W/w$i"
+  d="$WD/w$i"
   mkdir -p "$d"
   WV="$("$BIN/tlog-monitor" witness keygen --name "w$i.bench.example" --out "$d/key" 2>/dev/null)"
   cat >"$d/monitor.toml" <<EOF
@@ -101,5 +105,5 @@ a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 print("batched throughput witnessed / unwitnessed: %.0f%%" % (100 * b["appends_per_s"] / a["appends_per_s"]))
 EOF
 for i in 1 2 3; do
-  echo "W$i answers: $(grep -c cosigned "$W/w$i/log" || true) cosigned log lines"
+  echo "W$i answers: $(grep -c cosigned "$WD/w$i/log" || true) cosigned log lines"
 done
