@@ -7,7 +7,9 @@ use std::path::Path;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tlog_e2e::{Server, run};
 
-fn certs(dir: &Path) {
+/// A CA (`ca.pem`) and a certificate for `localhost` it signed
+/// (`server.pem`, `server.key`), in `dir`.
+pub(crate) fn certs(dir: &Path) {
     let ca_key = KeyPair::generate().expect("key");
     let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);

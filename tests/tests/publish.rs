@@ -38,6 +38,20 @@ pub(crate) struct Nginx {
 
 impl Nginx {
     pub(crate) fn start(root: &Path, work: &Path) -> Nginx {
+        Nginx::with_server(work, |port| {
+            format!(
+                "listen 127.0.0.1:{port};\n    root {root};\n    \
+                 default_type application/octet-stream;\n    \
+                 location = /checkpoint {{ default_type \"text/plain; charset=utf-8\"; add_header Cache-Control no-cache; }}\n    \
+                 location /tile/ {{ add_header Cache-Control \"public, max-age=31536000, immutable\"; }}",
+                root = root.display(),
+            )
+        })
+    }
+
+    /// nginx with one `server` block, `server(port)` its body, on a free
+    /// port of 127.0.0.1.
+    pub(crate) fn with_server(work: &Path, server: impl FnOnce(u16) -> String) -> Nginx {
         let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
             .into_iter()
             .find(|p| Path::new(p).is_file())
@@ -61,12 +75,9 @@ impl Nginx {
                  events {{ worker_connections 64; }}\n\
                  http {{\n  access_log off;\n  client_body_temp_path {w}/body;\n  proxy_temp_path {w}/proxy;\n  \
                  fastcgi_temp_path {w}/fastcgi;\n  uwsgi_temp_path {w}/uwsgi;\n  scgi_temp_path {w}/scgi;\n  \
-                 server {{\n    listen 127.0.0.1:{port};\n    root {root};\n    \
-                 default_type application/octet-stream;\n    \
-                 location = /checkpoint {{ default_type \"text/plain; charset=utf-8\"; add_header Cache-Control no-cache; }}\n    \
-                 location /tile/ {{ add_header Cache-Control \"public, max-age=31536000, immutable\"; }}\n  }}\n}}\n",
+                 server {{\n    {server}\n  }}\n}}\n",
                 w = work.display(),
-                root = root.display(),
+                server = server(port),
             ),
         )
         .expect("nginx.conf");

@@ -547,3 +547,119 @@ fn a_forked_log_and_a_rolled_back_store_are_refused_by_the_witnesses() {
         w.stop();
     }
 }
+
+/// An `https://` witness whose certificate a private CA signed, behind
+/// Debian's nginx terminating TLS: with `ca_file` the log reaches it and
+/// sync appends are cosigned; without, the TLS handshake fails and a sync
+/// append is refused at its deadline; a CA file with no certificate stops
+/// the server from starting.
+#[test]
+fn an_https_witness_with_a_private_ca_cosigns_through_nginx() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    let origin = "e2e.https.example/log";
+    let data = dir.join("data");
+    let vkey = init(&data, origin);
+    let w = Witness::start(dir, 1, &vkey);
+    crate::access::certs(dir);
+    let work = dir.join("nginx");
+    std::fs::create_dir_all(&work).expect("mkdir");
+    let nginx = crate::publish::Nginx::with_server(&work, |port| {
+        format!(
+            "listen 127.0.0.1:{port} ssl;\n    ssl_certificate {d}/server.pem;\n    \
+             ssl_certificate_key {d}/server.key;\n    \
+             location / {{ proxy_pass http://{addr}; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}",
+            d = dir.display(),
+            addr = w.addr,
+        )
+    });
+    let policy = dir.join("https.policy");
+    std::fs::write(
+        &policy,
+        format!(
+            "log {vkey}\nwitness W1 {} https://localhost:{}\nquorum W1\n",
+            w.vkey,
+            nginx.addr.port()
+        ),
+    )
+    .expect("policy");
+    let config = |ca: bool| {
+        let path = dir.join(format!("server-ca-{ca}.toml"));
+        let ca_line = if ca {
+            format!("ca_file = \"{}\"\n", dir.join("ca.pem").display())
+        } else {
+            String::new()
+        };
+        std::fs::write(
+            &path,
+            format!(
+                "[http]\nlisten = \"127.0.0.1:0\"\n\n[witnessing]\npolicy_file = \"{}\"\nmode = \"sync\"\ntimeout = \"2s\"\n{ca_line}",
+                policy.display()
+            ),
+        )
+        .expect("config");
+        path
+    };
+
+    // Trusting the private CA: cosigned through nginx.
+    let with_ca = config(true);
+    let server = Server::start_with(&data, &["--config", with_ca.to_str().expect("utf8")]);
+    // With --policy the CLI accepts only a checkpoint W1 cosigned.
+    ok(&submit(&server, &vkey, Some(&policy), "https-1"));
+    assert_eq!(
+        w.held(origin).expect("the witness cosigned").lines().nth(1),
+        Some("1")
+    );
+    let http = ready_http(&data);
+    let (st, _, body) = http_request(http, "GET", "/checkpoint", &[]);
+    assert_eq!(st, 200);
+    let note = String::from_utf8(body).expect("utf8");
+    assert!(note.contains(&format!("\u{2014} {} ", w.name)), "{note}");
+    assert!(server.stop(), "the server stops cleanly");
+
+    // Web PKI roots only: the handshake fails and nothing is cosigned.
+    let without = config(false);
+    let server = Server::start_with(&data, &["--config", without.to_str().expect("utf8")]);
+    let out = submit(&server, &vkey, None, "https-2");
+    assert!(!out.status.success(), "an append with no quorum must fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("witnesses did not cosign"), "{err}");
+    assert_eq!(
+        w.held(origin).expect("held").lines().nth(1),
+        Some("1"),
+        "the witness was not reached"
+    );
+    assert!(server.stop(), "the server stops cleanly");
+
+    // A CA file with no certificate is refused at start, with the reason.
+    let empty = dir.join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").expect("write");
+    let bad = dir.join("server-bad.toml");
+    std::fs::write(
+        &bad,
+        format!(
+            "[witnessing]\npolicy_file = \"{}\"\nca_file = \"{}\"\n",
+            policy.display(),
+            empty.display()
+        ),
+    )
+    .expect("config");
+    let out = run(
+        "tlog-server",
+        &[
+            "serve",
+            "--data-dir",
+            data.to_str().expect("utf8"),
+            "--config",
+            bad.to_str().expect("utf8"),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("witnessing.ca_file") && err.contains("no PEM certificate"),
+        "{err}"
+    );
+}

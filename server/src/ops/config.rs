@@ -216,6 +216,11 @@ pub struct WitnessingSection {
     /// waits for the quorum before `UNAVAILABLE`.
     #[serde(default = "default_witness_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// PEM certificates of the authorities that `https://` witnesses'
+    /// certificates may chain to, trusted beside the Web PKI roots (for
+    /// witnesses with certificates of a private CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_witness_timeout() -> Duration {

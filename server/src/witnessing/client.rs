@@ -1,6 +1,7 @@
 //! A keep-alive HTTP/1.1 client for one witness's `add-checkpoint`
 //! (c2sp.org/tlog-witness asks clients to reuse connections). `https://`
-//! witnesses are verified against the Web PKI roots.
+//! witnesses are verified against the Web PKI roots and the certificates
+//! of `[witnessing] ca_file`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,15 +87,63 @@ type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 pub struct Conn {
     endpoint: Endpoint,
     timeout: Duration,
+    tls: Arc<tokio_rustls::rustls::ClientConfig>,
     sender: Option<Sender>,
 }
 
+/// The TLS client setup for `https://` witnesses: the Web PKI roots, and
+/// the certificates of `ca_file` when one is given.
+pub fn tls_config(
+    ca_file: Option<&std::path::Path>,
+) -> Result<Arc<tokio_rustls::rustls::ClientConfig>, super::WitnessingError> {
+    use super::WitnessingError;
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        let bad = |reason: String| WitnessingError::Ca {
+            path: path.to_owned(),
+            reason,
+        };
+        let pem = std::fs::read(path).map_err(|source| WitnessingError::ReadCa {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut added = 0;
+        for c in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+            let c = c.map_err(|e| bad(e.to_string()))?;
+            roots.add(c).map_err(|e| bad(e.to_string()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(bad("it holds no PEM certificate".into()));
+        }
+    }
+    let cfg = tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| WitnessingError::Ca {
+        path: ca_file.map(|p| p.to_owned()).unwrap_or_default(),
+        reason: e.to_string(),
+    })?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
+
 impl Conn {
-    /// A connection to `endpoint` (not yet open).
-    pub fn new(endpoint: Endpoint, timeout: Duration) -> Conn {
+    /// A connection to `endpoint` (not yet open); `tls` is used when the
+    /// endpoint is `https://`.
+    pub fn new(
+        endpoint: Endpoint,
+        timeout: Duration,
+        tls: Arc<tokio_rustls::rustls::ClientConfig>,
+    ) -> Conn {
         Conn {
             endpoint,
             timeout,
+            tls,
             sender: None,
         }
     }
@@ -148,18 +197,9 @@ impl Conn {
             .map_err(|err| PostError::Connect(err.to_string()))?;
         let _ = tcp.set_nodelay(true);
         if e.https {
-            let mut roots = tokio_rustls::rustls::RootCertStore::empty();
-            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            let cfg = tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
-                tokio_rustls::rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .map_err(|err| PostError::Connect(err.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
             let name = rustls_pki_types::ServerName::try_from(e.host.clone())
                 .map_err(|err| PostError::Connect(err.to_string()))?;
-            let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+            let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
                 .connect(name, tcp)
                 .await
                 .map_err(|err| PostError::Connect(err.to_string()))?;

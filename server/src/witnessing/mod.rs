@@ -71,6 +71,22 @@ pub enum WitnessingError {
         /// Why.
         reason: String,
     },
+    /// The CA file cannot be read.
+    #[error("witnessing.ca_file {path}: {source}")]
+    ReadCa {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The CA file holds no usable certificate.
+    #[error("witnessing.ca_file {path}: {reason} (a PEM file of CA certificates is expected)")]
+    Ca {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// One checkpoint and the cosignatures gathered for it.
@@ -97,6 +113,9 @@ pub struct Witnessing {
     stopped: watch::Sender<Option<String>>,
     /// Wakes workers pausing after a failure: a sync append is waiting.
     wanted: tokio::sync::Notify,
+    /// The TLS setup of `https://` witnesses: the Web PKI roots and
+    /// `ca_file`'s certificates.
+    tls: Arc<tokio_rustls::rustls::ClientConfig>,
 }
 
 impl Witnessing {
@@ -137,9 +156,11 @@ impl Witnessing {
                 "it lists logs but not this one ({vkey}); add `log {vkey}`"
             )));
         }
+        let tls = client::tls_config(cfg.ca_file.as_deref())?;
         let (published, _) = watch::channel(None);
         let (stopped, _) = watch::channel(None);
         Ok(Witnessing {
+            tls,
             stopped,
             wanted: tokio::sync::Notify::new(),
             sizes: policy
@@ -338,7 +359,7 @@ async fn worker<S: LogStore>(
     let Ok(endpoint) = client::Endpoint::parse(witness.url.as_deref().unwrap_or_default()) else {
         return;
     };
-    let mut conn = client::Conn::new(endpoint, w.timeout);
+    let mut conn = client::Conn::new(endpoint, w.timeout, w.tls.clone());
     let mut latest = seq.subscribe();
     let mut published = w.published.subscribe();
     // The size this witness holds, as far as we know (None: ask it).
@@ -525,6 +546,7 @@ mod tests {
             policy_file: path,
             mode,
             timeout: Duration::from_millis(200),
+            ca_file: None,
         }
     }
 
