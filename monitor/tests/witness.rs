@@ -4,7 +4,7 @@
 //! answers read by an independent note implementation (`signed_note`).
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tlog_core::checkpoint::Checkpoint;
@@ -65,12 +65,10 @@ impl Drop for Running {
     }
 }
 
-fn start(dir: &Path) -> Running {
-    let key = dir.join("w.key");
-    if !key.exists() {
-        keygen("witness.example/w1", &key).expect("keygen");
-    }
-    let cfg = WitnessConfig {
+/// The witness's configuration: witness.example/w1 of [`log`], its key
+/// at `key`.
+fn config(key: PathBuf) -> WitnessConfig {
+    WitnessConfig {
         name: "witness.example/w1".into(),
         key_file: key,
         listen: "127.0.0.1:0".into(),
@@ -80,7 +78,15 @@ fn start(dir: &Path) -> Running {
             vkey_file: None,
             origin: None,
         }],
-    };
+    }
+}
+
+fn start(dir: &Path) -> Running {
+    let key = dir.join("w.key");
+    if !key.exists() {
+        keygen("witness.example/w1", &key).expect("keygen");
+    }
+    let cfg = config(key);
     let w = Arc::new(Witness::new(&cfg, dir, Arc::new(Metrics::default())).expect("witness"));
     let vkey = w.vkey();
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -312,18 +318,7 @@ fn a_state_written_before_slot_files_is_read_and_replaced() {
         *b ^= 0x5a;
     }
     std::fs::write(&state, &broken).expect("write");
-    let key = dir.path().join("w.key");
-    let cfg = WitnessConfig {
-        name: "witness.example/w1".into(),
-        key_file: key,
-        listen: "127.0.0.1:0".into(),
-        prefix: "/w".into(),
-        logs: vec![WitnessedLog {
-            vkey: Some(log().verifier().to_vkey()),
-            vkey_file: None,
-            origin: None,
-        }],
-    };
+    let cfg = config(dir.path().join("w.key"));
     let e = Witness::new(&cfg, dir.path(), Arc::new(Metrics::default()))
         .err()
         .expect("a broken state file must be refused");

@@ -598,9 +598,9 @@ mod tests {
         assert_eq!((ws.witness_count(), ws.mode()), (2, WitnessMode::Sync));
     }
 
-    #[tokio::test]
-    async fn a_checkpoint_is_published_once_the_quorum_cosigned_it() {
-        let dir = tempfile::tempdir().expect("tmp");
+    /// The log `log.example/x`, a policy of witnesses w1..w3 with a
+    /// 2-of-3 quorum (its text), and sync witnessing by it.
+    fn two_of_three(dir: &std::path::Path) -> (Signer, String, Witnessing) {
         let log = Signer::from_seed("log.example/x", &[1; 32]).expect("s");
         let vkey = log.verifier().to_vkey();
         let text = format!(
@@ -609,25 +609,35 @@ mod tests {
             w(2).verifier().to_vkey(),
             w(3).verifier().to_vkey()
         );
-        let ws =
-            Witnessing::load(&section(dir.path(), &text, WitnessMode::Sync), &vkey).expect("ok");
-        let signed = |n: u64| {
-            let cp = Checkpoint::new("log.example/x", n, tlog_core::Hash([n as u8; 32]));
-            Arc::new(Signed {
-                size: n,
-                root: cp.root,
-                note: cp.sign(&log).expect("sign"),
-            })
-        };
-        let cosig = |i: u8, s: &Signed| {
-            let body = s
-                .note
-                .split_once("\n\n")
-                .map(|(t, _)| format!("{t}\n"))
-                .expect("text");
-            w(i).cosign(1_700_000_000, &body)
-        };
-        let five = signed(5);
+        let ws = Witnessing::load(&section(dir, &text, WitnessMode::Sync), &vkey).expect("ok");
+        (log, text, ws)
+    }
+
+    /// `log`'s checkpoint of size `n`.
+    fn signed(log: &Signer, n: u64) -> Arc<Signed> {
+        let cp = Checkpoint::new("log.example/x", n, tlog_core::Hash([n as u8; 32]));
+        Arc::new(Signed {
+            size: n,
+            root: cp.root,
+            note: cp.sign(log).expect("sign"),
+        })
+    }
+
+    /// Witness `i`'s cosignature of `s`.
+    fn cosig(i: u8, s: &Signed) -> Signature {
+        let body = s
+            .note
+            .split_once("\n\n")
+            .map(|(t, _)| format!("{t}\n"))
+            .expect("text");
+        w(i).cosign(1_700_000_000, &body)
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_is_published_once_the_quorum_cosigned_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (log, text, ws) = two_of_three(dir.path());
+        let five = signed(&log, 5);
         ws.add(0, &five, cosig(1, &five));
         assert!(ws.published().is_none(), "one of three is not a quorum");
         // A sync append waiting for size 5 times out without the quorum.
@@ -641,7 +651,7 @@ mod tests {
             .expect("quorum");
         assert_eq!(sat.cosigners.len(), 2);
         // An older checkpoint reaching its quorum later does not replace it.
-        let four = signed(4);
+        let four = signed(&log, 4);
         ws.add(0, &four, cosig(1, &four));
         ws.add(1, &four, cosig(2, &four));
         assert_eq!(ws.published().expect("p").size, 5);
@@ -654,33 +664,8 @@ mod tests {
     #[test]
     fn every_witness_is_asked_for_the_rounds_checkpoint_until_its_quorum() {
         let dir = tempfile::tempdir().expect("tmp");
-        let log = Signer::from_seed("log.example/x", &[1; 32]).expect("s");
-        let vkey = log.verifier().to_vkey();
-        let text = format!(
-            "witness A {} http://127.0.0.1:1\nwitness B {} http://127.0.0.1:2\nwitness C {} http://127.0.0.1:3\ngroup G 2 A B C\nquorum G\n",
-            w(1).verifier().to_vkey(),
-            w(2).verifier().to_vkey(),
-            w(3).verifier().to_vkey()
-        );
-        let ws =
-            Witnessing::load(&section(dir.path(), &text, WitnessMode::Sync), &vkey).expect("ok");
-        let signed = |n: u64| {
-            let cp = Checkpoint::new("log.example/x", n, tlog_core::Hash([n as u8; 32]));
-            Arc::new(Signed {
-                size: n,
-                root: cp.root,
-                note: cp.sign(&log).expect("sign"),
-            })
-        };
-        let cosig = |i: u8, s: &Signed| {
-            let body = s
-                .note
-                .split_once("\n\n")
-                .map(|(t, _)| format!("{t}\n"))
-                .expect("text");
-            w(i).cosign(1_700_000_000, &body)
-        };
-        let (five, six, seven) = (signed(5), signed(6), signed(7));
+        let (log, _, ws) = two_of_three(dir.path());
+        let (five, six, seven) = (signed(&log, 5), signed(&log, 6), signed(&log, 7));
         assert_eq!(ws.round(&five).size, 5, "the first round takes the newest");
         ws.add(0, &five, cosig(1, &five));
         // The sequencer signed 6 while the round was open: a witness that
