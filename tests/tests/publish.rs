@@ -318,7 +318,20 @@ impl Garage {
             secret: String::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
+        // `node id` reads the key the server writes before it listens, so
+        // the RPC port must accept connections too before the CLI, which
+        // connects to it, is used (a `layout assign` refused otherwise).
+        let rpc_addr: SocketAddr = format!("127.0.0.1:{rpc}").parse().expect("addr");
         let node = loop {
+            if std::net::TcpStream::connect(rpc_addr).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "garage did not listen on {rpc_addr}: {}",
+                    std::fs::read_to_string(work.join("garage.log")).unwrap_or_default()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
             let out = Command::new(garage_bin())
                 .arg("-c")
                 .arg(&g.config)
