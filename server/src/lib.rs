@@ -439,7 +439,9 @@ pub async fn serve_on(
     let tiles = Arc::new(tlog_core::merkle::cache::TileCache::new(
         config.tile_cache_tiles,
     ));
-    {
+    // Awaited at stop: it holds the store, which must be closed (RocksDB's
+    // lock released) when serving returns.
+    let warming = {
         let (store, tiles, metrics, stop) = (
             store.clone(),
             tiles.clone(),
@@ -447,8 +449,8 @@ pub async fn serve_on(
             stop_rx.clone(),
         );
         let size = seq.latest().size;
-        tokio::task::spawn_blocking(move || warm_tile_cache(&store, &tiles, size, &metrics, &stop));
-    }
+        tokio::task::spawn_blocking(move || warm_tile_cache(&store, &tiles, size, &metrics, &stop))
+    };
     let ingress_audit = audit.clone();
     // Only the witness workers need a handle of their own: a handle kept
     // here would keep the sequencer's queue open.
@@ -522,7 +524,7 @@ pub async fn serve_on(
     // Tasks that hold the store or the service and end on the stop
     // signal: awaited before the sequencer, so that the store is closed
     // when this returns.
-    let mut side_tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    let mut side_tasks: Vec<tokio::task::JoinHandle<()>> = vec![warming];
     if let (Some(w), Some(seq_handle)) = (&witnessing, seq_handle) {
         tracing::info!(
             witnesses = w.witness_count(),
